@@ -1,0 +1,97 @@
+"""vidtok: autoregressive video generation with compressed video tokens.
+
+The top level is lazy (PEP 562): ``import vidtok`` imports neither torch nor diffusers; each public name
+imports only the module that defines it on first access, so ``from vidtok import GMMHead`` loads the heads
+and nothing else.
+
+>>> import vidtok
+>>> sorted(vidtok.HEADS.list())  # doctest: +SKIP
+['categorical', 'diffusion_mlp', 'gaussian', 'gmm', 'l2']
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0.dev0"
+
+# Public name -> module that defines it. Keep in sync with __all__ (a test checks both directions).
+_LAZY: dict[str, str] = {
+    # registries and the component base
+    "Registry": "vidtok.registry",
+    "RegistryError": "vidtok.registry",
+    "TOKENIZERS": "vidtok.tokenizers.base",
+    "HEADS": "vidtok.heads.base",
+    "BACKBONES": "vidtok.backbones.base",
+    "RECIPES": "vidtok.recipes.base",
+    "Component": "vidtok.modeling_utils",
+    "LoadingError": "vidtok.modeling_utils",
+    # kind bases
+    "VideoTokenizer": "vidtok.tokenizers.base",
+    "TokenHead": "vidtok.heads.base",
+    # outputs
+    "TokenizerOutput": "vidtok.outputs",
+    # video I/O
+    "read_video": "vidtok.io",
+    "read_video_info": "vidtok.io",
+    "save_video": "vidtok.io",
+}
+
+# Sub-packages reachable as attributes (``vidtok.io.save_video``) without importing them eagerly.
+_SUBMODULES = (
+    "backbones",
+    "cli",
+    "data",
+    "heads",
+    "io",
+    "metrics",
+    "modeling_utils",
+    "outputs",
+    "recipes",
+    "registry",
+    "tokenizers",
+)
+
+__all__ = [
+    "BACKBONES",
+    "HEADS",
+    "RECIPES",
+    "TOKENIZERS",
+    "Component",
+    "LoadingError",
+    "Registry",
+    "RegistryError",
+    "TokenHead",
+    "TokenizerOutput",
+    "VideoTokenizer",
+    "__version__",
+    "read_video",
+    "read_video_info",
+    "save_video",
+]
+
+if TYPE_CHECKING:  # real imports for IDEs, type checkers and the docs' static analysis
+    from .backbones.base import BACKBONES
+    from .heads.base import HEADS, TokenHead
+    from .io import read_video, read_video_info, save_video
+    from .modeling_utils import Component, LoadingError
+    from .outputs import TokenizerOutput
+    from .recipes.base import RECIPES
+    from .registry import Registry, RegistryError
+    from .tokenizers.base import TOKENIZERS, VideoTokenizer
+
+
+def __getattr__(name: str) -> Any:
+    module_path = _LAZY.get(name)
+    if module_path is not None:
+        value = getattr(importlib.import_module(module_path), name)
+        globals()[name] = value  # cache: the next access is a plain attribute lookup
+        return value
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'vidtok' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))

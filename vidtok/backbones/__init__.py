@@ -1,0 +1,5 @@
+"""Backbones, one per file, each registered in :data:`BACKBONES` under its file's name."""
+
+from vidtok.backbones.base import BACKBONES
+
+__all__ = ["BACKBONES"]

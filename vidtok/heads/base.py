@@ -1,0 +1,79 @@
+"""The AR head interface and the ``HEADS`` registry.
+
+A head sits on top of a backbone's hidden state and models the next token (DiCoDe §3.4, Table 4): a
+continuous head models ``p(x | h)`` for a token ``x`` of ``token_dim`` channels, a categorical head models
+integer codes. Every head offers the same three calls, so an ablation is a swap of the registry name.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import torch
+
+from vidtok.modeling_utils import Component
+from vidtok.registry import Registry
+
+__all__ = ["HEADS", "TokenHead"]
+
+
+class TokenHead(Component, abc.ABC):
+    """Base class of AR heads.
+
+    Shapes: ``hidden`` is ``(..., hidden_size)``; a continuous ``target`` is ``(..., token_dim)``, a
+    discrete one is an integer tensor ``(...)`` (or ``(..., num_codes)`` for factorized codes). Leading
+    dimensions are arbitrary and must agree.
+    """
+
+    #: Whether targets are integer codes (categorical heads) rather than continuous vectors.
+    is_discrete: bool = False
+
+    @abc.abstractmethod
+    def loss(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-token training loss with the leading shape of ``hidden`` (no reduction)."""
+
+    def nll(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Exact negative log-density (nats per token) of ``target`` given ``hidden``.
+
+        Raises:
+            NotImplementedError: For heads that define no tractable density.
+        """
+        raise NotImplementedError(f"{type(self).__name__} defines no exact density, so it has no nll()")
+
+    @abc.abstractmethod
+    def sample(
+        self, hidden: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None, **kwargs: Any
+    ) -> torch.Tensor:
+        """Draw one next token per hidden state."""
+
+    def _check_inputs(self, hidden: torch.Tensor, target: torch.Tensor | None = None) -> None:
+        """Validate shapes against the config and raise a ValueError naming the mismatch."""
+        hidden_size = self.config["hidden_size"]
+        if not isinstance(hidden, torch.Tensor) or not hidden.is_floating_point():
+            raise TypeError(f"{type(self).__name__}: hidden must be a floating tensor (..., {hidden_size})")
+        if hidden.ndim == 0 or hidden.shape[-1] != hidden_size:
+            raise ValueError(
+                f"{type(self).__name__}: hidden must be (..., hidden_size={hidden_size}), got {tuple(hidden.shape)}"
+            )
+        if target is None:
+            return
+        if self.is_discrete:
+            if target.is_floating_point():
+                raise TypeError(f"{type(self).__name__}: targets must be integer codes, got {target.dtype}")
+            lead = target.shape[: hidden.ndim - 1]
+        else:
+            token_dim = self.config["token_dim"]
+            if target.shape[-1:] != (token_dim,):
+                raise ValueError(
+                    f"{type(self).__name__}: target must be (..., token_dim={token_dim}), got {tuple(target.shape)}"
+                )
+            lead = target.shape[:-1]
+        if tuple(lead) != tuple(hidden.shape[:-1]):
+            raise ValueError(
+                f"{type(self).__name__}: leading dims of hidden {tuple(hidden.shape[:-1])} and target "
+                f"{tuple(lead)} differ"
+            )
+
+
+HEADS: Registry[type[TokenHead]] = Registry("head", base=TokenHead, package="vidtok.heads")
