@@ -38,7 +38,10 @@ def _probe_head(head, generator):
         target = head.sample(hidden, generator=generator)
     else:
         target = torch.randn(2, 3, cfg["token_dim"], generator=generator)
-    loss = head.loss(hidden, target)
+    # Heads whose loss is stochastic (diffusion timesteps and noise) take the generator, so the probe is
+    # deterministic for a seed.
+    extra = {"generator": generator} if "generator" in inspect.signature(head.loss).parameters else {}
+    loss = head.loss(hidden, target, **extra)
     assert loss.shape == (2, 3), f"loss must be per token (2, 3), got {tuple(loss.shape)}"
     return loss.mean()
 

@@ -36,6 +36,9 @@ _LAZY: dict[str, str] = {
     "read_video": "vidtok.io",
     "read_video_info": "vidtok.io",
     "save_video": "vidtok.io",
+    "frames_to_tensor": "vidtok.io",
+    "tensor_to_frames": "vidtok.io",
+    "VideoReadError": "vidtok.io",
 }
 
 # Sub-packages reachable as attributes (``vidtok.io.save_video``) without importing them eagerly.
@@ -64,17 +67,20 @@ __all__ = [
     "RegistryError",
     "TokenHead",
     "TokenizerOutput",
+    "VideoReadError",
     "VideoTokenizer",
     "__version__",
+    "frames_to_tensor",
     "read_video",
     "read_video_info",
     "save_video",
+    "tensor_to_frames",
 ]
 
 if TYPE_CHECKING:  # real imports for IDEs, type checkers and the docs' static analysis
     from .backbones.base import BACKBONES
     from .heads.base import HEADS, TokenHead
-    from .io import read_video, read_video_info, save_video
+    from .io import VideoReadError, frames_to_tensor, read_video, read_video_info, save_video, tensor_to_frames
     from .modeling_utils import Component, LoadingError
     from .outputs import TokenizerOutput
     from .recipes.base import RECIPES

@@ -1,0 +1,30 @@
+"""The README's set-up commands are the ones CI runs."""
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _quickstart_commands():
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Quick start", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
+    return [line.strip() for line in block.strip().splitlines()]
+
+
+def test_readme_has_two_setup_commands():
+    main_cmd, test_cmd = _quickstart_commands()
+    assert main_cmd.endswith("vidtok list") or "vidtok generate" in main_cmd
+    assert "pytest" in test_cmd and "HF_HUB_OFFLINE=1" in test_cmd
+
+
+def test_ci_runs_the_readme_commands():
+    ci = (ROOT / ".ci" / "run").read_text()
+    main_cmd, test_cmd = _quickstart_commands()
+    install_main = re.search(r"(pip install .*?) &&", main_cmd.split("activate && ", 1)[1]).group(1)
+    install_test = re.search(r"(pip install .*?) &&", test_cmd.split("activate && ", 1)[1]).group(1)
+    run_tests = test_cmd.rsplit("&& ", 1)[1]
+    run_main = main_cmd.rsplit("&& ", 1)[1]
+    for command in (install_main, run_main, install_test, run_tests):
+        assert command in ci, f"CI does not run the README command {command!r}"
