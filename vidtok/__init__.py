@@ -30,6 +30,12 @@ _LAZY: dict[str, str] = {
     # kind bases
     "VideoTokenizer": "vidtok.tokenizers.base",
     "TokenHead": "vidtok.heads.base",
+    # heads
+    "L2Head": "vidtok.heads.l2",
+    "GaussianHead": "vidtok.heads.gaussian",
+    "GMMHead": "vidtok.heads.gmm",
+    "DiffusionMLPHead": "vidtok.heads.diffusion_mlp",
+    "CategoricalHead": "vidtok.heads.categorical",
     # outputs
     "TokenizerOutput": "vidtok.outputs",
     # video I/O
@@ -61,7 +67,12 @@ __all__ = [
     "HEADS",
     "RECIPES",
     "TOKENIZERS",
+    "CategoricalHead",
     "Component",
+    "DiffusionMLPHead",
+    "GMMHead",
+    "GaussianHead",
+    "L2Head",
     "LoadingError",
     "Registry",
     "RegistryError",
@@ -80,6 +91,11 @@ __all__ = [
 if TYPE_CHECKING:  # real imports for IDEs, type checkers and the docs' static analysis
     from .backbones.base import BACKBONES
     from .heads.base import HEADS, TokenHead
+    from .heads.categorical import CategoricalHead
+    from .heads.diffusion_mlp import DiffusionMLPHead
+    from .heads.gaussian import GaussianHead
+    from .heads.gmm import GMMHead
+    from .heads.l2 import L2Head
     from .io import VideoReadError, frames_to_tensor, read_video, read_video_info, save_video, tensor_to_frames
     from .modeling_utils import Component, LoadingError
     from .outputs import TokenizerOutput

@@ -203,7 +203,7 @@ class Component(ModelMixin, ConfigMixin):
         allow_missing_keys: bool = False,
         allow_unexpected_keys: bool = False,
         **kwargs: Any,
-    ):
+    ) -> Any:
         """Load a component saved with ``save_pretrained`` from a local folder or a Hub id.
 
         Loading is strict: a checkpoint whose keys do not match the model raises instead of leaving
@@ -243,6 +243,10 @@ class Component(ModelMixin, ConfigMixin):
             )
         if info.get("error_msgs"):
             problems.append(f"errors: {info['error_msgs']}")
+        if allow_missing_keys and info.get("missing_keys"):
+            logger.warning("%s: keeping fresh initialisation for missing keys %s", cls.__name__, info["missing_keys"])
+        if allow_unexpected_keys and info.get("unexpected_keys"):
+            logger.warning("%s: ignoring unexpected checkpoint keys %s", cls.__name__, info["unexpected_keys"])
         if problems:
             raise LoadingError(
                 f"{cls.__name__}.from_pretrained({path!r}) does not match the checkpoint: "

@@ -19,11 +19,20 @@ __all__ = ["HEADS", "TokenHead"]
 
 
 class TokenHead(Component, abc.ABC):
-    """Base class of AR heads.
+    """Base class of AR heads (DiCoDe §3.4: the AR model predicts the parameters of a distribution).
 
     Shapes: ``hidden`` is ``(..., hidden_size)``; a continuous ``target`` is ``(..., token_dim)``, a
-    discrete one is an integer tensor ``(...)`` (or ``(..., num_codes)`` for factorized codes). Leading
-    dimensions are arbitrary and must agree.
+    discrete one is an integer tensor ``(...)`` of code indices (a factorized head decomposes each code
+    internally). Leading dimensions are arbitrary and must agree.
+
+    Precision: the built-in heads run their MLP in the head's parameter dtype (``hidden`` is cast to it,
+    so an fp32 head accepts bf16/fp16 hidden states and a head cast with ``.to(torch.bfloat16)`` accepts
+    fp32 ones), then evaluate every density in fp32: ``loss`` and ``nll`` are always fp32, ``sample``
+    returns continuous tokens in ``hidden``'s dtype. To *train* in fp16, keep the head in fp32 under
+    ``torch.autocast``: NLL gradients near a small variance can exceed the fp16 range.
+
+    Randomness: ``sample`` draws only from the given ``torch.Generator`` (on the generator's device, then
+    moved to the head's), or from the global RNG when it is ``None``.
     """
 
     #: Whether targets are integer codes (categorical heads) rather than continuous vectors.
@@ -58,11 +67,15 @@ class TokenHead(Component, abc.ABC):
             )
         if target is None:
             return
+        if not isinstance(target, torch.Tensor):
+            raise TypeError(f"{type(self).__name__}: target must be a tensor, got {type(target).__name__}")
         if self.is_discrete:
-            if target.is_floating_point():
+            if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
                 raise TypeError(f"{type(self).__name__}: targets must be integer codes, got {target.dtype}")
-            lead = target.shape[: hidden.ndim - 1]
+            lead = target.shape
         else:
+            if not target.is_floating_point():
+                raise TypeError(f"{type(self).__name__}: continuous targets must be floating, got {target.dtype}")
             token_dim = self.config["token_dim"]
             if target.shape[-1:] != (token_dim,):
                 raise ValueError(

@@ -1,0 +1,360 @@
+"""DiffusionMLPHead: shapes, dtypes, zero init, schedulers, fused == generic sampling, guidance, loading, learning."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import diffusers
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import vidtok
+from vidtok.heads.diffusion_mlp import DiffusionMLPHead
+
+TINY = DiffusionMLPHead.tiny_config()
+H, C = TINY["hidden_size"], TINY["token_dim"]
+
+
+def make(seed: int = 0, perturb: float = 0.3, **overrides) -> DiffusionMLPHead:
+    """A tiny head; ``perturb`` adds noise to every weight so the zero-initialized layers predict non-zero."""
+    torch.manual_seed(seed)
+    head = DiffusionMLPHead(**{**TINY, **overrides})
+    if perturb:
+        g = torch.Generator().manual_seed(seed + 1)
+        with torch.no_grad():
+            for p in head.parameters():
+                p.add_(torch.randn(p.shape, generator=g) * perturb)
+    return head.eval()
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def without_fused_path(head: DiffusionMLPHead) -> DiffusionMLPHead:
+    """Force the generic ``scheduler.step`` loop (the reference the fused DDPM/DDIM loop must equal)."""
+    head._fused_steps = lambda *args, **kwargs: None
+    return head
+
+
+def test_registered_and_created_with_the_common_kwargs():
+    head = vidtok.HEADS.create("diffusion_mlp", hidden_size=12, token_dim=3, width=16, depth=1)
+    assert isinstance(head, DiffusionMLPHead)
+    assert vidtok.HEADS.get("diffusion_mlp") is DiffusionMLPHead
+    assert head.loss(torch.randn(5, 12), torch.randn(5, 3)).shape == (5,)
+
+
+@pytest.mark.parametrize("lead", [(), (5,), (2, 3), (2, 1, 3), (0, 4)])
+@pytest.mark.parametrize("adaln", ["separable", "joint"])
+def test_shapes_for_any_leading_dims(lead, adaln):
+    head = make(adaln=adaln)
+    hidden, target = torch.randn(*lead, H), torch.randn(*lead, C)
+    loss = head.loss(hidden, target, generator=gen())
+    assert loss.shape == lead and loss.dtype == torch.float32 and torch.isfinite(loss).all()
+    sample = head.sample(hidden, generator=gen())
+    assert sample.shape == (*lead, C) and torch.isfinite(sample).all()
+    assert head(target, 10, hidden).shape == (*lead, C)
+
+
+def test_wrong_shapes_are_refused():
+    head = make()
+    with pytest.raises(ValueError, match="hidden_size"):
+        head.loss(torch.randn(2, H + 1), torch.randn(2, C))
+    with pytest.raises(ValueError, match="token_dim"):
+        head.loss(torch.randn(2, H), torch.randn(2, C + 1))
+    with pytest.raises(ValueError, match="leading dims"):
+        head.loss(torch.randn(2, H), torch.randn(3, C))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+def test_low_precision_inputs_give_finite_results(dtype):
+    head = make()
+    hidden, target = torch.randn(4, 3, H).to(dtype), torch.randn(4, 3, C).to(dtype)
+    loss = head.loss(hidden, target, generator=gen())
+    assert loss.dtype == torch.float32 and torch.isfinite(loss).all()
+    sample = head.sample(hidden, generator=gen())
+    assert sample.dtype == dtype and torch.isfinite(sample).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_head_trains_and_samples(dtype):
+    head = make().to(dtype).train()
+    hidden, target = torch.randn(4, 3, H, dtype=dtype), torch.randn(4, 3, C, dtype=dtype)
+    loss = head.loss(hidden, target, generator=gen())
+    loss.mean().backward()
+    assert torch.isfinite(loss).all()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in head.parameters())
+    assert torch.isfinite(head.eval().sample(hidden, generator=gen())).all()
+
+
+@pytest.mark.parametrize("adaln", ["separable", "joint"])
+def test_zero_init_untrained_denoiser_predicts_zero(adaln):
+    head = DiffusionMLPHead(**TINY, adaln=adaln)
+    out = head(torch.randn(6, C), torch.arange(6) * 100, torch.randn(6, H))
+    assert torch.equal(out, torch.zeros_like(out))
+    # With ε = 0 predicted everywhere the loss is E[ε²] = 1 per channel, up to sampling noise.
+    loss = head.loss(torch.randn(4096, H), torch.randn(4096, C), generator=gen())
+    assert abs(loss.mean().item() - 1.0) < 0.05
+
+
+def test_loss_is_the_mean_over_timestep_draws_of_the_denoising_mse():
+    head = make(num_timesteps_per_token=3)
+    hidden, target = torch.randn(2, 5, H), torch.randn(2, 5, C)
+    loss = head.loss(hidden, target, generator=gen(7))
+    # Reproduce the draws (timesteps first, then noise) and evaluate the public denoiser row by row.
+    g = gen(7)
+    t = torch.randint(0, 1000, (3, 10), generator=g)
+    noise = torch.randn(3, 10, C, generator=g)
+    ab = diffusers.DDPMScheduler(beta_schedule="squaredcos_cap_v2").alphas_cumprod.double()
+    x0 = target.reshape(1, 10, C)
+    a, s = ab[t].sqrt().float()[..., None], (1 - ab[t]).sqrt().float()[..., None]
+    pred = head(a * x0 + s * noise, t, hidden.reshape(1, 10, H).expand(3, 10, H))
+    expected = (pred - noise).square().mean(dim=(0, 2)).reshape(2, 5)
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
+def test_prediction_types_train(prediction_type):
+    head = make(prediction_type=prediction_type).train()
+    loss = head.loss(torch.randn(3, H), torch.randn(3, C), generator=gen())
+    loss.mean().backward()
+    assert torch.isfinite(loss).all() and all(p.grad is not None for p in head.parameters())
+
+
+@pytest.mark.parametrize(
+    "scheduler", ["ddpm", "ddim", "EulerDiscreteScheduler", "DPMSolverMultistepScheduler", "PNDMScheduler"]
+)
+def test_every_scheduler_samples_finite_values(scheduler):
+    head = make()
+    hidden = torch.randn(3, 4, H)
+    a = head.sample(hidden, generator=gen(), scheduler=scheduler, num_inference_steps=6)
+    b = make().sample(hidden, generator=gen(), scheduler=scheduler, num_inference_steps=6)
+    assert a.shape == (3, 4, C) and torch.isfinite(a).all()
+    assert torch.equal(a, b)  # deterministic given the generator
+    swapped = DiffusionMLPHead.from_config(head.config, scheduler=scheduler)  # the config-level swap
+    swapped.load_state_dict(head.state_dict())
+    assert torch.equal(swapped.eval().sample(hidden, generator=gen(), num_inference_steps=6), a)
+
+
+def test_invalid_scheduler_configs_are_refused():
+    with pytest.raises(ValueError, match="unknown scheduler"):
+        DiffusionMLPHead(**TINY, scheduler="no_such_scheduler")
+    with pytest.raises(ValueError, match="not a DDPM-family"):
+        DiffusionMLPHead(**TINY, scheduler="FlowMatchEulerDiscreteScheduler")
+    with pytest.raises(ValueError, match="on the head itself"):
+        DiffusionMLPHead(**TINY, scheduler_config={"prediction_type": "v_prediction"})
+    with pytest.raises(ValueError, match="does not accept"):
+        DiffusionMLPHead(**TINY, scheduler="ddim", scheduler_config={"variance_type": "fixed_large"})
+    with pytest.raises(ValueError, match="adaln"):
+        DiffusionMLPHead(**TINY, adaln="cross")
+    with pytest.raises(ValueError, match="prediction_type"):
+        DiffusionMLPHead(**TINY, prediction_type="flow")
+    with pytest.raises(ValueError, match="takes no eta"):
+        make().sample(torch.randn(2, H), scheduler="ddpm", eta=0.5)
+
+
+@pytest.mark.filterwarnings("ignore:DiffusionMLPHead. timestep_spacing")
+@pytest.mark.parametrize(
+    ("scheduler", "prediction_type", "eta", "temperature", "spacing"),
+    [
+        ("ddpm", "epsilon", 0.0, 1.0, "leading"),
+        ("ddpm", "epsilon", 0.0, 1.0, "trailing"),
+        ("ddpm", "v_prediction", 0.0, 1.0, "linspace"),
+        ("ddpm", "sample", 0.0, 1.0, "leading"),
+        ("ddim", "epsilon", 0.0, 0.7, "leading"),
+        ("ddim", "v_prediction", 0.0, 1.0, "trailing"),
+        ("ddim", "epsilon", 0.6, 1.0, "leading"),
+    ],
+)
+def test_fused_loop_equals_scheduler_step(scheduler, prediction_type, eta, temperature, spacing):
+    config = {
+        "prediction_type": prediction_type,
+        "scheduler": scheduler,
+        "scheduler_config": {"timestep_spacing": spacing},
+    }
+    head, reference = make(**config), without_fused_path(make(**config))
+    hidden = torch.randn(64, H)
+    kwargs = {"temperature": temperature, "num_inference_steps": 20, "eta": eta}
+    fast = head.sample(hidden, generator=gen(3), **kwargs)
+    slow = reference.sample(hidden, generator=gen(3), **kwargs)
+    assert head._fused_steps(head._make_scheduler(), 20, eta) is not None
+    torch.testing.assert_close(fast, slow, rtol=1e-4, atol=1e-4)
+
+
+def test_fused_loop_falls_back_for_clipping_schedulers():
+    head = make(scheduler_config={"clip_sample": True})
+    assert head._fused_steps(head._make_scheduler(), 10, 0.0) is None
+    sample = head.sample(torch.randn(8, H), generator=gen())
+    assert sample.abs().max() <= 1.0 + 1e-6  # diffusers clipped x0 each step, so the result stays in range
+
+
+def test_guidance_scale_one_is_the_conditional_sample():
+    head, hidden = make(), torch.randn(2, 3, H)
+    cond = head.sample(hidden, generator=gen(1))
+    guided = head.sample(hidden, generator=gen(1), guidance_scale=1.0, uncond_hidden=torch.zeros(H))
+    assert torch.equal(cond, guided)
+    with pytest.raises(ValueError, match="uncond_hidden"):
+        head.sample(hidden, guidance_scale=3.0)
+
+
+@pytest.mark.parametrize("scheduler", ["ddpm", "EulerDiscreteScheduler"])
+def test_batched_guidance_equals_two_separate_passes(scheduler):
+    head, hidden, uncond = make(scheduler=scheduler), torch.randn(6, H), torch.randn(H)
+    fast = head.sample(hidden, generator=gen(2), guidance_scale=3.0, uncond_hidden=uncond, num_inference_steps=10)
+    # Reference: the loop written with diffusers, one network call per branch.
+    sched = head._make_scheduler()
+    sched.set_timesteps(10)
+    g = gen(2)
+    x = torch.randn(6, C, generator=g) * sched.init_noise_sigma
+    with torch.no_grad():
+        for t in sched.timesteps:
+            xin = sched.scale_model_input(x, t)
+            c, u = head(xin, t, hidden), head(xin, t, uncond.expand(6, H))
+            x = sched.step(u + 3.0 * (c - u), t, x, generator=g).prev_sample
+    torch.testing.assert_close(fast, x, rtol=1e-4, atol=1e-4)
+
+
+def test_uncond_hidden_must_broadcast():
+    head = make()
+    with pytest.raises(ValueError, match="does not broadcast"):
+        head.sample(torch.randn(2, 3, H), guidance_scale=2.0, uncond_hidden=torch.randn(4, H))
+    with pytest.raises(ValueError, match="hidden_size"):
+        head.sample(torch.randn(2, 3, H), guidance_scale=2.0, uncond_hidden=torch.randn(H + 1))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_head_with_a_cpu_generator_matches_cpu():
+    """Noise is drawn on the generator's device and moved, so a CPU seed reproduces the CPU result on CUDA."""
+    head, hidden, target = make(), torch.randn(8, H), torch.randn(8, C)
+    cpu_sample, cpu_loss = head.sample(hidden, generator=gen()), head.loss(hidden, target, generator=gen())
+    head.to("cuda")
+    sample = head.sample(hidden.cuda(), generator=gen(), guidance_scale=1.0)
+    loss = head.loss(hidden.cuda(), target.cuda(), generator=gen())
+    assert sample.device.type == "cuda" and loss.device.type == "cuda"
+    torch.testing.assert_close(sample.cpu(), cpu_sample, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(loss.cpu(), cpu_loss, rtol=1e-3, atol=1e-4)
+
+
+def test_sampling_is_deterministic_given_a_generator():
+    head, hidden = make(), torch.randn(4, H)
+    assert torch.equal(head.sample(hidden, generator=gen(5)), head.sample(hidden, generator=gen(5)))
+    assert not torch.equal(head.sample(hidden, generator=gen(5)), head.sample(hidden, generator=gen(6)))
+    target = torch.randn(4, C)
+    assert torch.equal(head.loss(hidden, target, generator=gen(5)), head.loss(hidden, target, generator=gen(5)))
+
+
+def test_temperature_zero_makes_ddim_deterministic():
+    head, hidden = make(scheduler="ddim"), torch.randn(4, H)
+    a = head.sample(hidden, temperature=0.0, generator=gen(1))
+    b = head.sample(hidden, temperature=0.0, generator=gen(2))
+    assert torch.equal(a, b)
+
+
+def test_nll_is_not_defined():
+    with pytest.raises(NotImplementedError, match="diffusion_mlp defines no exact density"):
+        make().nll(torch.randn(2, H), torch.randn(2, C))
+
+
+def test_save_load_roundtrip_keeps_config_and_samples(tmp_path):
+    head = make(
+        adaln="joint",
+        prediction_type="v_prediction",
+        scheduler="ddim",
+        scheduler_config={"timestep_spacing": "trailing"},
+    )
+    head.save_pretrained(tmp_path)
+    loaded = DiffusionMLPHead.from_pretrained(tmp_path)
+    public = lambda config: {k: v for k, v in config.items() if not k.startswith("_")}  # noqa: E731
+    assert public(loaded.config) == public(head.config)
+    hidden = torch.randn(3, H)
+    assert torch.equal(head.sample(hidden, generator=gen()), loaded.sample(hidden, generator=gen()))
+    assert torch.equal(
+        head.loss(hidden, torch.ones(3, C), generator=gen()), loaded.loss(hidden, torch.ones(3, C), generator=gen())
+    )
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    lead=st.lists(st.integers(1, 3), min_size=0, max_size=3),
+    target_scale=st.sampled_from([0.0, 1e-6, 1.0, 1e2, 1e4]),
+    hidden_scale=st.sampled_from([0.0, 1e-6, 1.0, 1e2, 1e4]),
+    prediction_type=st.sampled_from(["epsilon", "v_prediction", "sample"]),
+    adaln=st.sampled_from(["separable", "joint"]),
+    seed=st.integers(0, 2**16),
+)
+def test_loss_and_gradients_stay_finite(lead, target_scale, hidden_scale, prediction_type, adaln, seed):
+    head = make(seed=seed % 7, prediction_type=prediction_type, adaln=adaln).train()
+    g = gen(seed)
+    hidden = torch.randn(*lead, H, generator=g) * hidden_scale
+    target = torch.randn(*lead, C, generator=g) * target_scale
+    hidden.requires_grad_(True)
+    loss = head.loss(hidden, target, generator=g)
+    assert loss.shape == tuple(lead) and torch.isfinite(loss).all()
+    loss.sum().backward()
+    assert torch.isfinite(hidden.grad).all()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in head.parameters())
+
+
+@functools.cache
+def fit_bimodal() -> DiffusionMLPHead:
+    """A head fitted (200 Adam steps) to a fixed hidden state whose token is (2, 2) or (-2, -2), equally likely."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny matrices: more threads only add contention
+    try:
+        return _fit_bimodal()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit_bimodal() -> DiffusionMLPHead:
+    torch.manual_seed(0)
+    head = DiffusionMLPHead(hidden_size=8, token_dim=2, width=64, depth=2)
+    optimizer = torch.optim.Adam(head.parameters(), lr=2e-3)
+    g = gen(0)
+    hidden = torch.randn(8, generator=g).expand(256, 8)
+    for _ in range(200):
+        sign = torch.randint(0, 2, (256, 1), generator=g).float() * 2 - 1
+        loss = head.loss(hidden, sign * torch.full((256, 2), 2.0), generator=g).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    head.bimodal_hidden = hidden[0]
+    return head.eval()
+
+
+def mode_fractions(samples: torch.Tensor) -> tuple[float, float]:
+    near = lambda mode: ((samples - mode).norm(dim=-1) < 1).float().mean().item()  # noqa: E731
+    return near(2.0), near(-2.0)
+
+
+@pytest.mark.slow
+def test_fits_a_bimodal_target_with_both_modes():
+    """The thesis of the head: one hidden state, two modes at ±2: samples land in both, none between."""
+    head = fit_bimodal()
+    samples = head.sample(head.bimodal_hidden.expand(2000, 8), generator=gen(1), num_inference_steps=50)
+    plus, minus = mode_fractions(samples)
+    assert 0.3 < plus < 0.7 and 0.3 < minus < 0.7, (plus, minus)
+    assert 1 - plus - minus < 0.05  # few samples between the modes (an L2 head would put all at 0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheduler", ["ddim", "EulerDiscreteScheduler", "DPMSolverMultistepScheduler"])
+def test_swapped_schedulers_sample_the_fitted_modes(scheduler):
+    """Swapping the sampler after training keeps both modes (with the head's default 'leading' spacing)."""
+    head = fit_bimodal()
+    swapped = DiffusionMLPHead.from_config(head.config, scheduler=scheduler)
+    swapped.load_state_dict(head.state_dict())
+    samples = swapped.eval().sample(head.bimodal_hidden.expand(2000, 8), generator=gen(1), num_inference_steps=20)
+    plus, minus = mode_fractions(samples)
+    assert 0.3 < plus < 0.7 and 0.3 < minus < 0.7 and plus + minus > 0.95, (plus, minus)
+
+
+def test_epsilon_with_a_spacing_that_starts_at_the_last_step_warns():
+    with pytest.warns(UserWarning, match="ill-conditioned"):
+        DiffusionMLPHead(**TINY, scheduler_config={"timestep_spacing": "trailing"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        DiffusionMLPHead(**TINY, prediction_type="v_prediction", scheduler_config={"timestep_spacing": "trailing"})

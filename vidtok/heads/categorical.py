@@ -1,0 +1,177 @@
+"""The categorical head: a softmax over discrete codes, optionally factorized over the bits of an LFQ code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from diffusers.configuration_utils import register_to_config
+
+from vidtok.heads._layers import build_trunk, check_temperature, gumbel, init_linear_
+from vidtok.heads.base import HEADS, TokenHead
+
+__all__ = ["CategoricalHead"]
+
+
+@HEADS.register("categorical")
+class CategoricalHead(TokenHead):
+    """Cross-entropy over integer codes, the discrete-token baseline of DiCoDe §3.4 (and of HiTVideo/LFQ).
+
+    DiCoDe §3.4 contrasts continuous heads with "the discrete scenario where the target is a categorical
+    distribution"; this is that head. Two modes:
+
+    * **Flat** (``vocab_size=V``): one ``V``-way softmax; targets are codes in ``[0, V)``.
+    * **Factorized** (``num_bits=B``, ``bits_per_group=g``): for lookup-free quantization codebooks of
+      ``2^B`` entries (MAGVIT-v2, arXiv:2310.05737 §3.1). A code is split into ``B / g`` groups of ``g``
+      bits, predicted as independent ``2^g``-way softmaxes, so a ``2^18`` codebook needs ``18`` two-way
+      (``g = 1``) or ``2`` 512-way (``g = 9``) softmaxes instead of one ``262144``-way softmax. Targets are
+      still code indices in ``[0, 2^B)``; group ``j`` is digit ``j`` of the code in base ``2^g``, most
+      significant first (so bit ``i`` is LFQ channel ``i`` with MSB-first bit weights, the
+      vector-quantize-pytorch convention). The density is the product over groups.
+
+    ``loss`` is the cross-entropy and ``nll`` the same value (nats per token, summed over groups in the
+    factorized mode), both fp32. ``sample`` supports ``temperature`` (0 → argmax) and ``top_k`` (applied
+    per group in the factorized mode) and returns ``int64`` codes.
+
+    ``token_dim`` is accepted and ignored so that the keyword arguments shared by all heads
+    (``hidden_size``, ``token_dim``) can be passed to every head: a discrete token is one code.
+
+    Args:
+        hidden_size: Size of the backbone hidden state.
+        vocab_size: Codebook size for the flat mode.
+        num_bits: Bits per code for the factorized mode (exclusive with ``vocab_size``).
+        bits_per_group: Bits predicted jointly per softmax in the factorized mode; must divide ``num_bits``.
+        token_dim: Ignored (accepted for swap compatibility).
+        mlp_width: Width of the MLP's hidden layers (default ``hidden_size``).
+        mlp_layers: Linear layers, the output projection included (1 = a plain linear LM head).
+
+    Example:
+        >>> import torch
+        >>> from vidtok.heads import CategoricalHead
+        >>> head = CategoricalHead(hidden_size=16, num_bits=18, bits_per_group=6)
+        >>> head.proj.out_features  # 3 groups x 64 logits instead of 262144
+        192
+        >>> hidden = torch.randn(2, 3, 16)
+        >>> codes = head.sample(hidden, generator=torch.Generator().manual_seed(0), top_k=8)
+        >>> codes.shape, codes.dtype, bool(codes.max() < 2**18)
+        (torch.Size([2, 3]), torch.int64, True)
+        >>> head.nll(hidden, codes).shape
+        torch.Size([2, 3])
+    """
+
+    is_discrete = True
+
+    @register_to_config
+    def __init__(
+        self,
+        *,
+        hidden_size: int,
+        vocab_size: int | None = None,
+        num_bits: int | None = None,
+        bits_per_group: int = 1,
+        token_dim: int | None = None,
+        mlp_width: int | None = None,
+        mlp_layers: int = 1,
+    ):
+        super().__init__()
+        if (vocab_size is None) == (num_bits is None):
+            raise ValueError("CategoricalHead needs exactly one of vocab_size (flat) or num_bits (factorized)")
+        if vocab_size is not None:
+            if vocab_size < 2:
+                raise ValueError(f"vocab_size must be >= 2, got {vocab_size}")
+            self.num_groups, self.group_size = 1, int(vocab_size)
+        else:
+            if not 1 <= num_bits <= 62:
+                raise ValueError(f"num_bits must be in [1, 62] (int64 code indices), got {num_bits}")
+            if bits_per_group < 1 or num_bits % bits_per_group:
+                raise ValueError(f"bits_per_group must be >= 1 and divide num_bits={num_bits}, got {bits_per_group}")
+            if bits_per_group > 20:
+                raise ValueError(f"bits_per_group={bits_per_group} means a 2^{bits_per_group}-way softmax; use <= 20")
+            self.num_groups, self.group_size = num_bits // bits_per_group, 2**bits_per_group
+        self.trunk, features = build_trunk(hidden_size, mlp_width or hidden_size, mlp_layers)
+        self.proj = torch.nn.Linear(features, self.num_groups * self.group_size)
+        init_linear_(self)
+
+    @classmethod
+    def tiny_config(cls) -> dict[str, Any]:
+        """A factorized head over 6-bit codes in 3 groups of 2 bits."""
+        return {"hidden_size": 16, "num_bits": 6, "bits_per_group": 2}
+
+    @property
+    def num_codes(self) -> int:
+        """Size of the code space (``vocab_size`` or ``2^num_bits``)."""
+        return self.group_size**self.num_groups
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Logits ``(..., num_groups, group_size)`` (``num_groups = 1`` in the flat mode), in fp32."""
+        self._check_inputs(hidden)
+        weight = self.proj.weight
+        logits = self.proj(self.trunk(hidden.to(weight.dtype))).float()
+        return logits.unflatten(-1, (self.num_groups, self.group_size))
+
+    def _digits(self, codes: torch.Tensor) -> torch.Tensor:
+        """Codes ``(...)`` → per-group indices ``(..., num_groups)``, most significant group first."""
+        if self.num_groups == 1:
+            return codes.unsqueeze(-1)
+        bits = self.config["bits_per_group"]
+        shifts = torch.arange(self.num_groups - 1, -1, -1, device=codes.device) * bits
+        return (codes.unsqueeze(-1) >> shifts) & (self.group_size - 1)
+
+    def _compose(self, digits: torch.Tensor) -> torch.Tensor:
+        """Per-group indices ``(..., num_groups)`` → codes ``(...)``."""
+        if self.num_groups == 1:
+            return digits.squeeze(-1)
+        bits = self.config["bits_per_group"]
+        shifts = torch.arange(self.num_groups - 1, -1, -1, device=digits.device) * bits
+        return (digits << shifts).sum(-1)
+
+    def nll(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Negative log-probability of the codes, fp32 nats per token ``(...)`` (summed over groups).
+
+        Raises:
+            ValueError: If a code is outside ``[0, num_codes)``.
+        """
+        self._check_inputs(hidden, target)
+        target = target.long()
+        if target.numel() and (bool(target.min() < 0) or bool(target.max() >= self.num_codes)):
+            raise ValueError(
+                f"{type(self).__name__}: codes must lie in [0, {self.num_codes}), got values in "
+                f"[{int(target.min())}, {int(target.max())}]"
+            )
+        logits = self(hidden)
+        log_probs = torch.log_softmax(logits, dim=-1)
+        picked = log_probs.gather(-1, self._digits(target).unsqueeze(-1)).squeeze(-1)
+        return -picked.sum(-1)
+
+    def loss(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy per token, fp32 ``(...)``; equal to :meth:`nll`."""
+        return self.nll(hidden, target)
+
+    def sample(
+        self,
+        hidden: torch.Tensor,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        top_k: int | None = None,
+    ) -> torch.Tensor:
+        """Sample codes ``(...)`` (``int64``).
+
+        Args:
+            hidden: ``(..., hidden_size)``.
+            temperature: Divides the logits; ``0`` returns the most likely code (per group).
+            generator: Source of randomness.
+            top_k: Keep only the ``top_k`` most likely entries of each softmax (per group when factorized).
+        """
+        temperature = check_temperature(temperature)
+        if top_k is not None and top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        with torch.no_grad():
+            logits = self(hidden)
+            if temperature == 0:
+                return self._compose(logits.argmax(-1))
+            logits = logits / temperature
+            if top_k is not None and top_k < self.group_size:
+                kth = logits.topk(top_k, dim=-1).values[..., -1:]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            noise = gumbel(tuple(logits.shape), generator, logits.device)
+            return self._compose((logits + noise).argmax(-1))

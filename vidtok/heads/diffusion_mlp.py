@@ -1,0 +1,506 @@
+"""Diffusion-MLP head: a small AdaLN residual MLP that models ``p(x | h)`` by denoising one token at a time.
+
+MAR's "Diffusion Loss" (Li et al. 2024, *Autoregressive Image Generation without Vector Quantization*,
+arXiv:2406.11838, §3.2 and §4.1), also used per token by NOVA (Deng et al. 2024, arXiv:2412.14169, §3.4).
+The noise schedule and the sampling steps are diffusers schedulers chosen by name, so any DDPM-family
+scheduler can be swapped in without retraining.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import warnings
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import register_to_config
+from torch import nn
+
+from vidtok.heads.base import HEADS, TokenHead
+
+__all__ = ["DiffusionMLPHead"]
+
+_SCHEDULER_ALIASES = {"ddpm": "DDPMScheduler", "ddim": "DDIMScheduler"}
+_PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+_ADALN_MODES = ("separable", "joint")
+# Scheduler arguments the head owns: they define what the network was trained on.
+_HEAD_OWNED = ("num_train_timesteps", "beta_schedule", "prediction_type", "trained_betas")
+
+
+def _timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
+    """Sinusoidal features ``[cos, sin]`` of (possibly fractional) timesteps ``t`` (DDPM / DiT style)."""
+    half = dim // 2
+    freqs = torch.exp(torch.arange(half, device=t.device, dtype=torch.float32) * (-math.log(max_period) / half))
+    args = t.float()[:, None] * freqs
+    return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
+
+
+def _randn(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """fp32 Gaussian noise drawn on the generator's device, then moved (as diffusers' ``randn_tensor``)."""
+    if generator is None:
+        return torch.randn(shape, device=device)
+    return torch.randn(shape, generator=generator, device=generator.device).to(device)
+
+
+def _randint(high: int, shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device):
+    if generator is None:
+        return torch.randint(0, high, shape, device=device)
+    return torch.randint(0, high, shape, generator=generator, device=generator.device).to(device)
+
+
+class _ResBlock(nn.Module):
+    """``x + gate * MLP(LN(x) * (1 + scale) + shift)``; the MLP has no expansion (MAR §4.1)."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(width, width)
+        self.fc2 = nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        h = F.layer_norm(x, x.shape[-1:], eps=1e-6)
+        h = torch.addcmul(h + shift, h, scale)
+        return torch.addcmul(x, gate, self.fc2(F.silu(self.fc1(h))))
+
+
+@HEADS.register("diffusion_mlp")
+class DiffusionMLPHead(TokenHead):
+    """Per-token diffusion head: MAR's Diffusion Loss (arXiv:2406.11838 §3.2, §4.1) as used by NOVA (§3.4).
+
+    A denoiser ``f(x_t, t, h)`` (a residual MLP of ``depth`` blocks of ``width``, AdaLN-modulated by the
+    hidden state ``h`` and the timestep ``t``) is trained on the DDPM forward process with the cosine
+    schedule over 1000 steps; sampling runs a reverse diffusion with a diffusers scheduler. As in DiT and
+    MAR, the AdaLN modulation and the output layer start at zero, so the untrained denoiser predicts 0.
+
+    **Conditioning.** With ``adaln="separable"`` (default) the modulation of every block is
+    ``A·SiLU(Linear(h)) + B·SiLU(MLP(emb(t)))``: the hidden-state part is computed once per token and the
+    timestep part once per timestep value, so sampling evaluates only the residual MLP per step (about a
+    third of MAR's per-step cost at equal width) and training shares the condition across the
+    ``num_timesteps_per_token`` draws. ``adaln="joint"`` is MAR's exact form, ``Linear(SiLU(Linear(h) +
+    MLP(emb(t))))``, whose projection must be recomputed at every step. MAR's learned variance (IDDPM
+    hybrid loss) is not used: the reverse variance is the scheduler's (NOVA does the same).
+
+    **Loss** (MAR §3.2, "Loss function"; §4.1): every token is noised at ``num_timesteps_per_token`` independent uniform
+    timesteps (MAR's ``diffusion_batch_mul``, NOVA's ``loss_repeat``: 4); the per-token loss is the MSE of
+    the prediction (ε, v or x₀ per ``prediction_type``), averaged over the draws and the channels.
+
+    **Sampling** (MAR §3.2, "Sampler" with temperature; App. B for guidance): ``temperature`` scales the noise
+    added at every stochastic step (MAR; the initial noise is not scaled) for ``ddpm`` and ``ddim`` with
+    ``eta > 0``; for deterministic samplers (``ddim`` with ``eta == 0``) and for every other scheduler it
+    scales the initial noise instead. Classifier-free guidance runs the conditional and unconditional
+    hidden states in one batched pass per step and combines the predictions as
+    ``u + guidance_scale · (c − u)``. ``ddpm`` and ``ddim`` run a fused loop (per-step coefficients
+    precomputed, the same affine update as their ``step``); other schedulers go through ``scheduler.step``.
+
+    **Timestep spacing.** The head defaults every scheduler to ``timestep_spacing="leading"`` (100 steps:
+    t = 990, 980, ..., 0). Spacings that start at t = 999 (``"trailing"``, ``"linspace"``, the default of
+    diffusers' Euler and DPM-Solver) break ε-prediction with the cosine schedule: ᾱ₉₉₉ ≈ 2·10⁻⁹, so
+    ``x₀ = (x − √(1−ᾱ)·ε̂)/√ᾱ`` multiplies the first step's ε error by ~2·10⁴ and the samples blow up
+    (measured on a bimodal toy: thousands instead of ±2). ``prediction_type="v_prediction"`` is robust to
+    any spacing.
+
+    Tokens should have roughly unit scale (MAR multiplies its VAE latents by 0.2325): nothing is clamped,
+    so extreme targets give large but finite losses.
+
+    Args:
+        hidden_size: Width of the backbone hidden state ``h``.
+        token_dim: Channels of a token ``x``.
+        width: Width of the denoising MLP (MAR: 1024; NOVA: 1280).
+        depth: Number of residual blocks (MAR and NOVA: 3).
+        adaln: ``"separable"`` (fast, default) or ``"joint"`` (MAR's exact conditioning).
+        timestep_embedding_dim: Size of the sinusoidal timestep features.
+        num_timesteps_per_token: Timestep draws per token in :meth:`loss` (MAR: 4).
+        prediction_type: ``"epsilon"`` (MAR, default), ``"v_prediction"`` or ``"sample"`` (x₀).
+        num_train_timesteps: Steps of the training noise schedule.
+        beta_schedule: diffusers beta schedule; ``"squaredcos_cap_v2"`` is the cosine schedule of MAR.
+        scheduler: Sampling scheduler: ``"ddpm"``, ``"ddim"`` or any diffusers scheduler class name with a
+            DDPM noise schedule (``"EulerDiscreteScheduler"``, ``"DPMSolverMultistepScheduler"``, ...).
+        scheduler_config: Extra JSON keyword arguments for the scheduler (e.g. ``{"steps_offset": 1}``).
+            The head sets ``clip_sample=False`` (tokens are not bounded) and ``timestep_spacing="leading"``.
+        num_inference_steps: Default number of sampling steps (MAR: 100).
+
+    Example:
+        >>> import torch
+        >>> from vidtok.heads.diffusion_mlp import DiffusionMLPHead
+        >>> head = DiffusionMLPHead(**DiffusionMLPHead.tiny_config())
+        >>> hidden = torch.randn(2, 3, head.config.hidden_size)
+        >>> head.loss(hidden, torch.randn(2, 3, head.config.token_dim)).shape
+        torch.Size([2, 3])
+        >>> head.sample(hidden, generator=torch.Generator().manual_seed(0)).shape
+        torch.Size([2, 3, 4])
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        *,
+        hidden_size: int = 768,
+        token_dim: int = 16,
+        width: int = 1024,
+        depth: int = 3,
+        adaln: str = "separable",
+        timestep_embedding_dim: int = 256,
+        num_timesteps_per_token: int = 4,
+        prediction_type: str = "epsilon",
+        num_train_timesteps: int = 1000,
+        beta_schedule: str = "squaredcos_cap_v2",
+        scheduler: str = "ddpm",
+        scheduler_config: dict[str, Any] | None = None,
+        num_inference_steps: int = 100,
+    ) -> None:
+        super().__init__()
+        if adaln not in _ADALN_MODES:
+            raise ValueError(f"DiffusionMLPHead: adaln must be one of {_ADALN_MODES}, got {adaln!r}")
+        if prediction_type not in _PREDICTION_TYPES:
+            raise ValueError(
+                f"DiffusionMLPHead: prediction_type must be one of {_PREDICTION_TYPES}, got {prediction_type!r}"
+            )
+        sizes = {
+            "hidden_size": hidden_size,
+            "token_dim": token_dim,
+            "width": width,
+            "depth": depth,
+            "num_timesteps_per_token": num_timesteps_per_token,
+            "num_inference_steps": num_inference_steps,
+        }
+        for name, value in sizes.items():
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"DiffusionMLPHead: {name} must be a positive int, got {value!r}")
+        if timestep_embedding_dim < 2 or timestep_embedding_dim % 2:
+            raise ValueError(f"DiffusionMLPHead: timestep_embedding_dim must be even, got {timestep_embedding_dim}")
+
+        self.input_proj = nn.Linear(token_dim, width)
+        self.cond_embed = nn.Linear(hidden_size, width)
+        self.time_embed = nn.Sequential(nn.Linear(timestep_embedding_dim, width), nn.SiLU(), nn.Linear(width, width))
+        num_mod = (3 * depth + 2) * width  # (shift, scale, gate) per block + (shift, scale) before the output
+        if adaln == "separable":
+            self.cond_modulation = nn.Linear(width, num_mod)
+            self.time_modulation = nn.Linear(width, num_mod, bias=False)
+        else:
+            self.modulation = nn.Linear(width, num_mod)
+        self.blocks = nn.ModuleList(_ResBlock(width) for _ in range(depth))
+        self.output = nn.Linear(width, token_dim)
+        self._init_weights()
+
+        # The training schedule comes from the configured scheduler (this also validates the config early).
+        alphas_cumprod = self._make_scheduler().alphas_cumprod.double()
+        self._sqrt_alphas = {"cpu": (alphas_cumprod.sqrt().float(), (1 - alphas_cumprod).sqrt().float())}
+
+    def _init_weights(self) -> None:
+        # MAR §4.1 / DiT: xavier linears, N(0, 0.02) time MLP, zero-initialized modulation and output.
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.xavier_uniform_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        for layer in (self.time_embed[0], self.time_embed[2]):
+            nn.init.normal_(layer.weight, std=0.02)
+        zero = [self.output] + (
+            [self.cond_modulation, self.time_modulation] if self.config.adaln == "separable" else [self.modulation]
+        )
+        for layer in zero:
+            nn.init.zeros_(layer.weight)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+    @classmethod
+    def tiny_config(cls) -> dict[str, Any]:
+        """A head with a 32-wide, 2-block denoiser and 8 sampling steps (CPU unit tests)."""
+        return {"hidden_size": 16, "token_dim": 4, "width": 32, "depth": 2, "num_inference_steps": 8}
+
+    # ------------------------------------------------------------------ scheduler
+    def _make_scheduler(self, name: str | None = None):
+        """A fresh diffusers scheduler ``name`` (default: the config's) with the head's noise schedule."""
+        import diffusers
+
+        name = name or self.config.scheduler
+        cls = getattr(diffusers, _SCHEDULER_ALIASES.get(name, name), None)
+        if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
+            raise ValueError(
+                f"DiffusionMLPHead: unknown scheduler {name!r}; use 'ddpm', 'ddim' or a diffusers scheduler class "
+                f"name such as 'EulerDiscreteScheduler' or 'DPMSolverMultistepScheduler'"
+            )
+        accepted = inspect.signature(cls.__init__).parameters
+        user = dict(self.config.scheduler_config or {})
+        owned = sorted(set(user) & set(_HEAD_OWNED))
+        if owned:
+            raise ValueError(
+                f"DiffusionMLPHead: set {owned} on the head itself, not in scheduler_config (they define training)"
+            )
+        unknown = sorted(k for k in user if k not in accepted)
+        if unknown:
+            raise ValueError(f"DiffusionMLPHead: {cls.__name__} does not accept scheduler_config keys {unknown}")
+        kwargs = {
+            "num_train_timesteps": self.config.num_train_timesteps,
+            "beta_schedule": self.config.beta_schedule,
+            "prediction_type": self.config.prediction_type,
+            "clip_sample": False,  # diffusers clips x0 to [-1, 1] by default; tokens are unbounded
+            # Never start at t = 999: the cosine schedule has alpha_bar(999) ~ 2e-9 there, where recovering x0
+            # from an epsilon prediction multiplies its error by ~2e4 (samples blow up; see the class docstring).
+            "timestep_spacing": "leading",
+        }
+        kwargs = {k: v for k, v in kwargs.items() if k in accepted}
+        missing = sorted({"num_train_timesteps", "beta_schedule", "prediction_type"} - set(kwargs))
+        if missing:
+            raise ValueError(f"DiffusionMLPHead: {cls.__name__} takes no {missing}; it is not a DDPM-family scheduler")
+        kwargs.update(user)
+        if self.config.prediction_type == "epsilon" and kwargs.get("timestep_spacing") in ("trailing", "linspace"):
+            warnings.warn(
+                f"DiffusionMLPHead: timestep_spacing={kwargs['timestep_spacing']!r} starts sampling at the last "
+                f"training step, where epsilon-prediction is ill-conditioned (samples can blow up); use 'leading' "
+                f"or prediction_type='v_prediction'",
+                stacklevel=3,
+            )
+        scheduler = cls(**kwargs)
+        alphas = getattr(scheduler, "alphas_cumprod", None)
+        if not isinstance(alphas, torch.Tensor) or alphas.numel() != self.config.num_train_timesteps:
+            raise ValueError(
+                f"DiffusionMLPHead: {cls.__name__} has no DDPM noise schedule (alphas_cumprod); the head is trained "
+                f"on the DDPM forward process, so flow-matching schedulers do not apply"
+            )
+        return scheduler
+
+    def _schedule(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(sqrt(ᾱ_t), sqrt(1 − ᾱ_t))`` in fp32 on ``device`` (kept out of the state dict and of ``.to(dtype)``)."""
+        key = str(device)
+        if key not in self._sqrt_alphas:
+            self._sqrt_alphas[key] = tuple(v.to(device) for v in self._sqrt_alphas["cpu"])
+        return self._sqrt_alphas[key]
+
+    # ------------------------------------------------------------------ network
+    def _condition(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Per-row part of the modulation: final (separable) or the condition embedding (joint)."""
+        c = self.cond_embed(hidden)
+        return self.cond_modulation(F.silu(c)) if self.config.adaln == "separable" else c
+
+    def _time(self, t: torch.Tensor) -> torch.Tensor:
+        """Per-timestep part of the modulation, for a 1-D tensor of timestep values."""
+        e = self.time_embed(_timestep_embedding(t, self.config.timestep_embedding_dim).to(self.output.weight.dtype))
+        return self.time_modulation(F.silu(e)) if self.config.adaln == "separable" else e
+
+    def _modulation(self, cond: torch.Tensor, time: torch.Tensor) -> torch.Tensor:
+        if self.config.adaln == "separable":
+            return cond + time
+        return self.modulation(F.silu(cond + time))
+
+    def _trunk(self, x: torch.Tensor, modulation: torch.Tensor) -> torch.Tensor:
+        chunks = modulation.chunk(3 * self.config.depth + 2, dim=-1)
+        h = self.input_proj(x)
+        for i, block in enumerate(self.blocks):
+            h = block(h, *chunks[3 * i : 3 * i + 3])
+        shift, scale = chunks[-2:]
+        h = F.layer_norm(h, h.shape[-1:], eps=1e-6)
+        return self.output(torch.addcmul(h + shift, h, scale))
+
+    def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor | float, hidden: torch.Tensor) -> torch.Tensor:
+        """The denoiser's raw prediction (ε, v or x₀ per ``prediction_type``).
+
+        Args:
+            noisy: Noisy tokens ``x_t``, ``(..., token_dim)``.
+            timesteps: Timestep values, a scalar or a tensor broadcastable to the leading dims.
+            hidden: Hidden states, ``(..., hidden_size)``.
+
+        Returns:
+            The prediction, ``(..., token_dim)``, in the parameters' dtype.
+        """
+        self._check_inputs(hidden, noisy)
+        lead, dtype = hidden.shape[:-1], self.output.weight.dtype
+        t = torch.as_tensor(timesteps, device=hidden.device).expand(lead).reshape(-1)
+        unique, inverse = torch.unique(t, return_inverse=True)  # the timestep part once per distinct value
+        cond = self._condition(hidden.reshape(-1, hidden.shape[-1]).to(dtype))
+        out = self._trunk(
+            noisy.reshape(-1, noisy.shape[-1]).to(dtype), self._modulation(cond, self._time(unique)[inverse])
+        )
+        return out.reshape(*lead, self.config.token_dim)
+
+    # ------------------------------------------------------------------ TokenHead API
+    def loss(
+        self, hidden: torch.Tensor, target: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Per-token denoising loss (MAR §3.2), averaged over the timestep draws and the channels.
+
+        Args:
+            hidden: Hidden states, ``(..., hidden_size)``.
+            target: Clean tokens, ``(..., token_dim)``.
+            generator: Source of the timesteps and noise (drawn on its device); the global RNG if ``None``.
+
+        Returns:
+            fp32 loss with the leading shape of ``hidden``.
+        """
+        self._check_inputs(hidden, target)
+        lead, device, dtype = hidden.shape[:-1], hidden.device, self.output.weight.dtype
+        draws = self.config.num_timesteps_per_token
+        h = hidden.reshape(-1, hidden.shape[-1]).to(dtype)
+        x0 = target.reshape(-1, target.shape[-1]).float()
+        t = _randint(self.config.num_train_timesteps, (draws, h.shape[0]), generator, device)
+        noise = _randn((draws, *x0.shape), generator, device)
+        sqrt_alpha, sqrt_sigma = self._schedule(device)
+        a, s = sqrt_alpha[t].unsqueeze(-1), sqrt_sigma[t].unsqueeze(-1)
+        noisy = a * x0 + s * noise
+        if self.config.prediction_type == "epsilon":
+            goal = noise
+        elif self.config.prediction_type == "v_prediction":
+            goal = a * noise - s * x0
+        else:
+            goal = x0.expand_as(noise)
+        cond = self._condition(h).expand(draws, -1, -1)  # once per token, shared by its draws
+        unique, inverse = torch.unique(t, return_inverse=True)
+        out = self._trunk(noisy.to(dtype), self._modulation(cond, self._time(unique)[inverse]))
+        return (out.float() - goal).square().mean(dim=(0, 2)).reshape(lead)
+
+    def nll(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Not available: a diffusion head has no tractable density.
+
+        Raises:
+            NotImplementedError: Always.
+        """
+        raise NotImplementedError(
+            "diffusion_mlp defines no exact density; its loss() is a denoising objective (a reweighted variational "
+            "bound up to constants), not a negative log-likelihood. Use a gaussian or gmm head for nll()."
+        )
+
+    def sample(
+        self,
+        hidden: torch.Tensor,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        *,
+        num_inference_steps: int | None = None,
+        guidance_scale: float = 1.0,
+        uncond_hidden: torch.Tensor | None = None,
+        scheduler: str | None = None,
+        eta: float = 0.0,
+    ) -> torch.Tensor:
+        """Draw one token per hidden state by reverse diffusion (MAR §3.2; guidance as MAR App. B).
+
+        Args:
+            hidden: Hidden states, ``(..., hidden_size)``.
+            temperature: Noise scale (see the class docstring); 0 gives a deterministic sample.
+            generator: Source of all noise (drawn on its device); the global RNG if ``None``.
+            num_inference_steps: Denoising steps; the config's ``num_inference_steps`` if ``None``.
+            guidance_scale: Classifier-free guidance weight; 1 disables guidance.
+            uncond_hidden: Unconditional hidden states, broadcastable to ``hidden``; required when
+                ``guidance_scale != 1``.
+            scheduler: Override the config's scheduler for this call (same names as the config).
+            eta: DDIM's stochasticity (0: deterministic DDIM, 1: DDPM-like); only for schedulers that take it.
+
+        Returns:
+            Tokens ``(..., token_dim)`` in ``hidden``'s dtype.
+        """
+        self._check_inputs(hidden)
+        steps = self.config.num_inference_steps if num_inference_steps is None else int(num_inference_steps)
+        if steps < 1:
+            raise ValueError(f"DiffusionMLPHead.sample: num_inference_steps must be >= 1, got {steps}")
+        if temperature < 0:
+            raise ValueError(f"DiffusionMLPHead.sample: temperature must be >= 0, got {temperature}")
+        guided = guidance_scale != 1.0
+        if guided and uncond_hidden is None:
+            raise ValueError("DiffusionMLPHead.sample: guidance_scale != 1 needs uncond_hidden")
+        sched = self._make_scheduler(scheduler)
+        step_params = inspect.signature(sched.step).parameters
+        if eta != 0.0 and "eta" not in step_params:
+            raise ValueError(f"DiffusionMLPHead.sample: {type(sched).__name__} takes no eta")
+        fused = self._fused_steps(sched, steps, eta)
+
+        lead, device, dtype = hidden.shape[:-1], hidden.device, self.output.weight.dtype
+        with torch.inference_mode():
+            h = hidden.reshape(-1, hidden.shape[-1])
+            rows = h.shape[0]
+            if guided:  # one batched pass: [cond; uncond]
+                h = torch.cat([h, self._broadcast_uncond(uncond_hidden, hidden).to(h.dtype)])
+            cond = self._condition(h.to(dtype))  # fixed across steps: computed once
+            if fused is None:
+                sched.set_timesteps(steps, device=device)
+            timesteps = sched.timesteps
+            time = self._time(timesteps.to(device))  # every step's timestep part in one call
+
+            def predict(x: torch.Tensor, k: int) -> torch.Tensor:
+                xin = torch.cat([x, x]) if guided else x
+                out = self._trunk(xin.to(dtype), self._modulation(cond, time[k])).float()
+                if guided:
+                    c, u = out.chunk(2)
+                    out = torch.lerp(u, c, guidance_scale)
+                return out
+
+            shape = (rows, self.config.token_dim)
+            if fused is not None:
+                x = self._run_fused(predict, fused, shape, temperature, generator, device)
+            else:
+                x = _randn(shape, generator, device) * (sched.init_noise_sigma * temperature)
+                extra = {"generator": generator} if "generator" in step_params else {}
+                if "eta" in step_params:
+                    extra["eta"] = eta
+                for k, t in enumerate(timesteps):
+                    out = predict(sched.scale_model_input(x, t), k)
+                    x = sched.step(out, t, x, return_dict=False, **extra)[0]
+        return x.clone().reshape(*lead, self.config.token_dim).to(hidden.dtype)
+
+    def _broadcast_uncond(self, uncond_hidden: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        """``uncond_hidden`` broadcast to ``hidden``'s rows, ``(rows, hidden_size)``, or a ValueError."""
+        uncond = torch.as_tensor(uncond_hidden, device=hidden.device)
+        self._check_inputs(uncond)
+        try:
+            return uncond.expand_as(hidden).reshape(-1, hidden.shape[-1])
+        except RuntimeError:
+            raise ValueError(
+                f"DiffusionMLPHead.sample: uncond_hidden {tuple(uncond.shape)} does not broadcast to hidden "
+                f"{tuple(hidden.shape)}"
+            ) from None
+
+    # ------------------------------------------------------------------ fused DDPM / DDIM
+    def _fused_steps(self, sched, steps: int, eta: float) -> list[tuple[float, float, float, bool]] | None:
+        """Per-step ``(a, b, std, draws)`` with ``x_prev = a·x + b·out + std·z`` equal to ``sched.step``.
+
+        Only for exactly ``DDPMScheduler`` (fixed_small variance) and ``DDIMScheduler`` without clipping or
+        thresholding; ``None`` otherwise (the generic ``scheduler.step`` loop is used). Calls
+        ``set_timesteps(steps)`` on the CPU.
+        """
+        from diffusers import DDIMScheduler, DDPMScheduler
+
+        kind = type(sched)
+        if kind not in (DDPMScheduler, DDIMScheduler) or sched.config.clip_sample or sched.config.thresholding:
+            return None
+        if kind is DDPMScheduler and sched.config.variance_type not in (None, "fixed_small"):
+            return None
+        sched.set_timesteps(steps)
+        ac = sched.alphas_cumprod.double()
+        out = []
+        for t in sched.timesteps.tolist():
+            if kind is DDPMScheduler:
+                prev = int(sched.previous_timestep(t))
+                ab_prev = float(ac[prev]) if prev >= 0 else 1.0
+            else:
+                prev = t - sched.config.num_train_timesteps // sched.num_inference_steps
+                ab_prev = float(ac[prev]) if prev >= 0 else float(sched.final_alpha_cumprod)
+            ab = float(ac[t])
+            # x0 = p·x + q·out and eps = r·x + s·out for the prediction type.
+            if self.config.prediction_type == "epsilon":
+                p, q, r, s = 1 / math.sqrt(ab), -math.sqrt(1 - ab) / math.sqrt(ab), 0.0, 1.0
+            elif self.config.prediction_type == "v_prediction":
+                p, q, r, s = math.sqrt(ab), -math.sqrt(1 - ab), math.sqrt(1 - ab), math.sqrt(ab)
+            else:
+                p, q, r, s = 0.0, 1.0, 1 / math.sqrt(1 - ab), -math.sqrt(ab) / math.sqrt(1 - ab)
+            beta = 1 - ab / ab_prev
+            variance = (1 - ab_prev) / (1 - ab) * beta
+            if kind is DDPMScheduler:  # DDPM Eq. 7: posterior mean from x0 and x_t, fixed_small variance
+                c0, c1 = math.sqrt(ab_prev) * beta / (1 - ab), math.sqrt(1 - beta) * (1 - ab_prev) / (1 - ab)
+                out.append((c0 * p + c1, c0 * q, math.sqrt(max(variance, 1e-20)), t > 0))
+            else:  # DDIM Eq. 12
+                std = eta * math.sqrt(variance)
+                d = math.sqrt(max(1 - ab_prev - std**2, 0.0))
+                a0 = math.sqrt(ab_prev)
+                out.append((a0 * p + d * r, a0 * q + d * s, std, eta > 0))
+        return out
+
+    @staticmethod
+    def _run_fused(predict, coeffs, shape, temperature, generator, device) -> torch.Tensor:
+        """The reverse loop with precomputed coefficients; draws noise in the same order as ``scheduler.step``."""
+        x = _randn(shape, generator, device)
+        if not any(draws for *_, draws in coeffs):
+            x = x * temperature  # deterministic sampler: temperature scales the initial noise
+        for k, (a, b, std, draws) in enumerate(coeffs):
+            x = torch.add(x * a, predict(x, k), alpha=b)
+            if draws:
+                x.add_(_randn(shape, generator, device), alpha=std * temperature)
+        return x

@@ -1,0 +1,124 @@
+"""The Gaussian head: a mean and a per-channel variance for the next token (DiCoDe Table 4 "Gaussian")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from diffusers.configuration_utils import register_to_config
+
+from vidtok.heads._layers import (
+    build_trunk,
+    check_reduction,
+    check_temperature,
+    diagonal_gmm_nll,
+    init_linear_,
+    randn,
+    softplus_variance,
+)
+from vidtok.heads.base import HEADS, TokenHead
+
+__all__ = ["GaussianHead"]
+
+
+@HEADS.register("gaussian")
+class GaussianHead(TokenHead):
+    """A diagonal Gaussian over the next token, ``N(μ(h), diag σ²(h))`` (DiCoDe §3.4 "Gaussian loss", Table 4).
+
+    Explicitly modelling the variance lets the head express uncertainty, which the L2 head cannot (§3.4);
+    but a single Gaussian is still unimodal, so a two-mode next token is covered by one wide mode centred
+    between the modes (see the ablations page).
+
+    One linear projection (after the MLP trunk) outputs ``2·d`` values: the mean, then the raw variance,
+    mapped to ``σ² = clamp(softplus(raw), min=variance_floor)`` exactly as DiCoDe's GMM head does
+    (softplus cannot overflow for extreme hidden states and the floor keeps ``1/σ²`` finite for extreme
+    targets). The head is the one-component :class:`~vidtok.heads.gmm.GMMHead` without mixture logits.
+
+    * ``nll``: exact negative log-density, nats per token (sum over channels), computed in fp32.
+    * ``loss``: that NLL divided by ``token_dim`` (``loss_reduction="mean"``, DiCoDe's per-dimension
+      convention, which keeps the loss scale independent of ``d``) or equal to it (``"sum"``).
+    * ``sample``: ``μ + temperature · sqrt(sample_variance_scale) · σ · ε`` with ``ε ~ N(0, I)``
+      (reparameterized: differentiable in ``μ`` and ``σ``); temperature 0 gives the mean.
+
+    Args:
+        hidden_size: Size of the backbone hidden state.
+        token_dim: Channels ``d`` of a continuous token.
+        mlp_width: Width of the MLP's hidden layers (default ``hidden_size``).
+        mlp_layers: Linear layers in the MLP, the output projection included (2 = DiCoDe's output MLP).
+        variance_floor: Smallest predicted variance (DiCoDe: 1e-5).
+        loss_reduction: ``"mean"`` (NLL per channel) or ``"sum"`` (NLL per token).
+        sample_variance_scale: Multiplies the variance when sampling (1 samples the model's density; DiCoDe's
+            GMM sampling uses 0.01).
+
+    Example:
+        >>> import torch
+        >>> from vidtok.heads import GaussianHead
+        >>> head = GaussianHead(hidden_size=16, token_dim=4)
+        >>> hidden = torch.randn(2, 3, 16)
+        >>> head.nll(hidden, torch.randn(2, 3, 4)).shape
+        torch.Size([2, 3])
+        >>> head.sample(hidden, generator=torch.Generator().manual_seed(0)).shape
+        torch.Size([2, 3, 4])
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        *,
+        hidden_size: int,
+        token_dim: int,
+        mlp_width: int | None = None,
+        mlp_layers: int = 2,
+        variance_floor: float = 1e-5,
+        loss_reduction: str = "mean",
+        sample_variance_scale: float = 1.0,
+    ):
+        super().__init__()
+        if not variance_floor > 0:
+            raise ValueError(f"variance_floor must be > 0, got {variance_floor}")
+        if not sample_variance_scale >= 0:
+            raise ValueError(f"sample_variance_scale must be >= 0, got {sample_variance_scale}")
+        check_reduction(loss_reduction)
+        self.trunk, features = build_trunk(hidden_size, mlp_width or hidden_size, mlp_layers)
+        self.proj = torch.nn.Linear(features, 2 * token_dim)
+        init_linear_(self)
+
+    @classmethod
+    def tiny_config(cls) -> dict[str, Any]:
+        """A 16 → 16 → 2·4 MLP."""
+        return {"hidden_size": 16, "token_dim": 4, "mlp_width": 16}
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Raw distribution parameters ``(..., 2·token_dim)``: means, then raw variances."""
+        self._check_inputs(hidden)
+        weight = self.proj.weight
+        return self.proj(self.trunk(hidden.to(weight.dtype)))
+
+    def split_params(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Turn :meth:`forward`'s output into fp32 ``(mean, variance)``, each ``(..., token_dim)``."""
+        d = self.config["token_dim"]
+        params = params.float()
+        return params[..., :d], softplus_variance(params[..., d:], self.config["variance_floor"])
+
+    def nll(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Exact negative log-density of ``target``, fp32 nats per token ``(...)``."""
+        self._check_inputs(hidden, target)
+        floor = self.config["variance_floor"]
+        return diagonal_gmm_nll(self(hidden), target, num_components=1, variance_floor=floor, has_logits=False)
+
+    def loss(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Per-token training loss, fp32 ``(...)``: the NLL per channel or per token (``loss_reduction``)."""
+        nll = self.nll(hidden, target)
+        return nll / self.config["token_dim"] if self.config["loss_reduction"] == "mean" else nll
+
+    def sample(
+        self, hidden: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Draw ``μ + τ·σ·ε`` (reparameterized), in ``hidden``'s dtype; ``temperature`` ``τ = 0`` gives ``μ``."""
+        temperature = check_temperature(temperature)
+        mean, variance = self.split_params(self(hidden))
+        if temperature == 0:
+            return mean.to(hidden.dtype)
+        std = (variance * self.config["sample_variance_scale"]).sqrt() * temperature
+        noise = randn(tuple(mean.shape), generator, mean.device, torch.float32)
+        return (mean + std * noise).to(hidden.dtype)

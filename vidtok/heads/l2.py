@@ -1,0 +1,102 @@
+"""The L2 head: regress the next token (the deterministic baseline of DiCoDe Table 4)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from diffusers.configuration_utils import register_to_config
+
+from vidtok.heads._layers import build_trunk, check_reduction, check_temperature, init_linear_
+from vidtok.heads.base import HEADS, TokenHead
+
+__all__ = ["L2Head"]
+
+
+@HEADS.register("l2")
+class L2Head(TokenHead):
+    """Predicts the next token directly and trains it with squared error (DiCoDe §3.4, Table 4 "L2").
+
+    An MLP maps the hidden state to a point estimate ``μ``. DiCoDe §3.4 explains why this is the weakest
+    head: squared error is the negative log-likelihood of a Gaussian with a *fixed* variance, so the head
+    learns the conditional mean and collapses a multi-modal next token to the average of its modes (see
+    the ablations page for a measured example).
+
+    * ``loss`` is the squared error ``(x - μ)²`` averaged over the ``token_dim`` channels
+      (``loss_reduction="mean"``, the ``F.mse_loss`` convention DiCoDe's L2 stage uses) or summed over them
+      (``"sum"``).
+    * ``nll`` is the exact negative log-density of ``N(μ, sigma² I)`` in nats per token, so the L2 head can
+      be compared with the other heads on the same scale: ``‖x - μ‖² / (2 sigma²) + d log sigma + d/2 log 2π``.
+    * ``sample`` returns ``μ``: the deterministic baseline, ``temperature`` and ``generator`` are ignored.
+
+    Args:
+        hidden_size: Size of the backbone hidden state.
+        token_dim: Channels ``d`` of a continuous token.
+        mlp_width: Width of the MLP's hidden layers (default ``hidden_size``).
+        mlp_layers: Linear layers in the MLP, the output projection included (2 = DiCoDe's
+            ``Linear → GELU → Linear`` output MLP; 1 = a single linear projection).
+        sigma: Standard deviation of the fixed-variance Gaussian that defines ``nll``.
+        loss_reduction: ``"mean"`` (average over channels) or ``"sum"`` (sum over channels).
+
+    Example:
+        >>> import torch
+        >>> from vidtok.heads import L2Head
+        >>> head = L2Head(hidden_size=16, token_dim=4)
+        >>> hidden = torch.randn(2, 3, 16)
+        >>> head.loss(hidden, torch.randn(2, 3, 4)).shape
+        torch.Size([2, 3])
+        >>> torch.equal(head.sample(hidden), head.sample(hidden))
+        True
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        *,
+        hidden_size: int,
+        token_dim: int,
+        mlp_width: int | None = None,
+        mlp_layers: int = 2,
+        sigma: float = 1.0,
+        loss_reduction: str = "mean",
+    ):
+        super().__init__()
+        if not sigma > 0:
+            raise ValueError(f"sigma must be > 0, got {sigma}")
+        check_reduction(loss_reduction)
+        self.trunk, features = build_trunk(hidden_size, mlp_width or hidden_size, mlp_layers)
+        self.proj = torch.nn.Linear(features, token_dim)
+        init_linear_(self)
+
+    @classmethod
+    def tiny_config(cls) -> dict[str, Any]:
+        """A 16 → 16 → 4 MLP."""
+        return {"hidden_size": 16, "token_dim": 4, "mlp_width": 16}
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The predicted token ``μ`` ``(..., token_dim)`` in the head's parameter dtype."""
+        self._check_inputs(hidden)
+        weight = self.proj.weight
+        return self.proj(self.trunk(hidden.to(weight.dtype)))
+
+    def loss(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Squared error per token, fp32 ``(...)``, averaged or summed over channels (``loss_reduction``)."""
+        self._check_inputs(hidden, target)
+        error = (self(hidden).float() - target.float()).square()
+        return error.mean(-1) if self.config["loss_reduction"] == "mean" else error.sum(-1)
+
+    def nll(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Negative log-density of ``target`` under ``N(μ, sigma² I)``, fp32 nats per token ``(...)``."""
+        self._check_inputs(hidden, target)
+        sigma = float(self.config["sigma"])
+        d = self.config["token_dim"]
+        error = (self(hidden).float() - target.float()).square().sum(-1)
+        return error / (2.0 * sigma**2) + d * (math.log(sigma) + 0.5 * math.log(2.0 * math.pi))
+
+    def sample(
+        self, hidden: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """The predicted mean ``μ`` in ``hidden``'s dtype; ``temperature`` and ``generator`` are ignored."""
+        check_temperature(temperature)
+        return self(hidden).to(hidden.dtype)
