@@ -3,6 +3,10 @@
 Sub-commands:
 
 * ``vidtok list [KIND] [PATTERN]`` — registered tokenizers, heads, backbones and recipes.
+* ``vidtok train CONFIG [--set KEY=VALUE ...] [--resume [latest|PATH]] [--output-dir DIR]`` — train the model a
+  run config names (see [`vidtok.training.run`][vidtok.training.run]); under ``accelerate launch`` it trains on
+  several processes.
+* ``vidtok plot-log RUN_DIR_OR_LOG [-o curve.png]`` — draw a run's loss curves (needs matplotlib).
 * ``vidtok --version``.
 
 Heavy imports happen inside each sub-command, so ``vidtok --help`` answers at once.
@@ -15,6 +19,9 @@ import sys
 from collections.abc import Sequence
 
 __all__ = ["main"]
+
+# Exceptions a sub-command reports as a one-line usage error (exit code 2) instead of a traceback.
+_USER_ERRORS: tuple[type[BaseException], ...] = (KeyError, ValueError, FileNotFoundError, TypeError)
 
 _KINDS = {"tokenizers": "TOKENIZERS", "heads": "HEADS", "backbones": "BACKBONES", "recipes": "RECIPES"}
 
@@ -39,6 +46,47 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from vidtok.training.run import train_from_config
+
+    overrides = list(args.overrides)
+    if args.output_dir is not None:
+        overrides.append(f"trainer.output_dir={args.output_dir}")
+    if args.resume is not None:
+        overrides.append(f"trainer.resume_from={args.resume}")
+    from accelerate import PartialState
+
+    out = train_from_config(args.config, overrides)
+    if not PartialState().is_main_process:
+        return 0
+    loss = out.metrics.get("loss")
+    summary = f"trained {out.global_step} steps" + (f", last loss {loss:.6g}" if loss is not None else "")
+    print(f"{summary}; model saved to {out.model_dir}")
+    return 0
+
+
+def _train_errors() -> tuple[type[BaseException], ...]:
+    # Only configuration mistakes: a bug inside a model keeps its traceback.
+    from vidtok.training.config import ConfigError
+
+    return (ConfigError, FileNotFoundError)
+
+
+def _cmd_plot_log(args: argparse.Namespace) -> int:
+    import os
+
+    from vidtok.training.tracking import plot_metrics
+
+    output = args.output
+    if output is None:
+        folder = args.run if os.path.isdir(args.run) else os.path.dirname(os.path.abspath(args.run))
+        output = os.path.join(folder, "metrics.png")
+    keys = [k.strip() for k in args.metrics.split(",") if k.strip()] if args.metrics else None
+    path = plot_metrics(args.run, output, keys=keys, smooth=args.smooth, log_y=args.log_y)
+    print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``vidtok`` command."""
     from vidtok import __version__
@@ -53,6 +101,41 @@ def build_parser() -> argparse.ArgumentParser:
     p_list.add_argument("kind", nargs="?", choices=sorted(_KINDS), help="only this kind")
     p_list.add_argument("pattern", nargs="?", default="*", help="fnmatch wildcard, e.g. 'dicode_*'")
     p_list.set_defaults(func=_cmd_list)
+
+    p_train = sub.add_parser(
+        "train",
+        help="train a model from a run config (YAML/JSON)",
+        description="Train the model a run config names. Multi-GPU / multi-node: "
+        "accelerate launch [--multi_gpu --num_processes N] -m vidtok.cli train CONFIG.",
+    )
+    p_train.add_argument("config", help="run config file (.yaml, .yml or .json) with model, data and trainer sections")
+    p_train.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override config values by dotted path, e.g. trainer.max_steps=100 model.kwargs.hidden_channels=32",
+    )
+    p_train.add_argument(
+        "--resume",
+        nargs="?",
+        const="latest",
+        default=None,
+        metavar="CHECKPOINT",
+        help="resume from a checkpoint folder, or (no value) from the newest complete checkpoint of output_dir",
+    )
+    p_train.add_argument("--output-dir", default=None, help="shortcut for --set trainer.output_dir=DIR")
+    p_train.set_defaults(func=_cmd_train, user_errors=_train_errors)
+
+    p_plot = sub.add_parser("plot-log", help="draw the loss curves of a training run to an image (needs matplotlib)")
+    p_plot.add_argument("run", help="run folder (output_dir) or its metrics.jsonl")
+    p_plot.add_argument("-o", "--output", default=None, help="image file (default: RUN/metrics.png)")
+    p_plot.add_argument("--metrics", default=None, help="comma-separated metrics (default: every loss-like metric)")
+    p_plot.add_argument("--smooth", type=int, default=1, help="moving-average window, in records")
+    p_plot.add_argument("--log-y", action="store_true", help="logarithmic y axis")
+    p_plot.set_defaults(func=_cmd_plot_log, user_errors=(ValueError, FileNotFoundError, ImportError))
     return parser
 
 
@@ -63,9 +146,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    errors = getattr(args, "user_errors", _USER_ERRORS)
+    if callable(errors):
+        errors = errors()
     try:
         return int(args.func(args))
-    except (KeyError, ValueError, FileNotFoundError, TypeError) as err:
+    except errors as err:
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"vidtok {args.command}: error: {message}", file=sys.stderr)
         return 2
