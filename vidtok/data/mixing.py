@@ -1,0 +1,221 @@
+"""Weighted mixing of datasets (e.g. images and videos 1:1, as DiCoDe trains), whole batches per source.
+
+Images (``T == 1``) and videos (``T == 16``) cannot be stacked into one tensor, so
+[`WeightedMixture`][vidtok.data.mixing.WeightedMixture] chooses the source **per batch**: index ``i`` belongs to
+batch ``i // batch_size``, and every index of a batch comes from the source drawn for that batch. A plain
+``DataLoader(mixture, batch_size=mixture.batch_size, shuffle=False)`` therefore yields batches that never mix
+sources (the mixture does its own shuffling, so the loader must not). Over many batches each source's share of
+batches converges to its weight.
+
+Everything is a pure function of ``(seed, epoch, index)``: the per-batch source choices are drawn once per epoch
+from ``default_rng([seed, epoch])`` and each source is read in a seeded random order, one permutation per pass
+over it (so every sample of a source is seen once before any is repeated). The mixture is seekable: resuming at
+batch ``b`` means asking for indices from ``b * batch_size`` on (``accelerate``'s ``skip_first_batches`` or
+[`batch_sampler(start_batch=b)`][vidtok.data.mixing.WeightedMixture.batch_sampler]).
+
+**Distributed training.** With accelerate, ``accelerator.prepare(DataLoader(mixture, batch_size=...,
+shuffle=False))`` hands out whole batches to processes, which keeps batches pure. With a plain
+``torch.distributed`` setup, don't use ``DistributedSampler`` (it interleaves single indices and would mix
+sources); pass ``batch_sampler=mixture.batch_sampler(rank=rank, world_size=world_size)`` to the DataLoader instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+from torch.utils.data import Dataset, Sampler
+
+__all__ = ["MixtureBatchSampler", "WeightedMixture"]
+
+# Stream ids that keep the per-batch source draws apart from the per-source permutations.
+_CHOICE_STREAM = 0
+_PERM_STREAM = 1
+
+
+class WeightedMixture(Dataset):
+    """Map-style mixture of named datasets; every batch of ``batch_size`` consecutive indices has one source.
+
+    DiCoDe trains its AR model on images and videos at a 1:1 ratio (supplementary §6, "Autoregressive Language
+    Models"): ``WeightedMixture({"images": images, "videos": videos}, weights={"images": 1, "videos": 1},
+    batch_size=256)``. See the module docs for how batches are formed and how to load it with a DataLoader.
+
+    Args:
+        datasets: Named map-style datasets (``__len__``/``__getitem__`` returning dicts).
+        weights: Relative weight of each source (normalized; missing names get 0). ``None``: equal weights.
+        batch_size: Batch size of the DataLoader; the source is chosen per block of this many indices.
+        length: Number of samples per epoch, rounded down to a multiple of ``batch_size``. ``None``: the sum of
+            the source lengths (rounded the same way).
+        seed: Base seed of the source draws and permutations.
+        shuffle: Read each source in a seeded random order (otherwise in index order, wrapping around).
+
+    Samples are the source's sample dict plus ``"source"`` (its name).
+
+    Attributes:
+        names: Source names, in the order of ``datasets``.
+        probabilities: Normalized weights, aligned with ``names``.
+
+    Example:
+        >>> from vidtok.data.shapes import ShapesDataset
+        >>> images = ShapesDataset(mode="image", resolution=16, length=10)
+        >>> videos = ShapesDataset(resolution=16, num_frames=4, length=10)
+        >>> mix = WeightedMixture({"images": images, "videos": videos}, batch_size=4, length=16, seed=0)
+        >>> [mix.source_of(b * 4) for b in range(4)]  # one source per batch of 4 indices
+        ['videos', 'images', 'images', 'images']
+    """
+
+    def __init__(
+        self,
+        datasets: Mapping[str, Any],
+        weights: Mapping[str, float] | None = None,
+        *,
+        batch_size: int = 1,
+        length: int | None = None,
+        seed: int = 0,
+        shuffle: bool = True,
+    ) -> None:
+        if not datasets:
+            raise ValueError("datasets must name at least one dataset")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.datasets = dict(datasets)
+        self.names = list(self.datasets)
+        if weights is None:
+            weights = {name: 1.0 for name in self.names}
+        unknown = sorted(set(weights) - set(self.names))
+        if unknown:
+            raise ValueError(f"weights name unknown sources {unknown}; sources are {self.names}")
+        w = np.array([float(weights.get(name, 0.0)) for name in self.names])
+        if not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+            raise ValueError(f"weights must be finite, >= 0 and not all 0, got {dict(weights)}")
+        for name, wk in zip(self.names, w):
+            if wk > 0 and len(self.datasets[name]) == 0:
+                raise ValueError(f"source {name!r} is empty but has weight {wk}")
+        self.probabilities = w / w.sum()
+        self.batch_size = int(batch_size)
+        total = sum(len(d) for d in self.datasets.values()) if length is None else int(length)
+        self.num_batches = total // self.batch_size
+        if self.num_batches < 1:
+            raise ValueError(f"length {total} is smaller than one batch of {self.batch_size}")
+        self.seed = int(seed)
+        self.shuffle = bool(shuffle)
+        self.epoch = 0
+        self._perm_cache: dict[tuple[int, int], np.ndarray] = {}
+        self._plan()
+
+    def _plan(self) -> None:
+        rng = np.random.default_rng([self.seed, self.epoch, _CHOICE_STREAM])
+        self._choices = rng.choice(len(self.names), size=self.num_batches, p=self.probabilities)
+        # How many earlier batches of the epoch drew the same source: the batch's position in that source.
+        self._ordinal = np.zeros(self.num_batches, dtype=np.int64)
+        for k in range(len(self.names)):
+            mask = self._choices == k
+            self._ordinal[mask] = np.arange(int(mask.sum()))
+        self._perm_cache.clear()
+
+    def __len__(self) -> int:
+        return self.num_batches * self.batch_size
+
+    def set_epoch(self, epoch: int) -> None:
+        """Redraw the batch sources and orders for ``epoch`` and pass the epoch on to sources that take it."""
+        self.epoch = int(epoch)
+        self._plan()
+        for ds in self.datasets.values():
+            if hasattr(ds, "set_epoch"):
+                ds.set_epoch(epoch)
+
+    def source_of(self, index: int) -> str:
+        """Name of the source that sample ``index`` comes from."""
+        return self.names[int(self._choices[self._check(index) // self.batch_size])]
+
+    def batch_counts(self) -> dict[str, int]:
+        """Number of batches drawn from each source in the current epoch."""
+        counts = np.bincount(self._choices, minlength=len(self.names))
+        return {name: int(c) for name, c in zip(self.names, counts)}
+
+    def _check(self, index: int) -> int:
+        n = len(self)
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"index must be an integer, got {type(index).__name__}")
+        index = int(index) + (n if index < 0 else 0)
+        if not 0 <= index < n:
+            raise IndexError(f"index {index} out of range for a mixture of length {n}")
+        return index
+
+    def _source_index(self, k: int, position: int) -> int:
+        n = len(self.datasets[self.names[k]])
+        epoch_pass, offset = divmod(position, n)
+        if not self.shuffle:
+            return offset
+        key = (k, epoch_pass)
+        perm = self._perm_cache.get(key)
+        if perm is None:
+            rng = np.random.default_rng([self.seed, self.epoch, _PERM_STREAM, k, epoch_pass])
+            perm = rng.permutation(n)
+            # Keep only the current pass of each source (a batch may straddle two passes).
+            for old in [c for c in self._perm_cache if c[0] == k and c[1] < epoch_pass - 1]:
+                del self._perm_cache[old]
+            self._perm_cache[key] = perm
+        return int(perm[offset])
+
+    def locate(self, index: int) -> tuple[str, int]:
+        """``(source name, index in that source)`` of mixture sample ``index``."""
+        index = self._check(index)
+        b, r = divmod(index, self.batch_size)
+        k = int(self._choices[b])
+        return self.names[k], self._source_index(k, int(self._ordinal[b]) * self.batch_size + r)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """The sample at ``index``: the chosen source's sample dict plus ``"source"``."""
+        name, source_index = self.locate(index)
+        sample = dict(self.datasets[name][source_index])
+        sample["source"] = name
+        return sample
+
+    def batch_sampler(self, rank: int = 0, world_size: int = 1, start_batch: int = 0) -> MixtureBatchSampler:
+        """Batch sampler of the mixture's batches for one process (``DataLoader(batch_sampler=...)``).
+
+        Args:
+            rank: This process's rank.
+            world_size: Number of processes; process ``rank`` gets batches ``rank, rank + world_size, ...``.
+            start_batch: First global batch to yield (to resume mid-epoch).
+        """
+        return MixtureBatchSampler(self, rank=rank, world_size=world_size, start_batch=start_batch)
+
+    def __repr__(self) -> str:
+        weights = ", ".join(f"{n}={p:.3g}" for n, p in zip(self.names, self.probabilities))
+        return f"{type(self).__name__}({weights}; len={len(self)}, batch_size={self.batch_size}, seed={self.seed})"
+
+
+class MixtureBatchSampler(Sampler[list[int]]):
+    """Yields the index lists of a [`WeightedMixture`][vidtok.data.mixing.WeightedMixture]'s batches.
+
+    Each list is one whole batch (one source). Batches are dealt round-robin to ``world_size`` processes, so
+    processes never share a batch; pass it as ``DataLoader(mixture, batch_sampler=...)``.
+
+    Args:
+        mixture: The mixture.
+        rank: This process's rank.
+        world_size: Number of processes.
+        start_batch: First global batch index to yield (resume).
+    """
+
+    def __init__(self, mixture: WeightedMixture, *, rank: int = 0, world_size: int = 1, start_batch: int = 0):
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+        if start_batch < 0:
+            raise ValueError(f"start_batch must be >= 0, got {start_batch}")
+        self.mixture, self.rank, self.world_size, self.start_batch = mixture, rank, world_size, start_batch
+
+    def _batches(self) -> range:
+        first = self.start_batch + (self.rank - self.start_batch) % self.world_size
+        return range(first, self.mixture.num_batches, self.world_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        bs = self.mixture.batch_size
+        for b in self._batches():
+            yield list(range(b * bs, (b + 1) * bs))
+
+    def __len__(self) -> int:
+        return len(self._batches())

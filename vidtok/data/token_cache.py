@@ -1,0 +1,611 @@
+"""Token caches: encode a dataset once with a tokenizer, then train the AR model on tokens instead of pixels.
+
+DiCoDe trains its AR model on deep tokens precomputed by the frozen tokenizer (DiCoDe §3.3 and supplementary §6:
+long videos are sampled at 0.5 fps and every keyframe is encoded once). [`build_token_cache`][
+vidtok.data.token_cache.build_token_cache] runs any tokenizer (a
+[`VideoTokenizer`][vidtok.tokenizers.base.VideoTokenizer], or any object whose ``encode(video)`` returns a
+``TokenizerOutput``, a dict with ``"tokens"``, or a tensor) over a dataset and stores the result;
+[`TokenCacheDataset`][vidtok.data.token_cache.TokenCacheDataset] reads it back.
+
+**Layout** of a cache folder::
+
+    cache.json                  manifest: format version, sample count, shards (size, sha256), tokenizer class,
+                                registry name, config and weights digest, dataset description, token dtype;
+                                written last
+    index.jsonl                 one line per sample: caption, shard, token shapes, source path and index, ...
+    shard-00000.safetensors     tokens of samples 0 .. shard_size - 1, keys "<i>.tokens" (and "<i>.indices");
+    shard-00001.safetensors     hierarchical tokenizers store one tensor per level: "<i>.tokens.<level>"
+
+**Atomic and resumable.** The cache is built in ``<out_dir>.partial`` and renamed to ``out_dir`` only when
+complete, so a folder named ``out_dir`` is always a complete cache. Every finished shard is recorded in
+``<out_dir>.partial/progress.json``; running the same build again (same tokenizer class, config and weights,
+dataset class and length, shard size and dtype) resumes after the last finished shard. The dataset must return the
+same samples for the same indices, which vidtok datasets do for a fixed seed and epoch.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch.utils.data import Dataset
+
+__all__ = [
+    "CACHE_FORMAT",
+    "CACHE_VERSION",
+    "TokenCacheDataset",
+    "TokenCacheError",
+    "build_token_cache",
+    "tokenizer_provenance",
+    "weights_digest",
+]
+
+logger = logging.getLogger(__name__)
+
+CACHE_FORMAT = "vidtok.token_cache"
+"""Value of ``format`` in ``cache.json``."""
+
+CACHE_VERSION = 1
+"""Version of the cache layout; readers refuse other versions."""
+
+_MANIFEST = "cache.json"
+_INDEX = "index.jsonl"
+_PROGRESS = "progress.json"
+
+
+class TokenCacheError(RuntimeError):
+    """A token cache is missing, incomplete, corrupt, or does not match what the caller expects."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------------
+
+
+def _jsonable(value: Any) -> Any:
+    """A JSON-safe copy of a config value (tuples become lists, unknown objects their repr)."""
+    return json.loads(json.dumps(value, default=repr, sort_keys=True))
+
+
+def weights_digest(module: Any) -> str | None:
+    """sha256 of a module's ``state_dict`` (names, dtypes, shapes and bytes), or ``None`` if it is no ``nn.Module``."""
+    if not isinstance(module, torch.nn.Module):
+        return None
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        t = tensor.detach().to("cpu").contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def tokenizer_provenance(tokenizer: Any, name: str | None = None, *, weights: bool = False) -> dict[str, Any]:
+    """Describe a tokenizer for a cache manifest: class path, registry name, config (and weights digest).
+
+    Args:
+        tokenizer: The tokenizer.
+        name: Explicit name or checkpoint id to record (default: its registry name, if registered).
+        weights: Also record ``weights_sha256``, the [`weights_digest`][vidtok.data.token_cache.weights_digest]
+            of its parameters and buffers (reads every weight once).
+
+    Returns:
+        ``{"class": "module.Class", "name": ..., "config": {...}}`` (plus ``"weights_sha256"``); ``config`` is the
+        diffusers config of vidtok components (without private ``_`` keys), or ``None``.
+    """
+    cls = type(tokenizer)
+    config = getattr(tokenizer, "config", None)
+    if isinstance(config, Mapping):
+        config = _jsonable({k: v for k, v in config.items() if not str(k).startswith("_")})
+    else:
+        config = None
+    if name is None:
+        base = sys.modules.get("vidtok.tokenizers.base")  # only look it up if tokenizers are already loaded
+        if base is not None:
+            registry = base.TOKENIZERS
+            name = next((n for n in registry.list() if registry.get(n) is cls), None)
+    info = {"class": f"{cls.__module__}.{cls.__qualname__}", "name": name, "config": config}
+    if weights:
+        info["weights_sha256"] = weights_digest(tokenizer)
+    return info
+
+
+def _dataset_description(dataset: Any) -> dict[str, Any]:
+    return {
+        "class": f"{type(dataset).__module__}.{type(dataset).__qualname__}",
+        "length": len(dataset),
+        "repr": repr(dataset)[:1000],
+    }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_json(path: Path, value: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(value, indent=1, ensure_ascii=False), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _as_levels(value: Any) -> list[torch.Tensor] | None:
+    if value is None:
+        return None
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)) and all(isinstance(v, torch.Tensor) for v in value):
+        return list(value)
+    raise TypeError(f"tokens/indices must be a tensor or a list of tensors, got {type(value).__name__}")
+
+
+def _encode(tokenizer: Any, video: torch.Tensor, kwargs: Mapping[str, Any]) -> tuple[Any, Any]:
+    out = tokenizer.encode(video, **kwargs)
+    if isinstance(out, torch.Tensor):
+        return out, None
+    if isinstance(out, Mapping):
+        return out["tokens"], out.get("indices")
+    if hasattr(out, "tokens"):
+        return out.tokens, getattr(out, "indices", None)
+    raise TypeError(
+        f"tokenizer.encode returned {type(out).__name__}; expected a TokenizerOutput, a dict with 'tokens' or a tensor"
+    )
+
+
+def _shape(levels: list[torch.Tensor], hierarchical: bool) -> Any:
+    shapes = [list(t.shape) for t in levels]
+    return shapes if hierarchical else shapes[0]
+
+
+def _shard_index(shard_file: str) -> str:
+    """Name of the per-shard index lines kept while building (merged into index.jsonl at the end)."""
+    return shard_file.removesuffix(".safetensors") + ".jsonl"
+
+
+_RECORD_KEYS = ("path", "index", "frame_stride", "fps", "source", "key")
+
+
+class _ShardBuffer:
+    def __init__(self) -> None:
+        self.tensors: dict[str, torch.Tensor] = {}
+        self.records: list[dict[str, Any]] = []
+
+
+# --------------------------------------------------------------------------------------------------
+# Building
+# --------------------------------------------------------------------------------------------------
+
+
+def build_token_cache(
+    tokenizer: Any,
+    dataset: Any,
+    out_dir: str | os.PathLike[str],
+    *,
+    batch_size: int = 8,
+    shard_size: int = 1024,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    num_workers: int = 0,
+    overwrite: bool = False,
+    resume: bool = True,
+    tokenizer_name: str | None = None,
+    encode_kwargs: Mapping[str, Any] | None = None,
+) -> Path:
+    """Encode every sample of ``dataset`` with ``tokenizer`` and store the tokens as a token cache.
+
+    Samples are read in index order (``dataset[0], dataset[1], ...``, decoded by ``num_workers`` DataLoader
+    workers), grouped into batches of up to ``batch_size`` samples whose videos have the same shape (so images and
+    videos may be mixed), and encoded with ``tokenizer.encode(video)`` under ``torch.no_grad()`` in eval mode. See
+    the module docs for the layout, atomicity and resuming.
+
+    Args:
+        tokenizer: A ``VideoTokenizer`` or any object with ``encode(video (B, C, T, H, W)) -> TokenizerOutput`` (or
+            a dict with ``"tokens"``/``"indices"``, or a tensor). An ``nn.Module`` is moved to ``device``; its
+            training mode is restored afterwards.
+        dataset: Map-style dataset of dicts with ``"video"`` ``(C, T, H, W)`` and ``"caption"`` (other scalar
+            entries such as ``path``, ``index``, ``frame_stride``, ``fps`` are recorded in the index).
+        out_dir: Folder of the cache (must not exist unless ``overwrite``).
+        batch_size: Samples per ``encode`` call.
+        shard_size: Samples per safetensors shard.
+        device: Device the videos (and the tokenizer) are put on.
+        dtype: Storage dtype for continuous tokens (e.g. ``torch.float16``); ``None`` keeps the tokenizer's.
+            Integer indices are stored as they come.
+        num_workers: DataLoader workers decoding samples.
+        overwrite: Replace an existing cache at ``out_dir`` (atomically, once the new one is complete).
+        resume: Continue an interrupted build of the same tokenizer/dataset from ``<out_dir>.partial``;
+            ``False`` starts over.
+        tokenizer_name: Name or checkpoint id recorded as the tokenizer's provenance (default: registry name).
+        encode_kwargs: Extra keyword arguments for ``encode``.
+
+    Returns:
+        ``out_dir`` as a ``Path``.
+
+    Raises:
+        FileExistsError: If ``out_dir`` exists and ``overwrite`` is false.
+        TypeError: If ``encode`` returns something unsupported, or a sample has no video/caption.
+    """
+    out_dir = Path(out_dir)
+    if batch_size < 1 or shard_size < 1:
+        raise ValueError(f"batch_size and shard_size must be >= 1, got {batch_size} and {shard_size}")
+    if out_dir.exists() and not overwrite:
+        what = "a token cache" if (out_dir / _MANIFEST).exists() else "a folder"
+        raise FileExistsError(f"{out_dir} already exists ({what}); pass overwrite=True to replace it")
+    partial = out_dir.with_name(out_dir.name + ".partial")
+    # What must match for a partial build to be resumed (the dataset's repr may hold memory addresses: not compared).
+    fingerprint = {
+        "tokenizer": tokenizer_provenance(tokenizer, tokenizer_name, weights=True),
+        "dataset": {k: v for k, v in _dataset_description(dataset).items() if k != "repr"},
+        "shard_size": shard_size,
+        "dtype": None if dtype is None else str(dtype),
+    }
+    progress = _start(partial, fingerprint, resume)
+    progress["dataset"] = _dataset_description(dataset)
+    start = sum(s["num_samples"] for s in progress["shards"])
+    n = len(dataset)
+
+    is_module = isinstance(tokenizer, torch.nn.Module)
+    was_training = is_module and tokenizer.training
+    if is_module:
+        tokenizer.to(device).eval()
+    try:
+        buffer = _ShardBuffer()
+        pending: list[tuple[int, dict[str, Any]]] = []
+        for i, sample in _ordered(dataset, start, n, num_workers):
+            if not isinstance(sample, Mapping) or "video" not in sample or "caption" not in sample:
+                got = sorted(sample) if isinstance(sample, Mapping) else type(sample).__name__
+                raise TypeError(f"sample {i} must be a dict with 'video' and 'caption' entries, got {got}")
+            if pending and (len(pending) >= batch_size or sample["video"].shape != pending[0][1]["video"].shape):
+                _encode_batch(tokenizer, pending, buffer, device, dtype, encode_kwargs or {}, progress)
+                pending = []
+            pending.append((i, sample))
+            if len(buffer.records) + len(pending) >= shard_size:
+                _encode_batch(tokenizer, pending, buffer, device, dtype, encode_kwargs or {}, progress)
+                pending = []
+                _flush(partial, buffer, progress)
+                buffer = _ShardBuffer()
+        if pending:
+            _encode_batch(tokenizer, pending, buffer, device, dtype, encode_kwargs or {}, progress)
+        if buffer.records:
+            _flush(partial, buffer, progress)
+    finally:
+        if is_module and was_training:
+            tokenizer.train()
+    _finish(partial, out_dir, progress, n)
+    return out_dir
+
+
+def _start(partial: Path, fingerprint: dict[str, Any], resume: bool) -> dict[str, Any]:
+    """Open (or resume) the partial build folder and return its progress record."""
+    progress_path = partial / _PROGRESS
+    if partial.exists() and resume and progress_path.exists():
+        try:
+            progress = json.loads(progress_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            progress = None
+        if progress is not None and progress.get("fingerprint") == _jsonable(fingerprint):
+            listed = {s["file"] for s in progress["shards"]} | {_shard_index(s["file"]) for s in progress["shards"]}
+            for leftover in partial.iterdir():  # a shard interrupted mid-write is redone
+                if leftover.name not in listed and leftover.name != _PROGRESS:
+                    leftover.unlink()
+            done = sum(s["num_samples"] for s in progress["shards"])
+            logger.info("resuming the token cache build in %s after %d samples", partial, done)
+            return progress
+        logger.warning("%s holds a build for another tokenizer/dataset; starting over", partial)
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    progress = {"fingerprint": _jsonable(fingerprint), "shards": [], "skipped": 0, "discrete": None, "levels": None}
+    _write_json(progress_path, progress)
+    return progress
+
+
+def _ordered(dataset: Any, start: int, stop: int, num_workers: int):
+    """Yield ``(index, sample)`` for ``start <= index < stop`` in order, decoded by DataLoader workers."""
+    if start >= stop:
+        return
+    from torch.utils.data import DataLoader, Subset
+
+    indices = list(range(start, stop))
+    loader = DataLoader(Subset(dataset, indices), batch_size=None, shuffle=False, num_workers=num_workers)
+    yield from zip(indices, loader)
+
+
+def _encode_batch(
+    tokenizer: Any,
+    pending: list[tuple[int, dict[str, Any]]],
+    buffer: _ShardBuffer,
+    device: str | torch.device,
+    dtype: torch.dtype | None,
+    encode_kwargs: Mapping[str, Any],
+    progress: dict[str, Any],
+) -> None:
+    video = torch.stack([s["video"] for _, s in pending]).to(device)
+    with torch.no_grad():
+        tokens, indices = _encode(tokenizer, video, encode_kwargs)
+    tokens, indices = _as_levels(tokens), _as_levels(indices)
+    hierarchical = len(tokens) > 1 or (indices is not None and len(indices) > 1)
+    discrete = indices is not None
+    if progress["discrete"] is None:
+        progress["discrete"], progress["levels"] = discrete, len(tokens) if hierarchical else None
+    elif progress["discrete"] != discrete:
+        raise TypeError("the tokenizer returned indices for some batches and not for others")
+    for b, (i, sample) in enumerate(pending):
+        record: dict[str, Any] = {"i": i, "caption": str(sample["caption"])}
+        for name, levels in (("tokens", tokens), ("indices", indices)):
+            if levels is None:
+                continue
+            per_sample = []
+            for level, t in enumerate(levels):
+                if t.shape[0] != len(pending):
+                    raise ValueError(f"encode returned {name} with batch size {t.shape[0]}, expected {len(pending)}")
+                x = t[b].detach().to("cpu").clone()  # own storage: views of one batch cannot be saved
+                if dtype is not None and name == "tokens" and x.is_floating_point():
+                    x = x.to(dtype)
+                key = f"{i}.{name}.{level}" if hierarchical else f"{i}.{name}"
+                buffer.tensors[key] = x.contiguous()
+                per_sample.append(x)
+            record[f"{name}_shape"] = _shape(per_sample, hierarchical)
+        record["video_shape"] = list(sample["video"].shape)
+        for key in _RECORD_KEYS:
+            value = sample.get(key)
+            if isinstance(value, torch.Tensor) and value.ndim == 0:
+                value = value.item()
+            if isinstance(value, (str, int, float, bool)):
+                record[key] = value
+        progress["skipped"] += int(sample.get("skipped", 0) or 0)
+        buffer.records.append(record)
+
+
+def _flush(partial: Path, buffer: _ShardBuffer, progress: dict[str, Any]) -> None:
+    """Write one finished shard (tensors, then its index lines), then record it in progress.json."""
+    number = len(progress["shards"])
+    name = f"shard-{number:05d}.safetensors"
+    tmp = partial / f".{name}.tmp"
+    save_file(buffer.tensors, str(tmp), metadata={"format": CACHE_FORMAT, "version": str(CACHE_VERSION)})
+    os.replace(tmp, partial / name)
+    lines = "".join(json.dumps({**r, "shard": name}, ensure_ascii=False) + "\n" for r in buffer.records)
+    index_tmp = partial / f".{_shard_index(name)}.tmp"
+    index_tmp.write_text(lines, encoding="utf-8")
+    os.replace(index_tmp, partial / _shard_index(name))
+    path = partial / name
+    progress["shards"].append(
+        {"file": name, "num_samples": len(buffer.records), "bytes": path.stat().st_size, "sha256": _sha256(path)}
+    )
+    _write_json(partial / _PROGRESS, progress)
+
+
+def _finish(partial: Path, out_dir: Path, progress: dict[str, Any], n: int) -> None:
+    """Merge the shard indexes, write the manifest last, and move the cache into place."""
+    total = sum(s["num_samples"] for s in progress["shards"])
+    if total != n:
+        raise TokenCacheError(f"built {total} samples but the dataset has {n}; the build was not completed")
+    with open(partial / f".{_INDEX}.tmp", "w", encoding="utf-8") as out:
+        for shard in progress["shards"]:
+            out.write((partial / _shard_index(shard["file"])).read_text(encoding="utf-8"))
+    os.replace(partial / f".{_INDEX}.tmp", partial / _INDEX)
+    for shard in progress["shards"]:
+        (partial / _shard_index(shard["file"])).unlink()
+    fp = progress["fingerprint"]
+    manifest = {
+        "format": CACHE_FORMAT,
+        "version": CACHE_VERSION,
+        "num_samples": total,
+        "shards": progress["shards"],
+        "tokenizer": fp["tokenizer"],
+        "dataset": progress.get("dataset", fp["dataset"]),
+        "dtype": fp["dtype"],
+        "discrete": bool(progress["discrete"]),
+        "levels": progress["levels"],
+        "skipped": progress["skipped"],
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    (partial / _PROGRESS).unlink()
+    _write_json(partial / _MANIFEST, manifest)
+    if out_dir.exists():  # overwrite: swap in the new cache, then delete the old one
+        old = out_dir.with_name(out_dir.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(out_dir, old)
+        os.replace(partial, out_dir)
+        shutil.rmtree(old)
+    else:
+        os.replace(partial, out_dir)
+    logger.info("token cache with %d samples in %d shards written to %s", total, len(progress["shards"]), out_dir)
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------------
+
+
+class TokenCacheDataset(Dataset):
+    """Map-style dataset over a token cache written by [`build_token_cache`][vidtok.data.token_cache.build_token_cache].
+
+    Opening checks the manifest (format, version), the index (one line per sample) and every shard's size;
+    ``verify=True`` also checks the shards' sha256. Shards are memory-mapped and read lazily per sample. Any
+    problem raises [`TokenCacheError`][vidtok.data.token_cache.TokenCacheError] naming the file and what to do.
+
+    Args:
+        cache_dir: The cache folder.
+        tokenizer: If given, the cache must have been built by a tokenizer of the same class and config.
+        check_weights: With ``tokenizer``, also require the same weights (hashes them once).
+        verify: Check the sha256 of every shard when opening (reads all bytes once).
+
+    Samples are dicts with ``"tokens"`` (``(S, N, D)``; a list of tensors for hierarchical tokenizers),
+    ``"indices"`` (for discrete tokenizers), ``"caption"``, ``"index"`` and, when recorded, ``"path"``.
+
+    Attributes:
+        manifest: The parsed ``cache.json`` (tokenizer provenance, dataset, shards, ...).
+        records: The parsed ``index.jsonl`` lines.
+    """
+
+    def __init__(
+        self,
+        cache_dir: str | os.PathLike[str],
+        *,
+        tokenizer: Any = None,
+        check_weights: bool = False,
+        verify: bool = False,
+    ) -> None:
+        self.cache_dir = Path(cache_dir)
+        manifest_path = self.cache_dir / _MANIFEST
+        if not manifest_path.exists():
+            partial = self.cache_dir.with_name(self.cache_dir.name + ".partial")
+            hint = (
+                f"; an interrupted build left {partial}: rerun build_token_cache to resume it"
+                if partial.exists()
+                else ""
+            )
+            if not self.cache_dir.exists():
+                raise TokenCacheError(f"token cache {self.cache_dir} does not exist{hint}")
+            raise TokenCacheError(f"{self.cache_dir} is not a complete token cache (no {_MANIFEST}){hint}")
+        try:
+            self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise TokenCacheError(f"{manifest_path} is corrupt ({e}); rebuild the cache") from None
+        if self.manifest.get("format") != CACHE_FORMAT or self.manifest.get("version") != CACHE_VERSION:
+            raise TokenCacheError(
+                f"{manifest_path}: unsupported cache format {self.manifest.get('format')!r} version "
+                f"{self.manifest.get('version')!r} (this vidtok reads {CACHE_FORMAT!r} version {CACHE_VERSION}); "
+                "rebuild the cache"
+            )
+        self.records = self._read_index()
+        self._check_shards(verify)
+        if tokenizer is not None:
+            self.check_tokenizer(tokenizer, weights=check_weights)
+        self._handles: dict[str, Any] = {}
+
+    def _read_index(self) -> list[dict[str, Any]]:
+        path = self.cache_dir / _INDEX
+        if not path.exists():
+            raise TokenCacheError(f"{path} is missing; rebuild the cache")
+        records = []
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    raise TokenCacheError(f"{path}:{lineno} is corrupt; rebuild the cache") from None
+        expected = self.manifest["num_samples"]
+        if len(records) != expected or any(r.get("i") != k for k, r in enumerate(records)):
+            raise TokenCacheError(
+                f"{path} lists {len(records)} samples out of order or incomplete, but {_MANIFEST} says {expected}; "
+                "the cache is inconsistent: rebuild it"
+            )
+        return records
+
+    def _check_shards(self, verify: bool) -> None:
+        for shard in self.manifest["shards"]:
+            path = self.cache_dir / shard["file"]
+            if not path.exists():
+                raise TokenCacheError(f"shard {path} is missing; rebuild the cache")
+            size = path.stat().st_size
+            if size != shard["bytes"]:
+                raise TokenCacheError(
+                    f"shard {path} has {size} bytes but {_MANIFEST} records {shard['bytes']}: it is truncated or was "
+                    "replaced; rebuild the cache"
+                )
+            if verify and _sha256(path) != shard["sha256"]:
+                raise TokenCacheError(f"shard {path} fails its sha256 check (corrupt); rebuild the cache")
+
+    def check_tokenizer(self, tokenizer: Any, *, weights: bool = False) -> None:
+        """Raise [`TokenCacheError`][vidtok.data.token_cache.TokenCacheError] unless ``tokenizer`` matches the cache's.
+
+        Class and config (the ``config`` of vidtok components) must be equal, and with ``weights=True`` also the
+        digest of the weights (a fine-tuned tokenizer has the same config but different weights).
+        """
+        want, have = tokenizer_provenance(tokenizer, weights=weights), self.manifest["tokenizer"]
+        if want["class"] != have["class"]:
+            raise TokenCacheError(
+                f"{self.cache_dir} was built with {have['class']}, not {want['class']}; rebuild it with this tokenizer"
+            )
+        if want["config"] != have["config"]:
+            a, b = want["config"] or {}, have["config"] or {}
+            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            raise TokenCacheError(
+                f"{self.cache_dir} was built with a different {have['class']} config (differs in {diff}); "
+                "rebuild the cache with this tokenizer"
+            )
+        if weights and want["weights_sha256"] != have.get("weights_sha256"):
+            raise TokenCacheError(
+                f"{self.cache_dir} was built with other weights of {have['class']} (same config, different "
+                "weights_sha256); rebuild the cache with this tokenizer"
+            )
+
+    @property
+    def tokenizer_info(self) -> dict[str, Any]:
+        """The tokenizer's provenance recorded at build time (class, registry name, config)."""
+        return self.manifest["tokenizer"]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def _open(self, name: str) -> Any:
+        handle = self._handles.get(name)
+        if handle is None:
+            path = self.cache_dir / name
+            try:
+                handle = safe_open(str(path), framework="pt")
+            except Exception as e:  # SafetensorError, OSError: report as a cache problem
+                raise TokenCacheError(f"shard {path} is corrupt or unreadable ({e}); rebuild the cache") from e
+            self._handles[name] = handle
+        return handle
+
+    def _get(self, handle: Any, shard: str, key: str) -> torch.Tensor:
+        try:
+            return handle.get_tensor(key)
+        except Exception as e:  # a missing key or unreadable data
+            raise TokenCacheError(
+                f"shard {self.cache_dir / shard} has no readable tensor {key!r} ({e}); rebuild the cache"
+            ) from e
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """Tokens, indices (if discrete), caption and provenance of sample ``index``."""
+        n = len(self)
+        index = int(index) + (n if index < 0 else 0)
+        if not 0 <= index < n:
+            raise IndexError(f"index {index} out of range for a token cache of {n} samples")
+        record = self.records[index]
+        handle = self._open(record["shard"])
+        levels = self.manifest.get("levels")
+        sample: dict[str, Any] = {"caption": record["caption"], "index": index}
+        for name in ("tokens", "indices"):
+            if f"{name}_shape" not in record:
+                continue
+            if levels:
+                value: Any = [self._get(handle, record["shard"], f"{index}.{name}.{k}") for k in range(levels)]
+                shapes = [list(v.shape) for v in value]
+            else:
+                value = self._get(handle, record["shard"], f"{index}.{name}")
+                shapes = list(value.shape)
+            if shapes != record[f"{name}_shape"]:
+                raise TokenCacheError(
+                    f"sample {index}: {name} in {record['shard']} have shape {shapes}, index says "
+                    f"{record[f'{name}_shape']}; the cache is inconsistent: rebuild it"
+                )
+            sample[name] = value
+        if "path" in record:
+            sample["path"] = record["path"]
+        return sample
+
+    def __getstate__(self) -> dict[str, Any]:  # open shard handles are not picklable (DataLoader workers)
+        state = dict(self.__dict__)
+        state["_handles"] = {}
+        return state
+
+    def __repr__(self) -> str:
+        tok = self.manifest["tokenizer"]
+        return f"{type(self).__name__}({self.cache_dir}, {len(self)} samples, tokenizer={tok['name'] or tok['class']})"
