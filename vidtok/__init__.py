@@ -38,6 +38,9 @@ _LAZY: dict[str, str] = {
     "CategoricalHead": "vidtok.heads.categorical",
     # outputs
     "TokenizerOutput": "vidtok.outputs",
+    # training
+    "Trainer": "vidtok.training",
+    "TrainingConfig": "vidtok.training",
     # video I/O
     "read_video": "vidtok.io",
     "read_video_info": "vidtok.io",
@@ -60,6 +63,7 @@ _SUBMODULES = (
     "recipes",
     "registry",
     "tokenizers",
+    "training",
 )
 
 __all__ = [
@@ -78,6 +82,8 @@ __all__ = [
     "RegistryError",
     "TokenHead",
     "TokenizerOutput",
+    "Trainer",
+    "TrainingConfig",
     "VideoReadError",
     "VideoTokenizer",
     "__version__",
@@ -102,6 +108,7 @@ if TYPE_CHECKING:  # real imports for IDEs, type checkers and the docs' static a
     from .recipes.base import RECIPES
     from .registry import Registry, RegistryError
     from .tokenizers.base import TOKENIZERS, VideoTokenizer
+    from .training import Trainer, TrainingConfig
 
 
 def __getattr__(name: str) -> Any:

@@ -3,9 +3,9 @@
 Sub-commands:
 
 * ``vidtok list [KIND] [PATTERN]`` — registered tokenizers, heads, backbones and recipes.
-* ``vidtok train CONFIG [--set KEY=VALUE ...] [--resume [latest|PATH]] [--output-dir DIR]`` — train the model a
-  run config names (see [`vidtok.training.run`][vidtok.training.run]); under ``accelerate launch`` it trains on
-  several processes.
+* ``vidtok train CONFIG [--set KEY=VALUE ...] [--stage NAME] [--resume [PATH]] [--output-dir DIR]`` — train
+  the model a run config names (see [`vidtok.training.run`][vidtok.training.run]); under ``accelerate launch``
+  it trains on several processes.
 * ``vidtok plot-log RUN_DIR_OR_LOG [-o curve.png]`` — draw a run's loss curves (needs matplotlib).
 * ``vidtok --version``.
 
@@ -56,7 +56,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"trainer.resume_from={args.resume}")
     from accelerate import PartialState
 
-    out = train_from_config(args.config, overrides)
+    out = train_from_config(args.config, overrides, stages=args.stages)
     if not PartialState().is_main_process:
         return 0
     loss = out.metrics.get("loss")
@@ -127,6 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="resume from a checkpoint folder, or (no value) from the newest complete checkpoint of output_dir",
     )
     p_train.add_argument("--output-dir", default=None, help="shortcut for --set trainer.output_dir=DIR")
+    p_train.add_argument(
+        "--stage",
+        dest="stages",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="train only this stage of trainer.stages (repeatable); start it from earlier weights with "
+        "--set model.pretrained=DIR",
+    )
     p_train.set_defaults(func=_cmd_train, user_errors=_train_errors)
 
     p_plot = sub.add_parser("plot-log", help="draw the loss curves of a training run to an image (needs matplotlib)")
