@@ -81,6 +81,7 @@ def test_train_command_end_to_end(tmp_path, capsys):
     assert len(read_metrics(out_dir)) == 4
 
     import matplotlib  # noqa: F401  (the test extra installs vidtok[train])
+
     assert main(["plot-log", str(out_dir), "-o", str(tmp_path / "curve.png"), "--smooth", "2"]) == 0
     assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["plot-log", str(out_dir / "metrics.jsonl")]) == 0

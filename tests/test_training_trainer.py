@@ -358,6 +358,7 @@ def test_clear_errors(tmp_path):
 
 def test_tensorboard_tracker(tmp_path):
     import tensorboard  # noqa: F401  (the test extra installs vidtok[train])
+
     Trainer(autoencoder(), config(tmp_path, max_steps=2, batch_size=2, trackers=["tensorboard"]), shapes()).train()
     assert list(tmp_path.rglob("events.out.tfevents.*"))
     assert json.loads((tmp_path / "training_config.json").read_text())["trackers"] == ["tensorboard"]

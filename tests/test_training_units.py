@@ -350,6 +350,7 @@ def test_metrics_log_truncates_on_resume_and_plots(tmp_path):
     MetricsLog(tmp_path / "metrics.jsonl", resume_step=3).close()
     assert [r["step"] for r in read_metrics(tmp_path)] == [1, 2, 3]
     import matplotlib  # noqa: F401  (the test extra installs vidtok[train])
+
     out = plot_metrics(tmp_path, tmp_path / "curve.png", smooth=2, log_y=True)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="no metric named"):
