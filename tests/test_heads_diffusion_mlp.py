@@ -231,8 +231,8 @@ def test_cuda_head_with_a_cpu_generator_matches_cpu():
     head, hidden, target = make(), torch.randn(8, H), torch.randn(8, C)
     cpu_sample, cpu_loss = head.sample(hidden, generator=gen()), head.loss(hidden, target, generator=gen())
     head.to("cuda")
-    sample = head.sample(hidden.cuda(), generator=gen(), guidance_scale=1.0)
-    loss = head.loss(hidden.cuda(), target.cuda(), generator=gen())
+    sample = head.sample(hidden.to("cuda"), generator=gen(), guidance_scale=1.0)
+    loss = head.loss(hidden.to("cuda"), target.to("cuda"), generator=gen())
     assert sample.device.type == "cuda" and loss.device.type == "cuda"
     torch.testing.assert_close(sample.cpu(), cpu_sample, rtol=1e-3, atol=1e-3)
     torch.testing.assert_close(loss.cpu(), cpu_loss, rtol=1e-3, atol=1e-4)
