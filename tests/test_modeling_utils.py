@@ -107,6 +107,12 @@ def test_shape_mismatch_is_an_error(tmp_path):
 def test_missing_folder_and_files_give_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no such folder"):
         Affine.from_pretrained(tmp_path / "does_not_exist")
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        Affine.from_pretrained("./relative/missing")
+    # A Hub id is not mistaken for a missing folder: offline, the hub client says it cannot fetch it.
+    with pytest.raises(OSError) as err:
+        Affine.from_pretrained("someorg/somemodel")
+    assert "no such folder" not in str(err.value) and "HF_HUB_OFFLINE" in str(err.value)
     (tmp_path / "empty").mkdir()
     with pytest.raises((OSError, EnvironmentError), match="config.json"):
         Affine.from_pretrained(tmp_path / "empty")

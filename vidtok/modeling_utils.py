@@ -48,6 +48,13 @@ __all__ = ["Component", "LoadingError", "ConfigVersionError"]
 logger = logging.getLogger(__name__)
 
 
+def _looks_like_hub_id(path: str) -> bool:
+    """``name`` or ``org/name`` (what the Hub accepts), as opposed to a filesystem path."""
+    import re
+
+    return re.fullmatch(r"(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*", path) is not None
+
+
 class LoadingError(RuntimeError):
     """A checkpoint does not match the model it is loaded into (missing, unexpected or mismatched keys)."""
 
@@ -228,10 +235,19 @@ class Component(ModelMixin, ConfigMixin):
         import os
 
         path = os.fspath(pretrained_model_name_or_path)
-        if (os.sep in path or path.startswith(".")) and not os.path.exists(path):
+        if not os.path.exists(path) and not _looks_like_hub_id(path):
             raise FileNotFoundError(f"{cls.__name__}.from_pretrained: no such folder {path!r}")
         want_info = bool(kwargs.pop("output_loading_info", False))
-        model, info = super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True, **kwargs)
+        try:
+            model, info = super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True, **kwargs)
+        except OSError as err:
+            offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+            if os.path.exists(path) or not offline:
+                raise
+            raise OSError(
+                f"{cls.__name__}.from_pretrained({path!r}): not a local folder, and HF_HUB_OFFLINE is set, so the "
+                f"Hub is not asked (and the local Hub cache has no complete copy): {err}"
+            ) from err
         problems = []
         if info.get("missing_keys") and not allow_missing_keys:
             problems.append(f"missing keys (would stay randomly initialised): {sorted(info['missing_keys'])}")
