@@ -46,6 +46,18 @@ def _probe_head(head, generator):
     return loss.mean()
 
 
+@probe("tokenizer")
+def _probe_tokenizer(tokenizer, generator):
+    # A clip of one keyframe interval at the tokenizer's own size, then its training loss (which encodes).
+    size = getattr(tokenizer, "sample_size", (16, 16))
+    channels = tokenizer.config.get("in_channels", 3)
+    video = torch.rand(2, channels, tokenizer.temporal_compression + 1, *size, generator=generator) * 2 - 1
+    tokens = tokenizer.encode(video).tokens
+    assert tokens.ndim == 4 and tokens.shape[0] == 2, f"tokens must be (B, S, N, D), got {tuple(tokens.shape)}"
+    extra = {"generator": generator} if "generator" in inspect.signature(tokenizer.training_step).parameters else {}
+    return tokenizer.training_step({"video": video}, **extra)["loss"]
+
+
 def build_tiny(cls: type) -> Component:
     """Instantiate ``cls`` from its ``tiny_config()``, asserting it is a keyword-only JSON config."""
     assert issubclass(cls, Component), f"{cls.__name__} must subclass vidtok.modeling_utils.Component"

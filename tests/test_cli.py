@@ -35,3 +35,22 @@ def test_console_script_version_and_help():
     assert out.stdout.strip() == f"vidtok {vidtok.__version__}"
     out = subprocess.run([sys.executable, "-m", "vidtok.cli"], capture_output=True, text=True, check=True)
     assert "list" in out.stdout
+
+
+def test_reconstruct_command_writes_side_by_side_and_reports(tmp_path, capsys):
+    from vidtok.data.shapes import generate
+    from vidtok.io import read_video, save_video
+
+    videos, _ = generate(1, resolution=32, num_frames=9, seed=5)
+    src = save_video(videos[0], tmp_path / "clip.mp4", fps=8, lossless=True)
+    out = tmp_path / "side.gif"
+    assert main(["reconstruct", str(src), str(out), "--steps", "2", "--quiet"]) == 0
+    report = capsys.readouterr().out
+    assert "PSNR" in report and "tokens" in report
+    frames = read_video(out)
+    assert frames.shape[0] == 9 and frames.shape[2] == 2 * frames.shape[1]  # original | reconstruction
+
+
+def test_reconstruct_command_missing_input_is_a_clear_error(tmp_path, capsys):
+    assert main(["reconstruct", str(tmp_path / "nope.mp4"), str(tmp_path / "out.gif")]) == 2
+    assert "nope.mp4" in capsys.readouterr().err

@@ -36,6 +36,10 @@ _LAZY: dict[str, str] = {
     "GMMHead": "vidtok.heads.gmm",
     "DiffusionMLPHead": "vidtok.heads.diffusion_mlp",
     "CategoricalHead": "vidtok.heads.categorical",
+    # tokenizers and pipelines
+    "DeepTokenizer": "vidtok.tokenizers.deep_tokens",
+    "Reconstruct": "vidtok.pipelines.reconstruct",
+    "reconstruct_file": "vidtok.pipelines.reconstruct",
     # outputs
     "TokenizerOutput": "vidtok.outputs",
     # training
@@ -55,11 +59,13 @@ _SUBMODULES = (
     "backbones",
     "cli",
     "data",
+    "diagnostics",
     "heads",
     "io",
     "metrics",
     "modeling_utils",
     "outputs",
+    "pipelines",
     "recipes",
     "registry",
     "tokenizers",
@@ -73,12 +79,14 @@ __all__ = [
     "TOKENIZERS",
     "CategoricalHead",
     "Component",
+    "DeepTokenizer",
     "DiffusionMLPHead",
     "GMMHead",
     "GaussianHead",
     "L2Head",
     "LoadingError",
     "Registry",
+    "Reconstruct",
     "RegistryError",
     "TokenHead",
     "TokenizerOutput",
@@ -90,6 +98,7 @@ __all__ = [
     "frames_to_tensor",
     "read_video",
     "read_video_info",
+    "reconstruct_file",
     "save_video",
     "tensor_to_frames",
 ]
@@ -105,9 +114,11 @@ if TYPE_CHECKING:  # real imports for IDEs, type checkers and the docs' static a
     from .io import VideoReadError, frames_to_tensor, read_video, read_video_info, save_video, tensor_to_frames
     from .modeling_utils import Component, LoadingError
     from .outputs import TokenizerOutput
+    from .pipelines.reconstruct import Reconstruct, reconstruct_file
     from .recipes.base import RECIPES
     from .registry import Registry, RegistryError
     from .tokenizers.base import TOKENIZERS, VideoTokenizer
+    from .tokenizers.deep_tokens import DeepTokenizer
     from .training import Trainer, TrainingConfig
 
 

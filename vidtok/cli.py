@@ -7,6 +7,8 @@ Sub-commands:
   the model a run config names (see [`vidtok.training.run`][vidtok.training.run]); under ``accelerate launch``
   it trains on several processes.
 * ``vidtok plot-log RUN_DIR_OR_LOG [-o curve.png]`` — draw a run's loss curves (needs matplotlib).
+* ``vidtok reconstruct IN OUT [--model PATH] ...`` — tokenize a video into deep tokens, decode it, write
+  ``original | reconstruction`` side by side and print compression, PSNR and SSIM.
 * ``vidtok --version``.
 
 Heavy imports happen inside each sub-command, so ``vidtok --help`` answers at once.
@@ -87,6 +89,40 @@ def _cmd_plot_log(args: argparse.Namespace) -> int:
     return 0
 
 
+def _size(text: str) -> tuple[int, int]:
+    """Parse ``HxW`` (or a single ``S`` for a square) into ``(height, width)``."""
+    try:
+        parts = [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be HxW or S, got {text!r}") from None
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"size must be HxW or S with positive integers, got {text!r}")
+    return parts[0], parts[1]
+
+
+def _cmd_reconstruct(args: argparse.Namespace) -> int:
+    from vidtok.pipelines.reconstruct import reconstruct_file
+
+    reconstruct_file(
+        args.input,
+        args.output,
+        model=args.model,
+        frame_stride=args.stride,
+        num_keyframes=args.keyframes,
+        start=args.start,
+        size=args.size,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance,
+        seed=args.seed,
+        device=args.device,
+        progress=not args.quiet,
+        verbose=True,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``vidtok`` command."""
     from vidtok import __version__
@@ -145,6 +181,23 @@ def build_parser() -> argparse.ArgumentParser:
     p_plot.add_argument("--smooth", type=int, default=1, help="moving-average window, in records")
     p_plot.add_argument("--log-y", action="store_true", help="logarithmic y axis")
     p_plot.set_defaults(func=_cmd_plot_log, user_errors=(ValueError, FileNotFoundError, ImportError))
+
+    p_rec = sub.add_parser(
+        "reconstruct", help="tokenize a video into deep tokens and decode it; writes original | reconstruction"
+    )
+    p_rec.add_argument("input", help="video, GIF, image or image folder")
+    p_rec.add_argument("output", help="side-by-side output (.mp4 or .gif)")
+    p_rec.add_argument("--model", default=None, help="deep-token tokenizer folder (default: the shipped Shapes one)")
+    p_rec.add_argument("--stride", type=int, default=None, help="keyframe stride f (default: the model's)")
+    p_rec.add_argument("--keyframes", type=int, default=None, help="number of keyframes (default: all)")
+    p_rec.add_argument("--start", type=int, default=0, help="first frame read")
+    p_rec.add_argument("--size", type=_size, default=None, help="HxW the frames are resized to (default: model's)")
+    p_rec.add_argument("--steps", type=int, default=25, help="denoising steps")
+    p_rec.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale")
+    p_rec.add_argument("--seed", type=int, default=0, help="seed of the decoding noise")
+    p_rec.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cpu)")
+    p_rec.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_rec.set_defaults(func=_cmd_reconstruct)
     return parser
 
 

@@ -1,5 +1,17 @@
-"""Metrics. ``vidtok.metrics.shapes`` scores a video against a Shapes caption from pixels alone."""
+"""Metrics: the Shapes scorer (from pixels alone) and per-frame video quality (PSNR, SSIM)."""
 
 from vidtok.metrics.shapes import ATTRIBUTES, DetectedObject, ShapesScore, analyze_video, score_video, score_videos
+from vidtok.metrics.video_quality import psnr, psnr_per_frame, ssim, ssim_per_frame
 
-__all__ = ["ATTRIBUTES", "DetectedObject", "ShapesScore", "analyze_video", "score_video", "score_videos"]
+__all__ = [
+    "ATTRIBUTES",
+    "DetectedObject",
+    "ShapesScore",
+    "analyze_video",
+    "psnr",
+    "psnr_per_frame",
+    "score_video",
+    "score_videos",
+    "ssim",
+    "ssim_per_frame",
+]

@@ -1,0 +1,276 @@
+"""DeepTokenizer (DiCoDe §3.1–3.2): shapes, causality, decoding, training, conditioning modes, latent route."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vidtok.tokenizers import TOKENIZERS
+from vidtok.tokenizers.deep_tokens import DeepTokenizer
+
+
+def _tiny(**overrides) -> DeepTokenizer:
+    torch.manual_seed(0)
+    kwargs = DeepTokenizer.tiny_config()
+    denoiser = overrides.pop("denoiser_kwargs", {})
+    kwargs["denoiser_kwargs"] = {**kwargs["denoiser_kwargs"], **denoiser}
+    kwargs.update(overrides)
+    return DeepTokenizer(**kwargs).eval()
+
+
+def _video(b=2, t=9, size=16, seed=0) -> torch.Tensor:
+    return torch.rand(b, 3, t, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+@pytest.fixture(scope="module")
+def tok() -> DeepTokenizer:
+    return _tiny()
+
+
+def test_registered_and_compression(tok):
+    assert TOKENIZERS.get("deep_tokens") is DeepTokenizer
+    assert tok.temporal_compression == 4
+    assert tok.spatial_compression is None
+    assert tok.token_dim == 16
+    assert tok.tokens_per_step(256, 256) == 4
+    assert tok.tokens_per_second(8.0, 16, 16) == pytest.approx(8.0)  # 2 keyframes/s x 4 tokens
+    with pytest.raises(TypeError, match="continuous"):
+        tok.bits_per_pixel(9, 16, 16)
+
+
+def test_encode_shapes_strides_and_images(tok):
+    video = _video(t=9)
+    assert tok.encode(video).tokens.shape == (2, 3, 4, 16)  # keyframes 0, 4, 8
+    assert tok.encode(video, frame_stride=8).tokens.shape == (2, 2, 4, 16)
+    assert tok.encode(video, frame_stride=3).tokens.shape == (2, 3, 4, 16)  # 0, 3, 6 (frames 7-8 dropped)
+    assert tok.encode(_video(t=1)).tokens.shape == (2, 1, 4, 16)  # an image is one keyframe
+
+
+def test_encode_is_causal_per_keyframe(tok):
+    video = _video(b=1, t=9)
+    base = tok.encode(video, frame_stride=4).tokens
+    other = video.clone()
+    other[:, :, [1, 2, 3, 5, 6, 7]] = torch.rand_like(other[:, :, [1, 2, 3, 5, 6, 7]]) * 2 - 1
+    assert torch.equal(tok.encode(other, frame_stride=4).tokens, base)  # non-keyframes never matter
+    key = video.clone()
+    key[:, :, 4] = -key[:, :, 4]
+    changed = tok.encode(key, frame_stride=4).tokens
+    assert torch.equal(changed[:, 0], base[:, 0]) and torch.equal(changed[:, 2], base[:, 2])
+    assert not torch.allclose(changed[:, 1], base[:, 1])
+    # Batch independence: a keyframe's tokens do not depend on other videos of the batch.
+    both = tok.encode(torch.cat([video, _video(b=1, seed=5)]), frame_stride=4).tokens
+    assert torch.allclose(both[:1], base, atol=1e-5)
+
+
+def test_decode_shapes_stitching_and_determinism(tok):
+    tokens = tok.encode(_video(t=9), frame_stride=4).tokens
+    g = lambda s: torch.Generator().manual_seed(s)  # noqa: E731
+    a = tok.decode(tokens, num_inference_steps=2, generator=g(0), frame_stride=4, progress=False)
+    assert a.shape == (2, 3, 9, 16, 16)  # (S - 1) f + 1
+    assert a.min() >= -1 and a.max() <= 1
+    b = tok.decode(tokens, num_inference_steps=2, generator=g(0), frame_stride=4, progress=False)
+    assert torch.equal(a, b)
+    c = tok.decode(tokens, num_inference_steps=2, generator=g(1), frame_stride=4, progress=False)
+    assert not torch.equal(a, c)
+    # Clips are batched; chunking them does not change the result for explicit noise.
+    noise = torch.randn(4, 3, 5, 16, 16, generator=g(2))
+    full = tok.decode(tokens, num_inference_steps=2, frame_stride=4, latents=noise, progress=False)
+    chunked = tok.decode(
+        tokens, num_inference_steps=2, frame_stride=4, latents=noise, clip_batch_size=1, progress=False
+    )
+    assert torch.allclose(full, chunked, atol=1e-5)
+    # The shared boundary frame comes from the first clip of each pair once.
+    tokens_a = tokens[:, :2]
+    first = tok.decode(tokens_a, num_inference_steps=2, frame_stride=4, latents=noise[[0, 2]], progress=False)
+    assert torch.allclose(full[:, :, :5], first, atol=1e-5)
+
+
+def test_decode_image_and_other_sizes(tok):
+    tokens = tok.encode(_video(t=1)).tokens
+    img = tok.decode(tokens, num_inference_steps=1, generator=torch.Generator().manual_seed(0), progress=False)
+    assert img.shape == (2, 3, 1, 16, 16)
+    wide = tok.decode(tokens, num_inference_steps=1, height=16, width=24, progress=False)
+    assert wide.shape == (2, 3, 1, 16, 24)
+
+
+def test_guidance_and_eta():
+    tok = _tiny()
+    with torch.no_grad():  # the output layer starts at zero: give it weights so guidance has something to scale
+        tok.denoiser.conv_out.weight.normal_(0, 0.1, generator=torch.Generator().manual_seed(0))
+    tokens = tok.encode(_video(b=1, t=5)).tokens
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    plain = tok.decode(tokens, num_inference_steps=2, generator=g(), progress=False)
+    guided = tok.decode(
+        tokens, num_inference_steps=2, guidance_scale=7.5, guidance_rescale=0.7, generator=g(), progress=False
+    )
+    stochastic = tok.decode(tokens, num_inference_steps=2, eta=1.0, generator=g(), progress=False)
+    assert plain.shape == guided.shape == stochastic.shape == (1, 3, 5, 16, 16)
+    assert not torch.equal(plain, guided)
+    assert torch.isfinite(guided).all()
+
+
+def test_strength_starts_from_the_noised_preview(tok):
+    tokens = tok.encode(_video(b=1, t=5)).tokens
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    half = tok.decode(tokens, num_inference_steps=4, strength=0.5, generator=g(), progress=False)
+    assert half.shape == (1, 3, 5, 16, 16)
+    assert torch.equal(half, tok.decode(tokens, num_inference_steps=4, strength=0.5, generator=g(), progress=False))
+    assert not torch.equal(half, tok.decode(tokens, num_inference_steps=4, generator=g(), progress=False))
+    with pytest.raises(ValueError, match="strength"):
+        tok.decode(tokens, strength=0.0, progress=False)
+    plain = _tiny(denoiser_kwargs={"spatial_condition": False})
+    with pytest.raises(ValueError, match="preview"):
+        plain.decode(plain.encode(_video(b=1, t=5)).tokens, strength=0.5, progress=False)
+
+
+def test_progress_bar_can_be_disabled(tok, capsys):
+    tokens = tok.encode(_video(b=1, t=5)).tokens
+    tok.decode(tokens, num_inference_steps=1, progress=False)
+    assert "decoding" not in capsys.readouterr().err
+    tok.decode(tokens, num_inference_steps=1, progress=True)
+    assert "deep tokens: decoding" in capsys.readouterr().err
+
+
+def test_training_step_loss_and_strides():
+    model = _tiny().train()
+    out = model.training_step({"video": _video(t=9), "caption": ["x", "y"]}, generator=torch.Generator().manual_seed(0))
+    assert set(out) == {"loss", "diffusion_loss", "preview_loss"}
+    assert out["loss"].ndim == 0 and out["loss"].requires_grad
+    again = model.training_step({"video": _video(t=9)}, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out["loss"], again["loss"])
+    # Random strides come from the clip length: a 2-frame clip can only use stride 1.
+    assert torch.isfinite(model.training_step(_video(t=2))["loss"])
+    # Frame subsets (train_frames) still train every parameter.
+    sub = _tiny(train_frames=3, train_strides=[4]).train()
+    loss = sub.training_step({"video": _video(t=9)}, generator=torch.Generator().manual_seed(1))["loss"]
+    loss.backward()
+    assert all(p.grad is not None for p in sub.parameters() if p.requires_grad)
+
+
+@pytest.mark.parametrize("mode", ["half", "interpolate", "both"])
+@pytest.mark.parametrize("spatial", [True, False])
+def test_context_modes(mode, spatial):
+    model = _tiny(context_mode=mode, denoiser_kwargs={"spatial_condition": spatial}).train()
+    loss = model.training_step({"video": _video(t=5)}, generator=torch.Generator().manual_seed(0))["loss"]
+    loss.backward()
+    dead = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not dead
+    tokens = model.eval().encode(_video(b=1, t=5)).tokens
+    assert model.decode(tokens, num_inference_steps=1, progress=False).shape == (1, 3, 5, 16, 16)
+    if not spatial:
+        with pytest.raises(RuntimeError, match="spatial_condition"):
+            model.preview(tokens)
+
+
+def test_half_assignment_reads_head_then_rear():
+    model = _tiny(context_mode="half")
+    head, rear = torch.zeros(1, 4, 16), torch.ones(1, 4, 16)
+    positions = torch.linspace(0, 1, 5)
+    ctx = model.denoiser.frame_context(head, rear, positions)
+    assert ctx.shape == (5, 4, 16)
+    assert ctx[:2].eq(0).all() and ctx[2:].eq(1).all()  # a < 0.5 -> head, else rear
+    interp = _tiny(context_mode="interpolate").denoiser.frame_context(head, rear, positions)
+    assert interp[:, 0, 0].tolist() == pytest.approx(positions.tolist())
+
+
+def test_unconditional_tokens_grey_and_learned():
+    grey = _tiny(uncond="grey")
+    expected = grey.encode(torch.zeros(1, 3, 1, 16, 16)).tokens[0, 0]
+    assert torch.allclose(grey.unconditional_tokens(), expected, atol=1e-6)
+    learned = _tiny(uncond="learned")
+    assert learned.unconditional_tokens() is learned.null_tokens
+
+
+def test_preview_shape(tok):
+    tokens = tok.encode(_video(t=9)).tokens
+    assert tok.preview(tokens).shape == (2, 3, 9, 16, 16)
+
+
+def test_latent_space_route_with_a_tiny_vae():
+    vae = {
+        "in_channels": 3,
+        "out_channels": 3,
+        "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D"],
+        "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D"],
+        "block_out_channels": [8, 16],
+        "layers_per_block": 1,
+        "latent_channels": 4,
+        "norm_num_groups": 4,
+        "sample_size": 16,
+    }
+    model = _tiny(
+        vae_config=vae,
+        denoiser_kwargs={
+            "block_channels": [16],
+            "attention_levels": [True],
+            "temporal_levels": [True],
+            "spatial_upsample": 1,
+        },
+    )
+    assert model.latent_scale == pytest.approx(0.18215)
+    assert not any(p.requires_grad for p in model.autoencoder.parameters())
+    model.train()
+    loss = model.training_step({"video": _video(t=5)}, generator=torch.Generator().manual_seed(0))["loss"]
+    loss.backward()
+    model.eval()
+    tokens = model.encode(_video(b=1, t=5)).tokens
+    out = model.decode(tokens, num_inference_steps=1, generator=torch.Generator().manual_seed(0), progress=False)
+    assert out.shape == (1, 3, 5, 16, 16)
+
+
+def test_frozen_encoder_gets_no_gradient():
+    model = _tiny(freeze_encoder=True).train()
+    model.training_step(_video(t=5), generator=torch.Generator().manual_seed(0))["loss"].backward()
+    assert all(p.grad is None and not p.requires_grad for p in model.frame_encoder.parameters())
+    assert all(p.grad is not None for p in model.resampler.parameters())
+
+
+def test_clear_errors(tok):
+    with pytest.raises(ValueError, match="channels"):
+        tok.encode(torch.zeros(1, 4, 5, 16, 16))
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        tok.encode(torch.full((1, 3, 5, 16, 16), 3.0))
+    with pytest.raises(TypeError, match="floating"):
+        tok.encode(torch.zeros(1, 3, 5, 16, 16, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="frame_stride"):
+        tok.encode(_video(), frame_stride=-1)
+    with pytest.raises(ValueError, match=r"tokens must be \(B, S, 4, 16\)"):
+        tok.decode(torch.zeros(1, 2, 5, 16))
+    with pytest.raises(ValueError, match="divisible"):
+        tok.decode(torch.zeros(1, 2, 4, 16), height=15, width=16, progress=False)
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        tok.training_step(_video(t=1))
+    with pytest.raises(ValueError, match="context_mode"):
+        _tiny(context_mode="middle")
+    with pytest.raises(ValueError, match="uncond"):
+        _tiny(uncond="black")
+    with pytest.raises(ValueError, match="unknown frame encoder"):
+        _tiny(encoder="resnet50")
+
+
+def test_save_load_decodes_identically(tok, tmp_path):
+    tok.save_pretrained(tmp_path / "tok")
+    again = DeepTokenizer.from_pretrained(tmp_path / "tok")
+    video = _video(b=1, t=5)
+    t1, t2 = tok.encode(video).tokens, again.encode(video).tokens
+    assert torch.equal(t1, t2)
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    assert torch.equal(
+        tok.decode(t1, num_inference_steps=2, generator=g(), progress=False),
+        again.decode(t2, num_inference_steps=2, generator=g(), progress=False),
+    )
+
+
+def test_trains_through_the_trainer(tmp_path):
+    from accelerate.utils import set_seed
+
+    from vidtok.data.shapes import ShapesDataset
+    from vidtok.training import Trainer, TrainingConfig
+
+    set_seed(0)
+    model = _tiny()
+    data = ShapesDataset("train", resolution=16, num_frames=5, length=16)
+    cfg = TrainingConfig(output_dir=str(tmp_path), max_steps=2, batch_size=2, progress_bar=False, log_every=1)
+    out = Trainer(model, cfg, data).train()
+    assert out.global_step == 2
+    assert all(torch.isfinite(torch.tensor(r["loss"])) for r in Trainer.__dict__.get("history", []) or [])
