@@ -39,6 +39,10 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import os
+import re
+import shutil
+import tempfile
 from typing import Any, ClassVar
 
 from diffusers import ConfigMixin, ModelMixin
@@ -50,8 +54,6 @@ logger = logging.getLogger(__name__)
 
 def _looks_like_hub_id(path: str) -> bool:
     """``name`` or ``org/name`` (what the Hub accepts), as opposed to a filesystem path."""
-    import re
-
     return re.fullmatch(r"(?:[A-Za-z0-9][\w.-]*/)?[A-Za-z0-9][\w.-]*", path) is not None
 
 
@@ -173,10 +175,6 @@ class Component(ModelMixin, ConfigMixin):
         arguments are those of diffusers' ``ModelMixin.save_pretrained`` (``safe_serialization``,
         ``variant``, ``max_shard_size``, ``push_to_hub``, ...).
         """
-        import os
-        import shutil
-        import tempfile
-
         target = os.path.abspath(os.fspath(save_directory))
         if os.path.isfile(target):
             raise FileExistsError(f"save_pretrained: {target!r} is a file, expected a folder")
@@ -232,8 +230,6 @@ class Component(ModelMixin, ConfigMixin):
             LoadingError: On missing, unexpected or shape-mismatched keys that were not allowed.
             FileNotFoundError: If a local folder is given that does not exist.
         """
-        import os
-
         path = os.fspath(pretrained_model_name_or_path)
         if not os.path.exists(path) and not _looks_like_hub_id(path):
             raise FileNotFoundError(f"{cls.__name__}.from_pretrained: no such folder {path!r}")
