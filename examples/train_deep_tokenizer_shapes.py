@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ from vidtok.data.shapes import ShapesConfig, generate
 from vidtok.metrics.shapes import score_videos
 from vidtok.metrics.video_quality import psnr, ssim
 from vidtok.tokenizers.deep_tokens import DeepTokenizer
-from vidtok.training import Callback, OptimizerConfig, Trainer, TrainingConfig
+from vidtok.training import Callback, OptimizerConfig, Stage, Trainer, TrainingConfig
 
 RESOLUTION, FRAMES, FPS, STRIDE = 32, 9, 8.0, 8
 
@@ -104,6 +103,7 @@ class EvalAndExport(Callback):
         self.args, self.videos, self.captions = args, videos, captions
         self.start = time.time()
         self.log = Path(args.output_dir) / "eval.jsonl"
+        self.best = float("-inf")
 
     def _run(self, trainer: Trainer, step: int) -> None:
         model = trainer.accelerator.unwrap_model(trainer.model)
@@ -113,7 +113,9 @@ class EvalAndExport(Callback):
         with self.log.open("a") as f:
             f.write(json.dumps(record) + "\n")
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()}), flush=True)
-        if self.args.export:
+        # Keep the best checkpoint by held-out PSNR of the full (diffusion) decoding.
+        if self.args.export and result["psnr"] > self.best:
+            self.best = result["psnr"]
             model.save_pretrained(self.args.export)
 
     def on_step_end(self, trainer: Trainer, step: int) -> None:
@@ -128,9 +130,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", default="runs/deep_tokens_shapes")
     parser.add_argument("--export", default=None, help="folder the latest weights are saved to at every evaluation")
-    parser.add_argument("--steps", type=int, default=20000, help="maximum optimizer steps")
+    parser.add_argument("--preview-steps", type=int, default=4000, help="stage 1: encoder + preview only")
+    parser.add_argument("--steps", type=int, default=1500, help="stage 2: the full diffusion decoder")
     parser.add_argument("--minutes", type=float, default=None, help="stop (after an evaluation) past this budget")
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--train-videos", type=int, default=8000, help="pre-rendered training clips")
@@ -166,15 +169,21 @@ def main() -> None:
     print(f"parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M", flush=True)
     cfg = TrainingConfig(
         output_dir=str(out),
-        max_steps=args.steps,
+        stages=[
+            Stage("preview", args.preview_steps, options={"diffusion": False}),
+            Stage("diffusion", args.steps, options={"diffusion": True}),
+        ]
+        if args.preview_steps
+        else [Stage("diffusion", args.steps, options={"diffusion": True})],
         batch_size=args.batch_size,
         optimizer=OptimizerConfig(
             lr=args.lr,
             betas=(0.9, 0.99),
             eps=1e-8,
             weight_decay=0.0,
-            scheduler="constant_with_warmup",
+            scheduler="cosine",
             warmup_steps=args.warmup,
+            schedule_per_stage=True,
         ),
         max_grad_norm=1.0,
         log_every=25,
@@ -194,8 +203,6 @@ def main() -> None:
     print(f"trained {trainer.global_step} steps in {minutes:.1f} min", flush=True)
     with (out / "summary.json").open("w") as f:
         json.dump({"steps": trainer.global_step, "minutes": minutes, "args": vars(args)}, f, indent=2)
-    if math.isfinite(minutes) and args.export:
-        trainer.accelerator.unwrap_model(trainer.model).save_pretrained(args.export)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,16 @@ class _PerceiverLayer(nn.Module):
         return latents + self.ff(latents)
 
 
+def query_grid(num_queries: int) -> tuple[int, int]:
+    """The ``(rows, cols)`` layout of ``num_queries`` tokens: the most square factorization, rows <= cols.
+
+    >>> query_grid(16), query_grid(8), query_grid(32)
+    ((4, 4), (2, 4), (4, 8))
+    """
+    rows = max(d for d in range(1, math.isqrt(num_queries) + 1) if num_queries % d == 0)
+    return rows, num_queries // rows
+
+
 def _grid_pool(x: torch.Tensor, num_queries: int) -> torch.Tensor:
     """Average-pool a square patch grid ``(B, [1 +] g*g, C)`` to ``(B, num_queries, C)`` (row-major cells)."""
     b, n, c = x.shape
@@ -50,9 +60,8 @@ def _grid_pool(x: torch.Tensor, num_queries: int) -> torch.Tensor:
         x, g = x[:, 1:], math.isqrt(n - 1)
         if g * g != n - 1:
             raise ValueError(f"pooled_queries needs a square grid of patch tokens, got {n} tokens")
-    side = math.isqrt(num_queries)
     grid = x.transpose(1, 2).reshape(b, c, g, g)
-    return F.adaptive_avg_pool2d(grid, side).flatten(2).transpose(1, 2)
+    return F.adaptive_avg_pool2d(grid, query_grid(num_queries)).flatten(2).transpose(1, 2)
 
 
 class PerceiverResampler(nn.Module):
@@ -67,8 +76,9 @@ class PerceiverResampler(nn.Module):
         num_queries: Deep tokens per frame ``N`` (16; 8/16/32 in Table 3).
         output_dim: Deep token width ``D`` (1024).
         ff_mult: Feed-forward expansion (4).
-        pooled_queries: Add to each query the average of one cell of the frame's patch grid (``sqrt(N) ×
-            sqrt(N)`` cells). DiCoDe's queries are purely learned (``False``); starting them on a spatial
+        pooled_queries: Add to each query the average of one cell of the frame's patch grid (a
+            :func:`query_grid` layout: 4 × 4 cells for 16 queries, 2 × 4 for 8, 4 × 8 for 32). DiCoDe's
+            queries are purely learned (``False``); starting them on a spatial
             layout lets small models trained from scratch keep *where* things are from the first step
             (the attention layers then refine what each token carries).
     """
@@ -87,9 +97,6 @@ class PerceiverResampler(nn.Module):
         pooled_queries: bool = False,
     ) -> None:
         super().__init__()
-        side = math.isqrt(num_queries)
-        if pooled_queries and side * side != num_queries:
-            raise ValueError(f"pooled_queries needs a square number of queries, got {num_queries}")
         self.pooled_queries = pooled_queries
         self.latents = nn.Parameter(torch.randn(1, num_queries, dim) / dim**0.5)
         self.proj_in = nn.Linear(input_dim, dim)

@@ -33,6 +33,7 @@ from diffusers.models.resnet import ResnetBlock2D
 from torch import nn
 
 from vidtok.tokenizers._frame_encoders import sincos_2d
+from vidtok.tokenizers._resampler import query_grid
 
 __all__ = ["CONTEXT_MODES", "SpatialTokenDecoder", "VideoDenoiser", "frame_positions"]
 
@@ -135,6 +136,17 @@ class _Level(nn.Module):
         return x
 
 
+class _PlainResnet(nn.Module):
+    """A diffusers ``ResnetBlock2D`` without a time embedding, usable inside ``nn.Sequential``."""
+
+    def __init__(self, channels: int, groups: int) -> None:
+        super().__init__()
+        self.block = ResnetBlock2D(in_channels=channels, out_channels=channels, temb_channels=None, groups=groups)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x, None)
+
+
 class SpatialTokenDecoder(nn.Module):
     """Decode head/rear deep tokens into a feature map and an RGB preview per frame position.
 
@@ -161,9 +173,14 @@ class SpatialTokenDecoder(nn.Module):
         dense: int = 0,
         num_tokens: int = 0,
         grid: int = 8,
+        cell_channels: int = 32,
+        res_blocks: int = 0,
+        groups: int = 8,
+        token_grid: bool = False,
     ) -> None:
         super().__init__()
         self.dim = dim
+        self.cell_channels = cell_channels
         self.upsample = upsample
         self.query = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_proj = nn.Linear(dim, dim)
@@ -178,9 +195,19 @@ class SpatialTokenDecoder(nn.Module):
                 {
                     "inp": nn.Linear(num_tokens * context_dim, dense),
                     "emb": nn.Linear(emb_dim, dense),
-                    "out": nn.Linear(dense, grid * grid * 32),  # 32 channels per cell keeps it small
-                    "cell": nn.Linear(32, dim),
+                    "out": nn.Linear(dense, grid * grid * cell_channels),  # a few channels per cell keeps it small
+                    "cell": nn.Linear(cell_channels, dim),
                 }
+            )
+        # Optional token-grid path: the N tokens of a keyframe laid out on the query_grid(N) cells (the
+        # layout of the resampler's pooled queries), head and rear stacked as channels, convolved and
+        # upsampled onto the query grid. Local, so it learns where things are much faster than a dense map.
+        self.token_grid = None
+        if token_grid:
+            if num_tokens < 2 or num_tokens % 2:
+                raise ValueError(f"token_grid reads head and rear tokens (an even count), got {num_tokens}")
+            self.token_grid = nn.Sequential(
+                nn.Conv2d(2 * context_dim, dim, 1), nn.SiLU(), nn.Conv2d(dim, dim, 3, padding=1)
             )
         self.blocks = nn.ModuleList(
             [
@@ -189,12 +216,17 @@ class SpatialTokenDecoder(nn.Module):
             ]
         )
         self.norm = nn.LayerNorm(dim)
+        # Upsampling: optional ResNet blocks at every resolution (``res_blocks``) turn the coarse grid into
+        # sharp edges; without them a 32-pixel frame is drawn from an 8x8 grid by two convolutions.
+        res = lambda c: _PlainResnet(c, groups)  # noqa: E731
         layers: list[nn.Module] = []
         ch = dim
         for i in range(upsample):
+            layers += [res(ch) for _ in range(res_blocks)]
             nxt = max(out_features, dim // 2 ** (i + 1))
             layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ch, nxt, 3, padding=1), nn.SiLU()]
             ch = nxt
+        layers += [res(ch) for _ in range(res_blocks)]
         layers += [nn.Conv2d(ch, out_features, 3, padding=1), nn.SiLU()]
         self.up = nn.Sequential(*layers)
         self.preview = nn.Conv2d(out_features, out_channels, 1)
@@ -215,7 +247,14 @@ class SpatialTokenDecoder(nn.Module):
                     f"the dense spatial condition was built for a {self.grid}x{self.grid} grid, got {gh}x{gw}"
                 )
             hidden = F.silu(self.dense["inp"](context.flatten(1)) + self.dense["emb"](frame_emb))
-            q = q + self.dense["cell"](self.dense["out"](hidden).view(q.shape[0], gh * gw, 32))
+            cells = self.dense["out"](hidden).view(q.shape[0], gh * gw, self.cell_channels)
+            q = q + self.dense["cell"](cells)
+        if self.token_grid is not None:
+            f_, n2, d = context.shape
+            rows, cols = query_grid(n2 // 2)
+            cells = context.reshape(f_, 2, rows, cols, d).permute(0, 1, 4, 2, 3).reshape(f_, 2 * d, rows, cols)
+            cells = F.interpolate(self.token_grid(cells), size=(gh, gw), mode="nearest")
+            q = q + cells.flatten(2).transpose(1, 2)
         for block in self.blocks:
             q = block(q, encoder_hidden_states=context)
         grid = self.norm(q).transpose(1, 2).reshape(q.shape[0], self.dim, gh, gw)
@@ -244,6 +283,10 @@ class VideoDenoiser(nn.Module):
         spatial_dense: Hidden width of its dense path from all head and rear tokens to the grid (0: off).
         spatial_tokens: Head + rear tokens (``2 N``) the dense path reads (set by the tokenizer).
         spatial_grid: Grid side the dense path produces (frames of ``spatial_grid * 2**spatial_upsample``).
+        spatial_cell_channels: Channels per grid cell the dense path produces.
+        spatial_res_blocks: ResNet blocks at every resolution of the spatial decoder's upsampler.
+        spatial_token_grid: Also read the tokens as a ``query_grid(N)`` grid through convolutions (for
+            resamplers with ``pooled_queries``, whose tokens keep the frame layout).
     """
 
     def __init__(
@@ -266,6 +309,9 @@ class VideoDenoiser(nn.Module):
         spatial_dense: int = 0,
         spatial_tokens: int = 0,
         spatial_grid: int = 8,
+        spatial_cell_channels: int = 32,
+        spatial_res_blocks: int = 0,
+        spatial_token_grid: bool = False,
     ) -> None:
         super().__init__()
         if context_mode not in CONTEXT_MODES:
@@ -300,6 +346,10 @@ class VideoDenoiser(nn.Module):
                 dense=spatial_dense,
                 num_tokens=spatial_tokens,
                 grid=spatial_grid,
+                cell_channels=spatial_cell_channels,
+                res_blocks=spatial_res_blocks,
+                groups=norm_groups,
+                token_grid=spatial_token_grid,
             )
             extra = spatial_features + in_channels
         self.conv_in = nn.Conv2d(in_channels + extra, base, 3, padding=1)

@@ -200,13 +200,37 @@ class DeepTokenizer(VideoTokenizer):
             channels = self.autoencoder.config.latent_channels
         self.null_tokens = nn.Parameter(torch.zeros(num_queries, token_dim)) if uncond == "learned" else None
         den_kwargs = dict(denoiser_kwargs or {})
-        if den_kwargs.get("spatial_dense"):
+        if den_kwargs.get("spatial_dense") or den_kwargs.get("spatial_token_grid"):
             den_kwargs["spatial_tokens"] = 2 * num_queries
         self.denoiser = VideoDenoiser(
             in_channels=channels, context_dim=token_dim, context_mode=context_mode, **den_kwargs
         )
         # Validates the schedule arguments now rather than at the first training step.
         self.noise_scheduler = self._make_scheduler("ddpm")
+        # Stage options (configure_stage): train the diffusion decoder or only the token-decoded preview.
+        self._train_diffusion = True
+        self._stage_train_frames: int | None | str = "config"
+
+    def configure_stage(self, stage: Any) -> None:
+        """Apply a training stage's options (see :class:`vidtok.training.Stage`).
+
+        Options:
+            ``diffusion`` (bool, default ``True``): ``False`` trains only the encoder, the query transformer
+            and the token-decoded preview (no denoiser pass, no token dropout) — a cheap first stage that
+            teaches the tokens the frame layout before the diffusion decoder learns the details.
+            ``train_frames`` (int or ``None``): overrides the config's ``train_frames`` for the stage.
+
+        Raises:
+            ValueError: On unknown options, or ``diffusion=False`` without the spatial condition.
+        """
+        options = dict(getattr(stage, "options", None) or {})
+        unknown = set(options) - {"diffusion", "train_frames"}
+        if unknown:
+            raise ValueError(f"unknown DeepTokenizer stage options {sorted(unknown)}; known: diffusion, train_frames")
+        self._train_diffusion = bool(options.get("diffusion", True))
+        if not self._train_diffusion and self.denoiser.spatial is None:
+            raise ValueError("diffusion=False trains the preview only: needs denoiser_kwargs['spatial_condition']")
+        self._stage_train_frames = options.get("train_frames", "config")
 
     # ------------------------------------------------------------------ presets
     @classmethod
@@ -267,8 +291,9 @@ class DeepTokenizer(VideoTokenizer):
                 "spatial_depth": 0,
                 "spatial_upsample": 2,
                 "spatial_features": 16,
-                "spatial_dense": 256,
                 "spatial_grid": 8,
+                "spatial_token_grid": True,
+                "spatial_res_blocks": 1,
             },
         }
 
@@ -373,7 +398,8 @@ class DeepTokenizer(VideoTokenizer):
         if name == "ddpm":
             return DDPMScheduler(**kwargs)
         if name == "ddim":
-            return DDIMScheduler(**kwargs, set_alpha_to_one=False)
+            # The last step returns the denoised sample itself (alpha = 1), not one noised to alphas_cumprod[0].
+            return DDIMScheduler(**kwargs, set_alpha_to_one=True)
         raise ValueError(f"unknown scheduler {name!r}; expected 'ddpm' or 'ddim'")
 
     # ------------------------------------------------------------------ encoding
@@ -488,19 +514,26 @@ class DeepTokenizer(VideoTokenizer):
 
         keys = torch.stack([clip[:, :, 0], clip[:, :, -1]], dim=1).reshape(b * 2, *clip.shape[1:2], h, w)
         tokens = self.encode_frames(keys).reshape(b, 2, self.config.num_queries, self.config.token_dim)
-        keep = (_rand((b,), generator, device) >= self.config.cond_dropout).to(tokens.dtype)
+        dropout = self.config.cond_dropout if self._train_diffusion else 0.0
+        keep = (_rand((b,), generator, device) >= dropout).to(tokens.dtype)
         null = self.unconditional_tokens(h, w).to(tokens.dtype)
         tokens = keep.view(b, 1, 1, 1) * tokens + (1 - keep.view(b, 1, 1, 1)) * null
         head, rear = tokens[:, 0], tokens[:, 1]
 
         positions = torch.linspace(0, 1, f + 1, device=device)
-        k = self.config.train_frames
+        k = self.config.train_frames if self._stage_train_frames == "config" else self._stage_train_frames
         if k is not None and k < f + 1:
             # Head and rear always, plus a random sorted subset of the frames in between.
             inner = torch.argsort(_rand((f - 1,), generator, device))[: max(k - 2, 0)] + 1
             idx = torch.cat([torch.tensor([0, f], device=device), inner]).sort().values
             clip, positions = clip[:, :, idx], positions[idx]
         x0 = self._to_latent(clip)
+        if not self._train_diffusion:
+            stride = torch.full((b,), float(f), device=device)
+            preview = self.denoiser.spatial_condition(head, rear, positions, stride, *x0.shape[-2:])[1]
+            preview_loss = (preview - x0).pow(2).mean()
+            zero = torch.zeros((), device=device)
+            return {"loss": preview_loss, "diffusion_loss": zero, "preview_loss": preview_loss.detach()}
         noise = _randn(tuple(x0.shape), generator, x0)
         steps = self.config.num_train_timesteps
         timesteps = (_rand((b,), generator, device) * steps).long().clamp_(max=steps - 1)
