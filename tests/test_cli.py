@@ -54,3 +54,35 @@ def test_reconstruct_command_writes_side_by_side_and_reports(tmp_path, capsys):
 def test_reconstruct_command_missing_input_is_a_clear_error(tmp_path, capsys):
     assert main(["reconstruct", str(tmp_path / "nope.mp4"), str(tmp_path / "out.gif")]) == 2
     assert "nope.mp4" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline(tmp_path_factory):
+    import torch
+
+    from vidtok.pipelines.text_to_video import TextToVideo
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("t2v") / "pipe"
+    TextToVideo.from_recipe(vidtok.RECIPES.create("dicode_tiny", tiny=True)).save_pretrained(path)
+    return path
+
+
+def test_generate_command_writes_a_gif(tiny_pipeline, tmp_path, capsys):
+    from vidtok.io import read_video
+
+    out = tmp_path / "red.gif"
+    code = main(
+        ["generate", "a red circle moves right", "-o", str(out), "--model", str(tiny_pipeline), "--keyframes", "3",
+         "--steps", "2", "--seed", "1", "--quiet"]
+    )  # fmt: skip
+    assert code == 0 and out.exists()
+    assert "wrote" in capsys.readouterr().out
+    assert len(read_video(out)) == 9  # 3 keyframes, stride 4 in the tiny tokenizer
+
+
+def test_generate_command_bad_prompt_and_model_are_clear_errors(tiny_pipeline, tmp_path, capsys):
+    assert main(["generate", "  ", "-o", str(tmp_path / "x.gif"), "--model", str(tiny_pipeline), "--quiet"]) == 2
+    assert "empty" in capsys.readouterr().err
+    assert main(["generate", "a red circle", "-o", str(tmp_path / "x.gif"), "--model", str(tmp_path / "nope")]) == 2
+    assert "nope" in capsys.readouterr().err

@@ -40,6 +40,13 @@ _LAZY: dict[str, str] = {
     "DeepTokenizer": "vidtok.tokenizers.deep_tokens",
     "Reconstruct": "vidtok.pipelines.reconstruct",
     "reconstruct_file": "vidtok.pipelines.reconstruct",
+    "TextToVideo": "vidtok.pipelines.text_to_video",
+    "ImageToVideo": "vidtok.pipelines.image_to_video",
+    # backbones, models and recipes
+    "HFCausalLM": "vidtok.backbones.hf_causal_lm",
+    "VideoLM": "vidtok.models.video_lm",
+    "RecipeConfig": "vidtok.recipes.base",
+    "ComponentSpec": "vidtok.recipes.base",
     # outputs
     "TokenizerOutput": "vidtok.outputs",
     # training
@@ -64,6 +71,7 @@ _SUBMODULES = (
     "io",
     "metrics",
     "modeling_utils",
+    "models",
     "outputs",
     "pipelines",
     "recipes",
@@ -79,19 +87,25 @@ __all__ = [
     "TOKENIZERS",
     "CategoricalHead",
     "Component",
+    "ComponentSpec",
     "DeepTokenizer",
     "DiffusionMLPHead",
     "GMMHead",
     "GaussianHead",
+    "HFCausalLM",
+    "ImageToVideo",
     "L2Head",
     "LoadingError",
     "Registry",
+    "RecipeConfig",
     "Reconstruct",
     "RegistryError",
+    "TextToVideo",
     "TokenHead",
     "TokenizerOutput",
     "Trainer",
     "TrainingConfig",
+    "VideoLM",
     "VideoReadError",
     "VideoTokenizer",
     "__version__",
@@ -105,6 +119,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # real imports for IDEs, type checkers and the docs' static analysis
     from .backbones.base import BACKBONES
+    from .backbones.hf_causal_lm import HFCausalLM
     from .heads.base import HEADS, TokenHead
     from .heads.categorical import CategoricalHead
     from .heads.diffusion_mlp import DiffusionMLPHead
@@ -113,9 +128,12 @@ if TYPE_CHECKING:  # real imports for IDEs, type checkers and the docs' static a
     from .heads.l2 import L2Head
     from .io import VideoReadError, frames_to_tensor, read_video, read_video_info, save_video, tensor_to_frames
     from .modeling_utils import Component, LoadingError
+    from .models.video_lm import VideoLM
     from .outputs import TokenizerOutput
+    from .pipelines.image_to_video import ImageToVideo
     from .pipelines.reconstruct import Reconstruct, reconstruct_file
-    from .recipes.base import RECIPES
+    from .pipelines.text_to_video import TextToVideo
+    from .recipes.base import RECIPES, ComponentSpec, RecipeConfig
     from .registry import Registry, RegistryError
     from .tokenizers.base import TOKENIZERS, VideoTokenizer
     from .tokenizers.deep_tokens import DeepTokenizer

@@ -9,6 +9,9 @@ Sub-commands:
 * ``vidtok plot-log RUN_DIR_OR_LOG [-o curve.png]`` — draw a run's loss curves (needs matplotlib).
 * ``vidtok reconstruct IN OUT [--model PATH] ...`` — tokenize a video into deep tokens, decode it, write
   ``original | reconstruction`` side by side and print compression, PSNR and SSIM.
+* ``vidtok generate "PROMPT" -o OUT [--model PATH_OR_ID] [--seconds S] [--seed N] [--guidance G]`` — text to
+  video with a [`TextToVideo`][vidtok.pipelines.text_to_video.TextToVideo] pipeline (default: the embedded
+  Shapes model shipped with the package); writes ``.gif`` or ``.mp4``.
 * ``vidtok --version``.
 
 Heavy imports happen inside each sub-command, so ``vidtok --help`` answers at once.
@@ -123,6 +126,45 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_generate(args: argparse.Namespace) -> int:
+    import time
+
+    import torch
+
+    from vidtok.io import save_video
+    from vidtok.pipelines.text_to_video import TextToVideo, load_default
+
+    start = time.time()
+    if args.model is None:
+        pipe = load_default()
+    else:
+        from vidtok.recipes.base import resolve_weights
+
+        pipe = TextToVideo.from_pretrained(resolve_weights(args.model))
+    if args.device:
+        pipe.to(args.device)
+    generator = torch.Generator().manual_seed(args.seed)
+    out = pipe(
+        args.prompt,
+        num_keyframes=args.keyframes,
+        duration=args.seconds if args.keyframes is None else None,
+        guidance_scale=args.guidance,
+        temperature=args.temperature,
+        num_inference_steps=args.steps,
+        generator=generator,
+        output_type="np",
+        progress=not args.quiet,
+    )
+    frames = out.frames[0]
+    path = save_video(frames, args.output, fps=out.fps)
+    t, h, w = frames.shape[:3]
+    print(
+        f"wrote {path}: {t} frames {h}x{w} at {out.fps:g} fps ({out.tokens.shape[1]} keyframes) "
+        f"in {time.time() - start:.1f} s"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``vidtok`` command."""
     from vidtok import __version__
@@ -198,6 +240,20 @@ def build_parser() -> argparse.ArgumentParser:
     p_rec.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cpu)")
     p_rec.add_argument("--quiet", action="store_true", help="no progress bar")
     p_rec.set_defaults(func=_cmd_reconstruct)
+
+    p_gen = sub.add_parser("generate", help="generate a video from a text prompt (default: the embedded Shapes model)")
+    p_gen.add_argument("prompt", help='text prompt, e.g. "a large red circle moves right"')
+    p_gen.add_argument("-o", "--output", required=True, help="output file (.gif or .mp4)")
+    p_gen.add_argument("--model", default=None, help="TextToVideo folder or hub id (default: the embedded model)")
+    p_gen.add_argument("--seconds", type=float, default=2.0, help="video length in seconds (default 2)")
+    p_gen.add_argument("--keyframes", type=int, default=None, help="number of keyframes (instead of --seconds)")
+    p_gen.add_argument("--seed", type=int, default=0, help="random seed")
+    p_gen.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance of the language model")
+    p_gen.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the head")
+    p_gen.add_argument("--steps", type=int, default=10, help="denoising steps of the video decoder")
+    p_gen.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cpu)")
+    p_gen.add_argument("--quiet", action="store_true", help="no progress bars")
+    p_gen.set_defaults(func=_cmd_generate)
     return parser
 
 

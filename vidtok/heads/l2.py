@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import torch
+from diffusers import ModelMixin  # noqa: F401  (diffusers' pipeline loader looks it up in this module)
 from diffusers.configuration_utils import register_to_config
 
 from vidtok.heads._layers import build_trunk, check_reduction, check_temperature, init_linear_

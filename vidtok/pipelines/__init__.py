@@ -2,6 +2,8 @@
 
 * [`Reconstruct`][vidtok.pipelines.reconstruct.Reconstruct]: tokenize a video and decode it back
   (and [`reconstruct_file`][vidtok.pipelines.reconstruct.reconstruct_file], what ``vidtok reconstruct`` runs).
+* [`TextToVideo`][vidtok.pipelines.text_to_video.TextToVideo]: prompt → deep tokens (video LM) → frames.
+* [`ImageToVideo`][vidtok.pipelines.image_to_video.ImageToVideo]: the same, starting from an image.
 
 Submodules are imported on first attribute access, so ``import vidtok.pipelines`` stays cheap.
 """
@@ -16,6 +18,9 @@ _LAZY = {
     "reconstruct_file": "vidtok.pipelines.reconstruct",
     "compression_report": "vidtok.pipelines.reconstruct",
     "ReconstructionOutput": "vidtok.pipelines.pipeline_output",
+    "TextToVideo": "vidtok.pipelines.text_to_video",
+    "ImageToVideo": "vidtok.pipelines.image_to_video",
+    "TextToVideoOutput": "vidtok.pipelines.pipeline_output",
     "VideoPipelineOutput": "vidtok.pipelines.pipeline_output",
 }
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from diffusers.utils import BaseOutput
 
-__all__ = ["ReconstructionOutput", "VideoPipelineOutput"]
+__all__ = ["ReconstructionOutput", "TextToVideoOutput", "VideoPipelineOutput"]
 
 
 @dataclass
@@ -35,3 +35,20 @@ class ReconstructionOutput(VideoPipelineOutput):
 
     tokens: Any = None
     num_frames: int | None = None
+
+
+@dataclass
+class TextToVideoOutput(VideoPipelineOutput):
+    """What the text-to-video and image-to-video pipelines return.
+
+    [`TextToVideo`][vidtok.pipelines.text_to_video.TextToVideo] and
+    [`ImageToVideo`][vidtok.pipelines.image_to_video.ImageToVideo] share it.
+
+    Attributes:
+        frames: The videos (see [`VideoPipelineOutput`][vidtok.pipelines.pipeline_output.VideoPipelineOutput]).
+        tokens: The generated deep tokens ``(B, S, N, D)`` (prefix included).
+        fps: Frame rate to play or save the frames at (``vidtok.io.save_video(frames[0], path, fps)``).
+    """
+
+    tokens: Any = None
+    fps: float | None = None

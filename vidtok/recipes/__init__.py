@@ -1,5 +1,6 @@
-"""Recipes: registered factory functions that describe complete models."""
+"""Recipes: registered factory functions that describe complete models (``dicode_*``: DiCoDe)."""
 
-from vidtok.recipes.base import RECIPES
+from vidtok.recipes import dicode  # noqa: F401  (registers)
+from vidtok.recipes.base import RECIPES, ComponentSpec, RecipeConfig, build_components
 
-__all__ = ["RECIPES"]
+__all__ = ["RECIPES", "ComponentSpec", "RecipeConfig", "build_components"]

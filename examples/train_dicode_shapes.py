@@ -1,0 +1,279 @@
+"""Train ``dicode_tiny`` on Shapes end to end: the embedded default model vidtok ships.
+
+DiCoDe §3.3–3.4 in miniature, with the project's own parts:
+
+1. **Tokenizer**: the shipped Shapes deep tokenizer (``examples/train_deep_tokenizer_shapes.py``), frozen.
+2. **Token cache**: Shapes videos sampled at one frame per keyframe interval (1 fps: the tokenizer's
+   keyframes are 8 frames apart at 8 fps) — DiCoDe likewise encodes long videos at a reduced frame rate —
+   rendered with every motion including ``bounces``, encoded once into ``(S, 16, 64)`` tokens with
+   :func:`vidtok.data.token_cache.build_token_cache`.
+3. **AR training** through :class:`vidtok.training.Trainer`: the recipe's GPT-2 style backbone and video
+   LM with DiCoDe's progressive schedule, first an L2 head then the GMM head (supplementary §6), 5 % text
+   dropout for CFG, and prompt augmentation so under-specified prompts are learned: the size word and the
+   motion phrase are each dropped with probability 0.2 and the shape word becomes ``shape`` with
+   probability 0.1.
+4. **Evaluation** on held-out (color, shape) prompts (two seeds each), scored from pixels by
+   :mod:`vidtok.metrics.shapes`, and export of the :class:`~vidtok.pipelines.TextToVideo` pipeline.
+
+Reproduce the embedded default (see ``docs/results.md`` for the time it took)::
+
+    python examples/train_dicode_shapes.py --output-dir runs/dicode_shapes --steps 3000 \\
+        --export vidtok/assets/dicode_shapes
+
+``--head gaussian`` / ``--num-components 8`` / ``--tokenizer DIR`` run the ablations
+(``examples/ablate_heads_shapes.py`` drives them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import vidtok
+from vidtok.data.shapes import HELDOUT_COMBINATIONS, ShapesDataset
+from vidtok.data.token_cache import TokenCacheDataset, build_token_cache
+from vidtok.metrics.shapes import analyze_video, score_video
+from vidtok.models.video_lm import VideoLMForTraining
+from vidtok.pipelines.text_to_video import TextToVideo
+from vidtok.recipes.base import build_components
+from vidtok.training import Callback, OptimizerConfig, Stage, Trainer, TrainingConfig
+
+SHAPES = ("circle", "square", "triangle")
+
+
+def augment_caption(caption: str, generator: torch.Generator | None = None) -> str:
+    """Drop the size word / the motion phrase (p = 0.2 each) and generalize the shape (p = 0.1), per object."""
+    rng = random.Random(int(torch.randint(2**31, (1,), generator=generator)))
+    out = []
+    for phrase in caption.split(" and "):
+        words = phrase.split()
+        if words[1] in ("small", "large") and rng.random() < 0.2:
+            words.pop(1)
+        for motion_start in ("moves", "stays", "bounces"):
+            if motion_start in words and rng.random() < 0.2:
+                words = words[: words.index(motion_start)]
+        if rng.random() < 0.1:
+            words = ["shape" if w in SHAPES else w for w in words]
+        out.append(" ".join(words))
+    return " and ".join(out)
+
+
+def heldout_prompts() -> list[str]:
+    """Every held-out (color, shape) pair with both sizes and every linear motion or staying still."""
+    motions = ["moves left", "moves right", "moves up", "moves down", "stays still"]
+    return [
+        f"a {size} {color} {shape} {motion}"
+        for color, shape in HELDOUT_COMBINATIONS
+        for size in ("small", "large")
+        for motion in motions
+    ]
+
+
+@torch.no_grad()
+def evaluate(pipe: TextToVideo, prompts: list[str], *, seeds=(0, 1), keyframes: int = 3, steps: int = 10) -> dict:
+    """Shapes scores of generated videos: per attribute, and ``joint`` (every stated attribute right)."""
+    scores = []
+    for seed in seeds:
+        for lo in range(0, len(prompts), 16):
+            batch = prompts[lo : lo + 16]
+            g = torch.Generator().manual_seed(seed * 1000 + lo)
+            out = pipe(batch, num_keyframes=keyframes, num_inference_steps=steps, generator=g, progress=False)
+            scores += [score_video(v, c) for v, c in zip(out.frames, batch, strict=True)]
+    result = {}
+    for key in ("color", "shape", "size", "motion", "overall"):
+        vals = [s[key] for s in scores if not np.isnan(s[key])]
+        result[key] = float(np.mean(vals)) if vals else float("nan")
+    result["joint"] = float(np.mean([all(s[k] == 1 for k in ("color", "shape", "size", "motion")) for s in scores]))
+    return result
+
+
+@torch.no_grad()
+def validation_nll(model: VideoLMForTraining, data: TokenCacheDataset, batch_size: int = 64) -> float:
+    """Mean NLL (nats per token) of the final head on held-out token sequences (NaN without a density)."""
+    model.eval()
+    total, count = 0.0, 0
+    for lo in range(0, len(data), batch_size):
+        items = [data[i] for i in range(lo, min(lo + batch_size, len(data)))]
+        batch = {
+            "tokens": torch.stack([it["tokens"].float() for it in items]),
+            "caption": [it["caption"] for it in items],
+        }
+        ids = model.input_ids(batch)
+        out = model.video_lm.loss(model.backbone, model.heads[model.final_head], ids, batch["tokens"])
+        if "nll" not in out:
+            return float("nan")
+        total, count = total + out["nll"].item() * len(items), count + len(items)
+    model.train()
+    return total / count
+
+
+@torch.no_grad()
+def diversity(pipe: TextToVideo, prompt: str = "a red shape", seeds: int = 8, keyframes: int = 3) -> dict:
+    """Distinct (shape, size, motion) outcomes of the red object over seeds of an under-specified prompt."""
+    outcomes = []
+    for seed in range(seeds):
+        out = pipe(prompt, num_keyframes=keyframes, generator=torch.Generator().manual_seed(seed), progress=False)
+        red = analyze_video(out.frames[0], ["red"])["red"]
+        outcomes.append((red.shape, red.size, red.motion))
+    return {"prompt": prompt, "distinct": len(set(outcomes)), "seeds": seeds, "outcomes": outcomes}
+
+
+class EvalCallback(Callback):
+    """Evaluate the pipeline on held-out prompts every ``--eval-every`` steps and at the end."""
+
+    def __init__(self, args: argparse.Namespace, parts: dict, log: Path) -> None:
+        self.args, self.parts, self.log = args, parts, log
+        self.start = time.time()
+
+    def run(self, trainer: Trainer, step: int) -> dict:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        pipe = pipeline(model, self.parts)
+        t0 = time.time()
+        prompts = heldout_prompts()[: self.args.eval_prompts]
+        result = {"step": step, "train_minutes": (t0 - self.start) / 60, **evaluate(pipe, prompts)}
+        result["eval_seconds"] = time.time() - t0
+        model.train()
+        with self.log.open("a") as f:
+            f.write(json.dumps(result) + "\n")
+        print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in result.items()}), flush=True)
+        return result
+
+    def on_step_end(self, trainer: Trainer, step: int) -> None:
+        if self.args.eval_every and step % self.args.eval_every == 0 and step != trainer.config.total_steps:
+            self.run(trainer, step)
+
+
+def pipeline(model: VideoLMForTraining, parts: dict) -> TextToVideo:
+    """The TextToVideo pipeline of the trained model (final head), in eval mode."""
+    pipe = TextToVideo(
+        video_tokenizer=parts["video_tokenizer"],
+        backbone=model.backbone,
+        video_lm=model.video_lm,
+        head=model.heads[model.final_head],
+        text_tokenizer=parts["text_tokenizer"],
+    )
+    for m in (model.backbone, model.video_lm, *model.heads.values()):
+        m.eval()
+    return pipe
+
+
+def token_cache(
+    args: argparse.Namespace, tokenizer, split: str = "train", length: int | None = None
+) -> TokenCacheDataset:
+    """Render and encode an AR data set once (reused when it exists and matches the tokenizer)."""
+    path = Path(args.cache_dir) if split == "train" else Path(args.cache_dir + f"_{split}")
+    length = length or args.videos
+    if not path.exists():
+        data = ShapesDataset(
+            split,
+            resolution=32,
+            num_frames=args.keyframes,
+            fps=8.0 / tokenizer.temporal_compression,  # one frame per keyframe interval
+            motions=("left", "right", "up", "down", "still", "bounces"),
+            num_objects=(1, 1, 2),
+            seed=args.seed + (split != "train"),
+            length=length,
+        )
+        t0 = time.time()
+        build_token_cache(tokenizer, data, path, batch_size=64, encode_kwargs={"frame_stride": 1})
+        print(f"{split} token cache of {length} videos built in {time.time() - t0:.0f} s", flush=True)
+    return TokenCacheDataset(path, tokenizer=tokenizer)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output-dir", default="runs/dicode_shapes")
+    parser.add_argument("--export", default=None, help="save the trained TextToVideo pipeline here")
+    parser.add_argument("--tokenizer", default=None, help="deep tokenizer folder (default: the shipped one)")
+    parser.add_argument("--cache-dir", default=None, help="token cache folder (default: OUTPUT_DIR/token_cache)")
+    parser.add_argument("--videos", type=int, default=20000, help="training videos in the token cache")
+    parser.add_argument("--keyframes", type=int, default=5, help="keyframes per training video")
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--head", default="gmm", help="final head: gmm, gaussian, l2, diffusion_mlp")
+    parser.add_argument("--num-components", type=int, default=None)
+    parser.add_argument("--l2-fraction", type=float, default=0.25, help="share of steps with the L2 head first")
+    parser.add_argument("--eval-every", type=int, default=0)
+    parser.add_argument("--eval-prompts", type=int, default=None, help="only the first N held-out prompts")
+    parser.add_argument("--diversity-seeds", type=int, default=8)
+    parser.add_argument("--val-videos", type=int, default=512, help="held-out videos for the validation NLL")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from accelerate.utils import set_seed
+
+    set_seed(args.seed)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    args.cache_dir = args.cache_dir or str(out / "token_cache")
+
+    overrides = {"head": args.head}
+    if args.num_components is not None:
+        overrides["num_components"] = args.num_components
+    if args.tokenizer:
+        overrides["tokenizer_pretrained"] = os.path.abspath(args.tokenizer)
+    recipe = vidtok.RECIPES.create("dicode_tiny", **overrides)
+    parts = build_components(recipe)
+    tokenizer = parts["video_tokenizer"].float().eval().requires_grad_(False)
+    data = token_cache(args, tokenizer)
+
+    heads = {}
+    l2_steps = int(round(args.steps * args.l2_fraction)) if args.head != "l2" else 0
+    if l2_steps:
+        heads["l2"] = vidtok.HEADS.create("l2", hidden_size=recipe.head.kwargs["hidden_size"], token_dim=64)
+    heads[args.head] = parts["head"]
+    model = VideoLMForTraining(
+        parts["backbone"].train(),
+        parts["video_lm"].train(),
+        heads,
+        text_tokenizer=parts["text_tokenizer"],
+        caption_transform=augment_caption,
+    )
+    model.final_head = args.head
+    stages = [Stage(args.head, args.steps - l2_steps, options={"head": args.head})]
+    if l2_steps:
+        stages.insert(0, Stage("l2", l2_steps, options={"head": "l2"}))
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"recipe {recipe.name}, head {args.head}: {n_params / 1e6:.2f} M trainable parameters", flush=True)
+    cfg = TrainingConfig(
+        output_dir=str(out),
+        stages=stages,
+        batch_size=args.batch_size,
+        optimizer=OptimizerConfig(lr=args.lr, weight_decay=0.01, scheduler="cosine", warmup_steps=100),
+        max_grad_norm=1.0,
+        log_every=50,
+        save_every=1000,
+        keep_last=1,
+        seed=args.seed,
+        progress_bar=False,
+    )
+    callback = EvalCallback(args, parts, out / "eval.jsonl")
+    trainer = Trainer(model, cfg, data, callbacks=[callback])
+    start = time.time()
+    trainer.train()
+    minutes = (time.time() - start) / 60
+    final = callback.run(trainer, trainer.global_step)
+    final["diversity"] = diversity(pipeline(model, parts), seeds=args.diversity_seeds)
+    final["validation_nll"] = validation_nll(model, token_cache(args, tokenizer, "heldout", args.val_videos))
+    print(f"validation NLL {final['validation_nll']:.3f} nats/token", flush=True)
+    final["train_minutes_total"] = minutes
+    print(json.dumps(final["diversity"]), flush=True)
+    with (out / "summary.json").open("w") as f:
+        json.dump({"steps": trainer.global_step, "minutes": minutes, "final": final, "args": vars(args)}, f, indent=2)
+    if args.export:
+        pipeline(model, parts).save_pretrained(args.export)
+        print(f"exported the pipeline to {args.export}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

