@@ -1,20 +1,24 @@
-"""Train the Shapes deep tokenizer that vidtok ships (``vidtok/assets/deep_tokens_shapes``).
+"""Train the Shapes deep tokenizer that vidtok ships (the embedded pipeline's ``video_tokenizer``).
 
 DiCoDe §3.1–3.2 on the Shapes world: 32×32 videos of 9 frames at 8 fps, keyframes 0 and 8 (stride 8,
-i.e. 2 keyframes × 16 deep tokens per clip), encoder + query transformer + video denoiser trained
-jointly end to end with the diffusion loss of Eq. 1 (plus the auxiliary preview regression of the spatial
-token condition). Training runs through :class:`vidtok.training.Trainer`; every ``--eval-every`` steps
-a callback measures held-out reconstruction (PSNR/SSIM with deterministic DDIM, ``eta = 0``, guidance 1,
-``--eval-steps`` steps; and the preview PSNR) and exports the current weights, so an interrupted run is
-usable.
+i.e. 2 keyframes × 16 deep tokens per clip). Two stages through :class:`vidtok.training.Trainer`, each with
+its own cosine schedule: ``preview`` trains the encoder, the query transformer and the token-decoded
+preview alone (cheap: no denoiser pass), then ``diffusion`` trains everything with the diffusion loss of
+Eq. 1 (x0-prediction of a residual on the preview) plus the preview regression. Every ``--eval-every``
+steps a callback measures held-out reconstruction (PSNR/SSIM with deterministic DDIM, ``eta = 0``,
+guidance 1, ``--eval-steps`` steps; the preview PSNR; Shapes scores) and exports the weights when the
+held-out PSNR is the best so far, so an interrupted run is usable.
 
-Reproduce the shipped weights (47 minutes, 3,519 steps on a 2-core CPU; then stored in fp16 with
-``DeepTokenizer.from_pretrained(dir).half().save_pretrained(dir)``)::
+Reproduce the shipped weights (59 minutes on the 2-core CPU: 3,000 preview steps + 1,000 diffusion steps of
+batch 16; the run was stopped at step 4,000 of the planned 4,200 and its step-4,000 export shipped, stored
+in fp16 by ``DeepTokenizer.from_pretrained(dir).half().save_pretrained(dir)``)::
 
-    python examples/train_deep_tokenizer_shapes.py --output-dir runs/deep_tokens_shapes \\
-        --minutes 47 --eval-every 250 --eval-videos 16 --eval-steps 10 --export vidtok/assets/deep_tokens_shapes
+    python examples/train_deep_tokenizer_shapes.py --output-dir runs/deep_tokens_shapes \
+        --train-videos 10000 --preview-steps 3000 --steps 1200 --eval-every 500 --eval-videos 16 \
+        --threads 2 --export runs/deep_tokens_shapes/best
 
-A quick pilot: ``--minutes 5 --eval-every 100``.
+(The shipped run read its 10,000 training clips from two caches rendered with seeds 100 and 101; the
+command renders them with ``--seed``.) Measure the result with ``examples/evaluate_deep_tokenizer_shapes.py``.
 """
 
 from __future__ import annotations

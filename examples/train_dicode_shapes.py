@@ -201,6 +201,7 @@ def main() -> None:
     parser.add_argument("--head", default="gmm", help="final head: gmm, gaussian, l2, diffusion_mlp")
     parser.add_argument("--num-components", type=int, default=None)
     parser.add_argument("--l2-fraction", type=float, default=0.25, help="share of steps with the L2 head first")
+    parser.add_argument("--init-from", default=None, help="continue from a saved TextToVideo pipeline's weights")
     parser.add_argument("--eval-every", type=int, default=0)
     parser.add_argument("--eval-prompts", type=int, default=None, help="only the first N held-out prompts")
     parser.add_argument("--diversity-seeds", type=int, default=8)
@@ -227,6 +228,13 @@ def main() -> None:
     tokenizer = parts["video_tokenizer"].float().eval().requires_grad_(False)
     data = token_cache(args, tokenizer)
 
+    if args.init_from:
+        # Continue training a saved pipeline: its language model, video LM and head weights, this recipe's
+        # configs (e.g. the head's sampler settings), the same tokenizer.
+        saved = TextToVideo.from_pretrained(args.init_from)
+        for name in ("backbone", "video_lm", "head"):
+            parts[name].load_state_dict(getattr(saved, name).state_dict())
+        args.l2_fraction = 0.0
     heads = {}
     l2_steps = int(round(args.steps * args.l2_fraction)) if args.head != "l2" else 0
     if l2_steps:
@@ -249,7 +257,9 @@ def main() -> None:
         output_dir=str(out),
         stages=stages,
         batch_size=args.batch_size,
-        optimizer=OptimizerConfig(lr=args.lr, weight_decay=0.01, scheduler="cosine", warmup_steps=100),
+        optimizer=OptimizerConfig(
+            lr=args.lr, weight_decay=0.01, scheduler="cosine", warmup_steps=min(100, args.steps // 10)
+        ),
         max_grad_norm=1.0,
         log_every=50,
         save_every=1000,

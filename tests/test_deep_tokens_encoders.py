@@ -106,10 +106,16 @@ def test_pooled_queries_start_on_the_patch_grid():
     assert out[0, 3].abs().sum() > 0 and torch.allclose(out[0, :3], out[0, :1].expand(3, 8))  # only cell 3 differs
     with_cls = res(torch.cat([torch.zeros(1, 1, 8), grid], dim=1))  # a leading CLS token is skipped
     assert torch.allclose(with_cls, out)
-    with pytest.raises(ValueError, match="square number"):
-        PerceiverResampler(
-            input_dim=8, dim=8, depth=0, heads=1, dim_head=8, num_queries=8, output_dim=8, pooled_queries=True
-        )
+    # 8 queries lie on a 2 x 4 grid of cells (query_grid): the bright patch is in the last cell.
+    eight = PerceiverResampler(
+        input_dim=8, dim=8, depth=0, heads=1, dim_head=8, num_queries=8, output_dim=8, pooled_queries=True
+    )
+    torch.nn.init.eye_(eight.proj_in.weight)
+    torch.nn.init.zeros_(eight.proj_in.bias)
+    with torch.no_grad():
+        eight.latents.zero_()
+        out8 = eight(grid)
+    assert out8[0, 7].abs().sum() > 0 and torch.allclose(out8[0, :7], out8[0, :1].expand(7, 8))
 
 
 @pytest.mark.parametrize("num_queries", [8, 16, 32])

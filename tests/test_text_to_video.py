@@ -129,3 +129,19 @@ def test_bad_prompts(pipe, prompt, error, match):
 def test_bad_arguments(pipe, kwargs, match):
     with pytest.raises(ValueError, match=match):
         pipe("a red circle", **{"num_keyframes": 2, "progress": False, **kwargs})
+
+
+def test_from_pretrained_in_a_fresh_interpreter(pipe, tmp_path):
+    # diffusers only loads components from modules already imported; TextToVideo imports vidtok's itself.
+    import subprocess
+    import sys
+
+    pipe.save_pretrained(tmp_path / "p")
+    code = (
+        "from vidtok.pipelines.text_to_video import TextToVideo; "
+        f"p = TextToVideo.from_pretrained({str(tmp_path / 'p')!r}); print(type(p.head).__name__)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().endswith(type(pipe.head).__name__)
+    with pytest.raises(FileNotFoundError, match="no pipeline folder"):
+        TextToVideo.from_pretrained(str(tmp_path / "missing"))

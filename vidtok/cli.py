@@ -249,7 +249,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_gen.add_argument("--keyframes", type=int, default=None, help="number of keyframes (instead of --seconds)")
     p_gen.add_argument("--seed", type=int, default=0, help="random seed")
     p_gen.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance of the language model")
-    p_gen.add_argument("--temperature", type=float, default=1.0, help="sampling temperature of the head")
+    p_gen.add_argument(
+        "--temperature", type=float, default=None, help="sampling temperature of the head (default: the model's)"
+    )
     p_gen.add_argument("--steps", type=int, default=10, help="denoising steps of the video decoder")
     p_gen.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cpu)")
     p_gen.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -159,8 +159,7 @@ class HFCausalLM:
         attn_implementation: transformers attention kernel (``"sdpa"``, ``"eager"``, ...; ``None``: its
             default).
 
-    Returns:
-        The base model (a ``transformers.PreTrainedModel``).
+    The call returns the base model (a ``transformers.PreTrainedModel``).
 
     Raises:
         ValueError: No source or several sources, an unknown preset or model type.
@@ -210,6 +209,21 @@ class HFCausalLM:
                 return AutoModel.from_config(cfg, dtype=dtype, **extra)
         model = AutoModel.from_config(cfg, dtype=dtype, **extra)
         return model.to(device) if device is not None else model
+
+    def __init__(
+        self,
+        *,
+        preset: str | None = None,
+        config: dict[str, Any] | None = None,
+        pretrained: str | None = None,
+        overrides: dict[str, Any] | None = None,
+        torch_dtype: str | None = None,
+        device: str | None = None,
+        attn_implementation: str | None = None,
+    ) -> None:
+        # Never runs: __new__ returns the transformers model, not an HFCausalLM. It states the signature
+        # for documentation tools and type checkers.
+        pass  # pragma: no cover
 
     @classmethod
     def tiny_config(cls) -> dict[str, Any]:

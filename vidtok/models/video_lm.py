@@ -73,6 +73,8 @@ class VideoLM(Component):
             released code uses 2).
         head_hidden_size: Width handed to the head (default: ``hidden_size``).
         fps: Frame rate of the decoded videos the model was trained on (for durations in seconds).
+        temperature: The sampling temperature pipelines use when the caller gives none (like a
+            ``generation_config`` default: the value the model was evaluated with).
     """
 
     @register_to_config
@@ -89,8 +91,11 @@ class VideoLM(Component):
         mlp_layers: int = 3,
         head_hidden_size: int | None = None,
         fps: float = 8.0,
+        temperature: float = 1.0,
     ) -> None:
         super().__init__()
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
         if mlp_layers < 1:
             raise ValueError(f"mlp_layers must be >= 1, got {mlp_layers}")
         if not 0.0 <= text_dropout < 1.0:

@@ -115,6 +115,14 @@ class Reconstruct(DiffusionPipeline):
         super().__init__()
         self.register_modules(video_tokenizer=video_tokenizer)
 
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Any, **kwargs: Any) -> Reconstruct:
+        """Load a saved pipeline (diffusers' loader), importing the vidtok modules it names first."""
+        from vidtok.pipelines.text_to_video import import_vidtok_components
+
+        import_vidtok_components(pretrained_model_name_or_path, kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
     @torch.no_grad()
     def __call__(
         self,

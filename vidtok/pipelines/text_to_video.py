@@ -41,7 +41,7 @@ from vidtok.pipelines.pipeline_output import TextToVideoOutput
 from vidtok.pipelines.reconstruct import _as_model_video, _decode_kwargs, _to_output
 from vidtok.tokenizers.base import VideoTokenizer
 
-__all__ = ["TextToVideo", "DEFAULT_MODEL_PATH", "load_default"]
+__all__ = ["DEFAULT_MODEL_PATH", "TextToVideo", "import_vidtok_components", "load_default"]
 
 DEFAULT_MODEL_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets", "dicode_shapes")
 """Folder of the embedded default pipeline (``dicode_tiny`` trained on Shapes), shipped with the package."""
@@ -122,6 +122,19 @@ class TextToVideo(DiffusionPipeline):
 
     # ------------------------------------------------------------------ construction
     @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: Any, **kwargs: Any) -> TextToVideo:
+        """Load a saved pipeline from a local folder or a hub id (diffusers' ``DiffusionPipeline.from_pretrained``).
+
+        diffusers only loads components from modules that are already imported, so the vidtok modules the
+        folder's ``model_index.json`` names are imported first (only ``vidtok.*`` modules, never others).
+
+        Raises:
+            FileNotFoundError: A local path that does not exist.
+        """
+        import_vidtok_components(pretrained_model_name_or_path, kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    @classmethod
     def from_recipe(cls, recipe: Any, **components: Any) -> TextToVideo:
         """Build a pipeline from a recipe (``vidtok.RECIPES.create(name, **overrides)``).
 
@@ -174,7 +187,7 @@ class TextToVideo(DiffusionPipeline):
         *,
         duration: float | None = None,
         guidance_scale: float = 1.0,
-        temperature: float = 1.0,
+        temperature: float | None = None,
         num_inference_steps: int = 10,
         decoder_guidance_scale: float = 1.0,
         eta: float = 0.0,
@@ -197,7 +210,7 @@ class TextToVideo(DiffusionPipeline):
                 ``(S - 1) f + 1`` frames.
             duration: Alternatively, the length in seconds (rounded up to whole keyframe intervals).
             guidance_scale: Classifier-free guidance of the language model against the null prompt (1 = off).
-            temperature: Sampling temperature of the head.
+            temperature: Sampling temperature of the head (default: the model's ``video_lm.config.temperature``).
             num_inference_steps: Denoising steps of the tokenizer's diffusion decoder.
             decoder_guidance_scale: CFG of the diffusion decoder against its unconditional tokens.
             eta: DDIM eta of the decoder (0 deterministic).
@@ -252,6 +265,8 @@ class TextToVideo(DiffusionPipeline):
             num_keyframes = max(2, (prefix_tokens.shape[1] + 1) if prefix_tokens is not None else 2)
         if not isinstance(num_keyframes, int) or num_keyframes < 1:
             raise ValueError(f"num_keyframes must be a positive int, got {num_keyframes!r}")
+        if temperature is None:
+            temperature = float(self.video_lm.config.temperature)
         tokens = self.video_lm.generate(
             self.backbone,
             self.head,
@@ -280,6 +295,36 @@ class TextToVideo(DiffusionPipeline):
         if not return_dict:
             return frames, tokens
         return TextToVideoOutput(frames=frames, tokens=tokens, fps=self.fps)
+
+
+def import_vidtok_components(path_or_id: Any, kwargs: dict[str, Any] | None = None) -> None:
+    """Import the ``vidtok.*`` modules a pipeline's ``model_index.json`` names (diffusers will not).
+
+    Raises:
+        FileNotFoundError: A local-looking path that does not exist.
+    """
+    import importlib
+    import json
+
+    path = os.fspath(path_or_id)
+    if os.path.isdir(path):
+        index = os.path.join(path, "model_index.json")
+    elif path.startswith((".", "/", "~")) or os.sep + os.sep in path:
+        raise FileNotFoundError(f"no pipeline folder at {path}")
+    else:
+        from huggingface_hub import hf_hub_download
+
+        try:  # a hub id: its index only (from the local cache when HF_HUB_OFFLINE is set)
+            index = hf_hub_download(path, "model_index.json", revision=(kwargs or {}).get("revision"))
+        except Exception:  # noqa: BLE001  (diffusers reports the real loading error next)
+            return
+    if not os.path.isfile(index):
+        return
+    with open(index) as f:
+        entries = json.load(f)
+    for value in entries.values():
+        if isinstance(value, list) and value and isinstance(value[0], str) and value[0].startswith("vidtok."):
+            importlib.import_module(value[0])
 
 
 def load_default(**kwargs: Any) -> TextToVideo:

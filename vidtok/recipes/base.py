@@ -30,7 +30,7 @@ __all__ = ["RECIPES", "ComponentSpec", "RecipeConfig", "build_components", "reso
 RECIPES: Registry = Registry("recipe", package="vidtok.recipes", callable_only=True)
 
 #: Weights shipped inside the package, addressable as ``"vidtok:<name>"`` in a :class:`ComponentSpec`.
-_SHIPPED = ("deep_tokens_shapes", "dicode_shapes")
+_SHIPPED = {"deep_tokens_shapes": ("dicode_shapes", "video_tokenizer"), "dicode_shapes": ("dicode_shapes",)}
 
 
 def resolve_weights(location: str) -> str:
@@ -45,7 +45,7 @@ def resolve_weights(location: str) -> str:
     name = location.split(":", 1)[1]
     if name not in _SHIPPED:
         raise KeyError(f"no shipped weights named {name!r}; known: {sorted(_SHIPPED)}")
-    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets", name)
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets", *_SHIPPED[name])
     if not os.path.isdir(path):
         raise FileNotFoundError(f"shipped weights {location} are missing from {path}")
     return path

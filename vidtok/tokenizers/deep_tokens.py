@@ -45,8 +45,11 @@ from vidtok.tokenizers.base import TOKENIZERS, VideoTokenizer, check_video
 
 __all__ = ["DeepTokenizer", "SHAPES_DEFAULT_PATH", "load_shapes_default"]
 
-SHAPES_DEFAULT_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets", "deep_tokens_shapes")
-"""Folder of the shipped Shapes deep tokenizer (``config.json`` + safetensors)."""
+SHAPES_DEFAULT_PATH = os.path.join(
+    os.path.dirname(os.path.dirname(__file__)), "assets", "dicode_shapes", "video_tokenizer"
+)
+"""Folder of the shipped Shapes deep tokenizer (``config.json`` + safetensors): the ``video_tokenizer`` of the
+embedded default pipeline, so it ships once."""
 
 _UNCOND = ("grey", "learned")
 
@@ -733,7 +736,7 @@ class DeepTokenizer(VideoTokenizer):
 
 
 def load_shapes_default(**kwargs: Any) -> DeepTokenizer:
-    """The shipped Shapes deep tokenizer (``vidtok/assets/deep_tokens_shapes``), in eval mode.
+    """The shipped Shapes deep tokenizer (``vidtok/assets/dicode_shapes/video_tokenizer``), in eval mode.
 
     Args:
         **kwargs: Forwarded to :meth:`DeepTokenizer.from_pretrained` (e.g. ``torch_dtype``).
