@@ -20,6 +20,7 @@ one grows — plus the longest context each run holds (positions) and the size o
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 
@@ -52,7 +53,7 @@ def run(parts: dict, keyframes: int, *, use_cache: bool, window: int | None) -> 
         callback=lambda k, t: stamps.append(time.perf_counter()),
     )
     handle.remove()
-    per = [(b - a) * 1000 for a, b in zip(stamps, stamps[1:], strict=False)]
+    per = [(b - a) * 1000 for a, b in itertools.pairwise(stamps)]
     cfg = backbone.config
     # Keys and values of every layer for the longest context held (fp32): the memory that grows with length.
     kv_mib = 2 * cfg.num_hidden_layers * max(positions) * cfg.hidden_size * 4 / 2**20

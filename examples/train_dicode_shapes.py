@@ -27,6 +27,7 @@ Reproduce the embedded default (see ``docs/results.md`` for the time it took)::
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import random
@@ -106,7 +107,7 @@ def validation_nll(model: VideoLMForTraining, data: TokenCacheDataset, batch_siz
             "caption": [it["caption"] for it in items],
         }
         ids = model.input_ids(batch)
-        out = model.video_lm.loss(model.backbone, model.heads[model.final_head], ids, batch["tokens"])
+        out = model.video_lm.loss(model.backbone, model.head, ids, batch["tokens"])
         if "nll" not in out:
             return float("nan")
         total, count = total + out["nll"].item() * len(items), count + len(items)
@@ -151,12 +152,12 @@ class EvalCallback(Callback):
 
 
 def pipeline(model: VideoLMForTraining, parts: dict) -> TextToVideo:
-    """The TextToVideo pipeline of the trained model (final head), in eval mode."""
+    """The TextToVideo pipeline of the trained model (the current stage's head), in eval mode."""
     pipe = TextToVideo(
         video_tokenizer=parts["video_tokenizer"],
         backbone=model.backbone,
         video_lm=model.video_lm,
-        head=model.heads[model.final_head],
+        head=model.head,
         text_tokenizer=parts["text_tokenizer"],
     )
     for m in (model.backbone, model.video_lm, *model.heads.values()):
@@ -247,7 +248,6 @@ def main() -> None:
         text_tokenizer=parts["text_tokenizer"],
         caption_transform=augment_caption,
     )
-    model.final_head = args.head
     stages = [Stage(args.head, args.steps - l2_steps, options={"head": args.head})]
     if l2_steps:
         stages.insert(0, Stage("l2", l2_steps, options={"head": "l2"}))
@@ -282,6 +282,8 @@ def main() -> None:
         json.dump({"steps": trainer.global_step, "minutes": minutes, "final": final, "args": vars(args)}, f, indent=2)
     if args.export:
         pipeline(model, parts).save_pretrained(args.export)
+        # As shipped: the tokenizer's weights stored in fp16 (half the size; loaded back as fp32).
+        copy.deepcopy(parts["video_tokenizer"]).half().save_pretrained(os.path.join(args.export, "video_tokenizer"))
         print(f"exported the pipeline to {args.export}", flush=True)
 
 

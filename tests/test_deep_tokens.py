@@ -274,3 +274,41 @@ def test_trains_through_the_trainer(tmp_path):
     out = Trainer(model, cfg, data).train()
     assert out.global_step == 2
     assert all(torch.isfinite(torch.tensor(r["loss"])) for r in Trainer.__dict__.get("history", []) or [])
+
+
+def test_preview_only_stage_skips_the_denoiser():
+    from vidtok.training import Stage
+
+    tok = DeepTokenizer(**DeepTokenizer.tiny_config())
+    video = torch.rand(2, 3, 5, 16, 16) * 2 - 1
+    tok.configure_stage(Stage("preview", 1, options={"diffusion": False}))
+    out = tok.training_step({"video": video}, generator=torch.Generator().manual_seed(0))
+    assert out["diffusion_loss"] == 0 and torch.equal(out["loss"].detach(), out["preview_loss"])
+    out["loss"].backward()
+    assert tok.denoiser.conv_in.weight.grad is None  # the UNet never ran
+    assert tok.resampler.proj_out.weight.grad is not None and tok.denoiser.spatial.preview.weight.grad is not None
+    tok.configure_stage(Stage("diffusion", 1, options={"diffusion": True}))
+    assert tok.training_step({"video": video}, generator=torch.Generator().manual_seed(0))["diffusion_loss"] > 0
+    with pytest.raises(ValueError, match="unknown DeepTokenizer stage options"):
+        tok.configure_stage(Stage("x", 1, options={"lr": 1.0}))
+    plain = DeepTokenizer(**{**DeepTokenizer.tiny_config(), "denoiser_kwargs": {"spatial_condition": False}})
+    with pytest.raises(ValueError, match="spatial_condition"):
+        plain.configure_stage(Stage("preview", 1, options={"diffusion": False}))
+
+
+@pytest.mark.parametrize("num_queries", [4, 8])
+def test_token_grid_preview_reads_square_and_oblong_token_grids(num_queries):
+    cfg = DeepTokenizer.tiny_config()
+    cfg = {
+        **cfg,
+        "num_queries": num_queries,
+        "resampler_pooled_queries": True,
+        "denoiser_kwargs": {**cfg["denoiser_kwargs"], "spatial_token_grid": True, "spatial_res_blocks": 1},
+    }
+    tok = DeepTokenizer(**cfg)
+    video = torch.rand(2, 3, 5, 16, 16) * 2 - 1
+    tokens = tok.encode(video).tokens
+    assert tokens.shape == (2, 2, num_queries, 16)
+    assert tok.preview(tokens).shape == video.shape
+    tok.training_step({"video": video}, generator=torch.Generator().manual_seed(0))["loss"].backward()
+    assert all(p.grad is not None for p in tok.denoiser.spatial.token_grid.parameters())

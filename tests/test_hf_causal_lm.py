@@ -77,6 +77,20 @@ def test_local_folder_round_trip_and_causal_lm_checkpoint(tmp_path):
     assert torch.equal(base.wte.weight, lm.transformer.wte.weight)
 
 
+def test_pretrained_with_missing_weights_is_an_error(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from vidtok.modeling_utils import LoadingError
+
+    model = HFCausalLM(**HFCausalLM.tiny_config())
+    model.save_pretrained(tmp_path / "base")
+    weights = tmp_path / "base" / "model.safetensors"
+    state = load_file(weights)
+    save_file({k: v for k, v in state.items() if "h.1." not in k}, weights, metadata={"format": "pt"})
+    with pytest.raises(LoadingError, match="would stay random"):
+        HFCausalLM(pretrained=str(tmp_path / "base"))
+
+
 def test_overrides_and_dtype():
     model = HFCausalLM(**HFCausalLM.tiny_config(), overrides={"n_layer": 3}, torch_dtype="bfloat16")
     assert model.config.n_layer == 3 and next(model.parameters()).dtype == torch.bfloat16

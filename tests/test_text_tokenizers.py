@@ -29,7 +29,6 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_gpt2_bpe_from_the_local_wheel_files():
-    pytest.importorskip("transformers")
     tok = load_text_tokenizer("gpt2_bpe")
     assert len(tok) == 50257 and tok.pad_token_id == tok.eos_token_id == 50256
     assert encode_prompts(tok, ["Hello world"], length=4).tolist() == [[15496, 995, 50256, 50256]]

@@ -164,6 +164,7 @@ class HFCausalLM:
     Raises:
         ValueError: No source or several sources, an unknown preset or model type.
         FileNotFoundError: ``pretrained`` looks like a local path that does not exist.
+        LoadingError: ``pretrained`` lacks weights of the model (transformers would only warn).
     """
 
     def __new__(  # noqa: D102  (documented on the class)
@@ -195,9 +196,23 @@ class HFCausalLM:
             )
             if looks_local and not os.path.isdir(os.path.expanduser(pretrained)):
                 raise FileNotFoundError(f"no transformers checkpoint folder at {pretrained}")
-            model = AutoModel.from_pretrained(
-                os.path.expanduser(pretrained), dtype=dtype, device_map=device, **(overrides or {}), **extra
+            model, info = AutoModel.from_pretrained(
+                os.path.expanduser(pretrained),
+                dtype=dtype,
+                device_map=device,
+                output_loading_info=True,
+                **(overrides or {}),
+                **extra,
             )
+            # transformers only warns about missing weights; a backbone must not start half random. (Unexpected
+            # keys are expected: a causal-LM checkpoint's LM head has no place in the base model.)
+            if info.get("missing_keys"):
+                from vidtok.modeling_utils import LoadingError
+
+                raise LoadingError(
+                    f"{pretrained}: the checkpoint lacks {len(info['missing_keys'])} weights of "
+                    f"{type(model).__name__} (they would stay random): {sorted(info['missing_keys'])[:8]}"
+                )
             return model
         if preset is not None:
             if preset not in PRESETS:

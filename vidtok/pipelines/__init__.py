@@ -5,13 +5,15 @@
 * [`TextToVideo`][vidtok.pipelines.text_to_video.TextToVideo]: prompt → deep tokens (video LM) → frames.
 * [`ImageToVideo`][vidtok.pipelines.image_to_video.ImageToVideo]: the same, starting from an image.
 
+All derive from [`VidtokPipeline`][vidtok.pipelines.pipeline_utils.VidtokPipeline], whose
+``from_pretrained`` loads saved pipelines in a fresh interpreter.
+
 Submodules are imported on first attribute access, so ``import vidtok.pipelines`` stays cheap.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from vidtok._lazy import lazy_exports
 
 _LAZY = {
     "Reconstruct": "vidtok.pipelines.reconstruct",
@@ -22,16 +24,10 @@ _LAZY = {
     "ImageToVideo": "vidtok.pipelines.image_to_video",
     "TextToVideoOutput": "vidtok.pipelines.pipeline_output",
     "VideoPipelineOutput": "vidtok.pipelines.pipeline_output",
+    "VidtokPipeline": "vidtok.pipelines.pipeline_utils",
 }
 
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'vidtok.pipelines' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())

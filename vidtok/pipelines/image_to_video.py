@@ -31,18 +31,11 @@ __all__ = ["ImageToVideo"]
 class ImageToVideo(TextToVideo):
     """Animate an image: its deep tokens are keyframe 0, the language model continues (NOVA §4.2 zero-shot).
 
-    Same components as [`TextToVideo`][vidtok.pipelines.text_to_video.TextToVideo].
+    Same components as [`TextToVideo`][vidtok.pipelines.text_to_video.TextToVideo]; the prompt may be
+    empty (the null prompt).
     """
 
-    def encode_prompt(self, prompt: Any, num_videos_per_prompt: int = 1) -> torch.Tensor:
-        """Like ``TextToVideo.encode_prompt``, but an empty prompt is allowed (the null prompt)."""
-        from vidtok.models.text_tokenizers import encode_prompts
-
-        prompts = [prompt] if isinstance(prompt, str) else prompt
-        if not isinstance(prompts, (list, tuple)) or not prompts:
-            raise TypeError(f"prompt must be a string or a non-empty list of strings, got {type(prompt).__name__}")
-        ids = encode_prompts(self.text_tokenizer, list(prompts), length=self.video_lm.config.text_length)
-        return ids.repeat_interleave(num_videos_per_prompt, dim=0).to(self.video_lm.device)
+    allow_empty_prompt = True
 
     @torch.no_grad()
     def __call__(  # type: ignore[override]

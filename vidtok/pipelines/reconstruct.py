@@ -29,9 +29,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import DiffusionPipeline, ModelMixin  # noqa: F401  (ModelMixin: diffusers' loader looks it up here)
+from diffusers import ModelMixin  # noqa: F401  (ModelMixin: diffusers' loader looks it up here)
 
 from vidtok.pipelines.pipeline_output import ReconstructionOutput
+from vidtok.pipelines.pipeline_utils import VidtokPipeline
 from vidtok.tokenizers.base import VideoTokenizer, check_video
 
 __all__ = ["Reconstruct", "compression_report", "reconstruct_file", "vq_token_count"]
@@ -102,7 +103,7 @@ def _decode_kwargs(tokenizer: VideoTokenizer, **kwargs: Any) -> dict[str, Any]:
     return {k: v for k, v in kwargs.items() if k in params}
 
 
-class Reconstruct(DiffusionPipeline):
+class Reconstruct(VidtokPipeline):
     """Video → tokens → video with one tokenizer (DiCoDe §3.1–3.2 for deep tokens, Fig. 3).
 
     Args:
@@ -114,14 +115,6 @@ class Reconstruct(DiffusionPipeline):
     def __init__(self, video_tokenizer: VideoTokenizer) -> None:
         super().__init__()
         self.register_modules(video_tokenizer=video_tokenizer)
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: Any, **kwargs: Any) -> Reconstruct:
-        """Load a saved pipeline (diffusers' loader), importing the vidtok modules it names first."""
-        from vidtok.pipelines.text_to_video import import_vidtok_components
-
-        import_vidtok_components(pretrained_model_name_or_path, kwargs)
-        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     @torch.no_grad()
     def __call__(

@@ -32,22 +32,23 @@ import os
 from typing import Any
 
 import torch
-from diffusers import DiffusionPipeline, ModelMixin  # noqa: F401  (ModelMixin: diffusers' loader looks it up here)
+from diffusers import ModelMixin  # noqa: F401  (diffusers' loader looks it up here)
 from torch import nn
 
 from vidtok.models.text_tokenizers import encode_prompts
 from vidtok.models.video_lm import VideoLM
 from vidtok.pipelines.pipeline_output import TextToVideoOutput
+from vidtok.pipelines.pipeline_utils import VidtokPipeline
 from vidtok.pipelines.reconstruct import _as_model_video, _decode_kwargs, _to_output
 from vidtok.tokenizers.base import VideoTokenizer
 
-__all__ = ["DEFAULT_MODEL_PATH", "TextToVideo", "import_vidtok_components", "load_default"]
+__all__ = ["DEFAULT_MODEL_PATH", "TextToVideo", "load_default"]
 
 DEFAULT_MODEL_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets", "dicode_shapes")
 """Folder of the embedded default pipeline (``dicode_tiny`` trained on Shapes), shipped with the package."""
 
 
-def _prompts(prompt: Any) -> list[str]:
+def _prompts(prompt: Any, allow_empty: bool = False) -> list[str]:
     if isinstance(prompt, str):
         prompt = [prompt]
     if not isinstance(prompt, (list, tuple)) or not prompt:
@@ -55,12 +56,12 @@ def _prompts(prompt: Any) -> list[str]:
     for i, p in enumerate(prompt):
         if not isinstance(p, str):
             raise TypeError(f"prompt {i} must be a string, got {type(p).__name__}")
-        if not p.strip():
+        if not allow_empty and not p.strip():
             raise ValueError(f"prompt {i} is empty: describe the video (the null prompt is used internally for CFG)")
     return list(prompt)
 
 
-class TextToVideo(DiffusionPipeline):
+class TextToVideo(VidtokPipeline):
     """Generate video from text with deep tokens and a language model (DiCoDe §3.3–3.4, Fig. 2).
 
     The prompt is tokenized to ``text_length`` ids; the video LM samples keyframe tokens one by one (KV
@@ -76,6 +77,8 @@ class TextToVideo(DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "backbone->video_lm->head->video_tokenizer"
+    #: Whether an empty prompt (the null prompt) is accepted; ImageToVideo allows it.
+    allow_empty_prompt = False
 
     def __init__(
         self,
@@ -122,19 +125,6 @@ class TextToVideo(DiffusionPipeline):
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: Any, **kwargs: Any) -> TextToVideo:
-        """Load a saved pipeline from a local folder or a hub id (diffusers' ``DiffusionPipeline.from_pretrained``).
-
-        diffusers only loads components from modules that are already imported, so the vidtok modules the
-        folder's ``model_index.json`` names are imported first (only ``vidtok.*`` modules, never others).
-
-        Raises:
-            FileNotFoundError: A local path that does not exist.
-        """
-        import_vidtok_components(pretrained_model_name_or_path, kwargs)
-        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-
-    @classmethod
     def from_recipe(cls, recipe: Any, **components: Any) -> TextToVideo:
         """Build a pipeline from a recipe (``vidtok.RECIPES.create(name, **overrides)``).
 
@@ -168,7 +158,8 @@ class TextToVideo(DiffusionPipeline):
 
     def encode_prompt(self, prompt: Any, num_videos_per_prompt: int = 1) -> torch.Tensor:
         """Prompt ids ``(B * num_videos_per_prompt, text_length)``; raises on empty, non-string or too long."""
-        ids = encode_prompts(self.text_tokenizer, _prompts(prompt), length=self.video_lm.config.text_length)
+        prompts = _prompts(prompt, allow_empty=self.allow_empty_prompt)
+        ids = encode_prompts(self.text_tokenizer, prompts, length=self.video_lm.config.text_length)
         return ids.repeat_interleave(num_videos_per_prompt, dim=0).to(self.video_lm.device)
 
     @torch.no_grad()
@@ -295,36 +286,6 @@ class TextToVideo(DiffusionPipeline):
         if not return_dict:
             return frames, tokens
         return TextToVideoOutput(frames=frames, tokens=tokens, fps=self.fps)
-
-
-def import_vidtok_components(path_or_id: Any, kwargs: dict[str, Any] | None = None) -> None:
-    """Import the ``vidtok.*`` modules a pipeline's ``model_index.json`` names (diffusers will not).
-
-    Raises:
-        FileNotFoundError: A local-looking path that does not exist.
-    """
-    import importlib
-    import json
-
-    path = os.fspath(path_or_id)
-    if os.path.isdir(path):
-        index = os.path.join(path, "model_index.json")
-    elif path.startswith((".", "/", "~")) or os.sep + os.sep in path:
-        raise FileNotFoundError(f"no pipeline folder at {path}")
-    else:
-        from huggingface_hub import hf_hub_download
-
-        try:  # a hub id: its index only (from the local cache when HF_HUB_OFFLINE is set)
-            index = hf_hub_download(path, "model_index.json", revision=(kwargs or {}).get("revision"))
-        except Exception:  # noqa: BLE001  (diffusers reports the real loading error next)
-            return
-    if not os.path.isfile(index):
-        return
-    with open(index) as f:
-        entries = json.load(f)
-    for value in entries.values():
-        if isinstance(value, list) and value and isinstance(value[0], str) and value[0].startswith("vidtok."):
-            importlib.import_module(value[0])
 
 
 def load_default(**kwargs: Any) -> TextToVideo:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,8 +30,12 @@ __all__ = ["RECIPES", "ComponentSpec", "RecipeConfig", "build_components", "reso
 
 RECIPES: Registry = Registry("recipe", package="vidtok.recipes", callable_only=True)
 
-#: Weights shipped inside the package, addressable as ``"vidtok:<name>"`` in a :class:`ComponentSpec`.
-_SHIPPED = {"deep_tokens_shapes": ("dicode_shapes", "video_tokenizer"), "dicode_shapes": ("dicode_shapes",)}
+#: Weights shipped inside the package, addressable as ``"vidtok:<name>"`` in a :class:`ComponentSpec`: name ->
+#: the module constant that holds their folder (one source for each path).
+_SHIPPED = {
+    "deep_tokens_shapes": ("vidtok.tokenizers.deep_tokens", "SHAPES_DEFAULT_PATH"),
+    "dicode_shapes": ("vidtok.pipelines.text_to_video", "DEFAULT_MODEL_PATH"),
+}
 
 
 def resolve_weights(location: str) -> str:
@@ -45,7 +50,8 @@ def resolve_weights(location: str) -> str:
     name = location.split(":", 1)[1]
     if name not in _SHIPPED:
         raise KeyError(f"no shipped weights named {name!r}; known: {sorted(_SHIPPED)}")
-    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets", *_SHIPPED[name])
+    module, attr = _SHIPPED[name]
+    path = getattr(importlib.import_module(module), attr)
     if not os.path.isdir(path):
         raise FileNotFoundError(f"shipped weights {location} are missing from {path}")
     return path

@@ -73,6 +73,7 @@ def _recipe(
     text_tokenizer: str,
     training: dict[str, Any],
     overrides: dict[str, Any],
+    head_defaults: dict[str, dict[str, Any]] | None = None,
 ) -> RecipeConfig:
     """Apply the shared overrides and wire the sizes (hidden width, token width, tokens per keyframe)."""
     overrides = dict(overrides)
@@ -89,7 +90,7 @@ def _recipe(
         head_name, head_kwargs = head.name, {**head.kwargs, **head_kwargs}
     elif isinstance(head, str):
         head_name = head
-        head_kwargs = {**_HEAD_DEFAULTS.get(head, {}), **head_kwargs}
+        head_kwargs = {**_HEAD_DEFAULTS.get(head, {}), **(head_defaults or {}).get(head, {}), **head_kwargs}
     else:
         raise TypeError(f"head must be a registry name or a ComponentSpec, got {type(head).__name__}")
     if "num_components" in head_kwargs and head_name != "gmm":
@@ -196,15 +197,6 @@ def _paper(name: str, preset: str, text_tokenizer: str, overrides: dict[str, Any
 
     video_lm = {"max_keyframes": 32, "text_length": 80, "text_dropout": 0.05, "mlp_layers": 3, "fps": 8.0}
     training = {"stages": PROGRESSIVE_STAGES, "lr": 1e-4}
-    if overrides.get("head", "gmm") == "gmm":  # DiCoDe's released sampler: untempered weights, variance x 0.01
-        overrides = {
-            **overrides,
-            "head_kwargs": {
-                "sample_variance_scale": 0.01,
-                "temper_logits": False,
-                **(overrides.get("head_kwargs") or {}),
-            },
-        }
     return _recipe(
         name,
         tokenizer=DeepTokenizer.official_config(),
@@ -214,6 +206,8 @@ def _paper(name: str, preset: str, text_tokenizer: str, overrides: dict[str, Any
         text_tokenizer=text_tokenizer,
         training=training,
         overrides=overrides,
+        # DiCoDe's released sampler: untempered component weights, variance x 0.01.
+        head_defaults={"gmm": {"sample_variance_scale": 0.01, "temper_logits": False}},
     )
 
 

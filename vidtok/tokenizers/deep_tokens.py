@@ -531,10 +531,15 @@ class DeepTokenizer(VideoTokenizer):
             idx = torch.cat([torch.tensor([0, f], device=device), inner]).sort().values
             clip, positions = clip[:, :, idx], positions[idx]
         x0 = self._to_latent(clip)
-        if not self._train_diffusion:
-            stride = torch.full((b,), float(f), device=device)
-            preview = self.denoiser.spatial_condition(head, rear, positions, stride, *x0.shape[-2:])[1]
-            preview_loss = (preview - x0).pow(2).mean()
+        stride = torch.full((b,), float(f), device=device)
+        spatial = None
+        preview_loss = torch.zeros((), device=device)
+        if self.denoiser.spatial is not None:
+            spatial = self.denoiser.spatial_condition(head, rear, positions, stride, *x0.shape[-2:])
+            per_clip = (spatial[1] - x0).pow(2).flatten(1).mean(1)
+            # Only conditioned clips teach the preview where things are.
+            preview_loss = (per_clip * keep).sum() / keep.sum().clamp(min=1)
+        if not self._train_diffusion:  # preview-only stage: no denoiser pass
             zero = torch.zeros((), device=device)
             return {"loss": preview_loss, "diffusion_loss": zero, "preview_loss": preview_loss.detach()}
         noise = _randn(tuple(x0.shape), generator, x0)
@@ -548,15 +553,6 @@ class DeepTokenizer(VideoTokenizer):
             target = noise
         else:
             target = x0
-        stride = torch.full((b,), float(f), device=device)
-        den = self.denoiser
-        spatial = None
-        preview_loss = torch.zeros((), device=device)
-        if den.spatial is not None:
-            spatial = den.spatial_condition(head, rear, positions, stride, *x0.shape[-2:])
-            per_clip = (spatial[1] - x0).pow(2).flatten(1).mean(1)
-            # Only conditioned clips teach the preview where things are.
-            preview_loss = (per_clip * keep).sum() / keep.sum().clamp(min=1)
         pred = self._predict(noisy, timesteps, head, rear, stride, spatial, positions)
         diffusion_loss = F.mse_loss(pred.float(), target.float())
         loss = diffusion_loss + self.config.preview_loss_weight * preview_loss
