@@ -312,3 +312,64 @@ def test_token_grid_preview_reads_square_and_oblong_token_grids(num_queries):
     assert tok.preview(tokens).shape == video.shape
     tok.training_step({"video": video}, generator=torch.Generator().manual_seed(0))["loss"].backward()
     assert all(p.grad is not None for p in tok.denoiser.spatial.token_grid.parameters())
+
+
+def test_freeze_tokens_stage_trains_the_decoder_only(tmp_path):
+    from accelerate.utils import set_seed
+
+    from vidtok.data.shapes import ShapesDataset
+    from vidtok.training import Stage, Trainer, TrainingConfig
+
+    set_seed(0)
+    model = _tiny(train_strides=[4])
+    video = _video(b=2, t=5)
+    before = model.eval().encode(video).tokens
+    denoiser_before = {k: v.clone() for k, v in model.denoiser.state_dict().items()}
+    model.configure_stage(Stage("decoder", 1, options={"freeze_tokens": True}))
+    out = model.train().training_step(video, generator=torch.Generator().manual_seed(0))
+    out["loss"].backward()
+    assert all(p.grad is None for p in [*model.frame_encoder.parameters(), *model.resampler.parameters()])
+    assert model.denoiser.spatial.preview.weight.grad is not None and model.denoiser.conv_in.weight.grad is not None
+    assert model.frame_encoder.training  # the train/eval mode is restored after the frozen pass
+    # Through the trainer: the tokens stay bit-identical while the decoder moves.
+    model.zero_grad(set_to_none=True)
+    data = ShapesDataset("train", resolution=16, num_frames=5, length=8)
+    stages = [Stage("decoder", 3, options={"freeze_tokens": True})]
+    cfg = TrainingConfig(output_dir=str(tmp_path), stages=stages, batch_size=2, progress_bar=False, log_every=1)
+    Trainer(model, cfg, data).train()
+    assert torch.equal(model.eval().encode(video).tokens, before)
+    assert any(not torch.equal(v, model.denoiser.state_dict()[k]) for k, v in denoiser_before.items())
+
+
+def test_loss_weight_weights_every_pixel():
+    model = _tiny(train_strides=[4], cond_dropout=0.0).train()
+    video = _video(b=2, t=5)
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    plain = model.training_step({"video": video}, generator=g())
+    ones = model.training_step({"video": video, "loss_weight": torch.ones(2, 1, 5, 16, 16)}, generator=g())
+    assert torch.allclose(plain["loss"], ones["loss"])  # a uniform weight is the plain MSE
+    # All weight on one pixel (broadcast over the batch): the preview loss is that pixel's squared error.
+    weight = torch.zeros(1, 1, 5, 16, 16)
+    weight[..., 3, 7] = 1.0
+    spot = model.training_step({"video": video, "loss_weight": weight}, generator=g())
+    with torch.no_grad():
+        tokens = model.encode_frames(torch.stack([video[:, :, 0], video[:, :, 4]], 1).flatten(0, 1)).view(2, 2, 4, 16)
+        stride, positions = torch.full((2,), 4.0), torch.linspace(0, 1, 5)
+        _, preview = model.denoiser.spatial_condition(tokens[:, 0], tokens[:, 1], positions, stride, 16, 16)
+    assert torch.allclose(spot["preview_loss"], (preview - video).pow(2)[..., 3, 7].mean(), atol=1e-6)
+    with pytest.raises(ValueError, match="loss_weight of shape"):
+        model.training_step({"video": video, "loss_weight": torch.ones(2, 1, 4, 16, 16)})
+    with pytest.raises(ValueError, match="non-negative"):
+        model.training_step({"video": video, "loss_weight": -torch.ones(2, 1, 5, 16, 16)})
+
+
+def test_preview_gradient_loss_penalizes_blur():
+    video = _video(b=2, t=5)
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    plain = _tiny(train_strides=[4]).train().training_step(video, generator=g())
+    sharp = _tiny(train_strides=[4], preview_gradient_weight=1.0).train().training_step(video, generator=g())
+    # Same weights and randomness: the gradient term only adds (a random init's preview is no sharp copy).
+    assert sharp["preview_loss"] > plain["preview_loss"]
+    assert torch.allclose(sharp["diffusion_loss"], plain["diffusion_loss"])
+    with pytest.raises(ValueError, match="loss weights must be >= 0"):
+        _tiny(preview_gradient_weight=-1.0)

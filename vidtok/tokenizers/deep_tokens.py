@@ -65,6 +65,14 @@ def _rand(shape: tuple[int, ...], generator: torch.Generator | None, device: tor
     return torch.rand(shape, generator=generator, device=gen_device).to(device)
 
 
+def _weighted_mean(err: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """Per-sample mean of ``err`` ``(B, ...)``, weighted by ``weight`` (broadcastable) when given."""
+    if weight is None:
+        return err.flatten(1).mean(1)
+    weight = weight.to(err.dtype).expand_as(err)
+    return (err * weight).flatten(1).sum(1) / weight.flatten(1).sum(1).clamp(min=1e-8)
+
+
 def _rescale_guidance(guided: torch.Tensor, cond: torch.Tensor, rescale: float) -> torch.Tensor:
     """Rescale the guided prediction to the conditional one's std, then blend (Lin et al. 2024; DiCoDe uses 0.7).
 
@@ -126,6 +134,10 @@ class DeepTokenizer(VideoTokenizer):
             ``"learned"``.
         preview_loss_weight: Weight of the auxiliary regression of the token-decoded preview onto the frames
             (only with ``denoiser_kwargs["spatial_condition"]``).
+        preview_gradient_weight: Weight of a gradient difference loss on the preview (Mathieu et al., 2016,
+            "Deep multi-scale video prediction beyond mean square error", Eq. 5 with alpha 1): the L1 distance
+            between the horizontal and vertical pixel differences of preview and frames, which penalizes the
+            blur an MSE regression settles for at edges and corners. ``0`` disables it.
     """
 
     @register_to_config
@@ -163,6 +175,7 @@ class DeepTokenizer(VideoTokenizer):
         cond_dropout: float = 0.1,
         uncond: str = "grey",
         preview_loss_weight: float = 1.0,
+        preview_gradient_weight: float = 0.0,
     ) -> None:
         super().__init__()
         if uncond not in _UNCOND:
@@ -171,6 +184,11 @@ class DeepTokenizer(VideoTokenizer):
             raise ValueError(f"frame_stride must be >= 1, got {frame_stride}")
         if not 0.0 <= cond_dropout < 1.0:
             raise ValueError(f"cond_dropout must be in [0, 1), got {cond_dropout}")
+        if preview_loss_weight < 0 or preview_gradient_weight < 0:
+            raise ValueError(
+                f"loss weights must be >= 0, got preview_loss_weight={preview_loss_weight}, "
+                f"preview_gradient_weight={preview_gradient_weight}"
+            )
         if train_frames is not None and train_frames < 2:
             raise ValueError(f"train_frames must be >= 2 (head and rear) or None, got {train_frames}")
         if vae is not None and vae_config is not None:
@@ -212,6 +230,7 @@ class DeepTokenizer(VideoTokenizer):
         self.noise_scheduler = self._make_scheduler("ddpm")
         # Stage options (configure_stage): train the diffusion decoder or only the token-decoded preview.
         self._train_diffusion = True
+        self._freeze_tokens = False
         self._stage_train_frames: int | None | str = "config"
 
     def configure_stage(self, stage: Any) -> None:
@@ -222,15 +241,22 @@ class DeepTokenizer(VideoTokenizer):
             and the token-decoded preview (no denoiser pass, no token dropout) — a cheap first stage that
             teaches the tokens the frame layout before the diffusion decoder learns the details.
             ``train_frames`` (int or ``None``): overrides the config's ``train_frames`` for the stage.
+            ``freeze_tokens`` (bool, default ``False``): keep the frame encoder and the query transformer fixed
+            (run without gradients, in eval mode) and train only the decoder. The tokens then stay exactly
+            what they were, so a token cache and a video LM trained on them remain valid — the way to
+            fine-tune the decoder of a tokenizer that is already in use.
 
         Raises:
             ValueError: On unknown options, or ``diffusion=False`` without the spatial condition.
         """
         options = dict(getattr(stage, "options", None) or {})
-        unknown = set(options) - {"diffusion", "train_frames"}
+        known = {"diffusion", "train_frames", "freeze_tokens"}
+        unknown = set(options) - known
         if unknown:
-            raise ValueError(f"unknown DeepTokenizer stage options {sorted(unknown)}; known: diffusion, train_frames")
+            known_list = ", ".join(sorted(known))
+            raise ValueError(f"unknown DeepTokenizer stage options {sorted(unknown)}; known: {known_list}")
         self._train_diffusion = bool(options.get("diffusion", True))
+        self._freeze_tokens = bool(options.get("freeze_tokens", False))
         if not self._train_diffusion and self.denoiser.spatial is None:
             raise ValueError("diffusion=False trains the preview only: needs denoiser_kwargs['spatial_condition']")
         self._stage_train_frames = options.get("train_frames", "config")
@@ -453,8 +479,10 @@ class DeepTokenizer(VideoTokenizer):
         if self.null_tokens is not None:
             return self.null_tokens
         h, w = (height, width) if height is not None and width is not None else self.sample_size
-        grey = torch.zeros(1, self.config.in_channels, h, w, device=self.device, dtype=self.dtype)
-        return self.encode_frames(grey)[0]
+        return self.encode_frames(self._grey_frame(h, w))[0]
+
+    def _grey_frame(self, height: int, width: int) -> torch.Tensor:
+        return torch.zeros(1, self.config.in_channels, height, width, device=self.device, dtype=self.dtype)
 
     # ------------------------------------------------------------------ latents
     def _to_latent(self, clip: torch.Tensor) -> torch.Tensor:
@@ -494,7 +522,11 @@ class DeepTokenizer(VideoTokenizer):
         spatial condition enabled, the token-decoded preview is also regressed onto the frames.
 
         Args:
-            batch: ``{"video": (B, C, T, H, W) in [-1, 1], ...}`` (other keys ignored) or the video itself.
+            batch: ``{"video": (B, C, T, H, W) in [-1, 1], ...}`` or the video itself. An optional
+                ``"loss_weight"`` — non-negative, broadcastable to ``(B, 1, T, H, W)`` — weights every pixel
+                of the diffusion and preview losses (each clip's loss is its weighted mean, so the scale stays
+                that of the MSE); e.g. more weight on small objects whose outline a plain MSE neglects. In
+                latent space it is averaged onto the latent grid. Other keys are ignored.
             generator: Source of all randomness (stride, offset, dropout, timesteps, noise).
 
         Returns:
@@ -504,6 +536,9 @@ class DeepTokenizer(VideoTokenizer):
         video = batch["video"] if isinstance(batch, dict) else batch
         video = check_video(video, channels=self.config.in_channels).to(self.dtype)
         b, _, t, h, w = video.shape
+        weight = batch.get("loss_weight") if isinstance(batch, dict) else None
+        if weight is not None:
+            weight = self._check_loss_weight(weight, video)
         if t < 2:
             raise ValueError("training needs clips of at least 2 frames (head and rear keyframes)")
         device = video.device
@@ -514,12 +549,18 @@ class DeepTokenizer(VideoTokenizer):
         f = strides[min(pick(len(strides)), len(strides) - 1)]
         start = min(pick(t - f), t - f - 1)
         clip = video[:, :, start : start + f + 1]
+        if weight is not None:
+            weight = weight[:, :, start : start + f + 1]
 
         keys = torch.stack([clip[:, :, 0], clip[:, :, -1]], dim=1).reshape(b * 2, *clip.shape[1:2], h, w)
-        tokens = self.encode_frames(keys).reshape(b, 2, self.config.num_queries, self.config.token_dim)
+        tokens = self._fixed_tokens(keys) if self._freeze_tokens else self.encode_frames(keys)
+        tokens = tokens.reshape(b, 2, self.config.num_queries, self.config.token_dim)
         dropout = self.config.cond_dropout if self._train_diffusion else 0.0
         keep = (_rand((b,), generator, device) >= dropout).to(tokens.dtype)
-        null = self.unconditional_tokens(h, w).to(tokens.dtype)
+        if self._freeze_tokens and self.null_tokens is None:  # the grey frame's tokens are fixed too
+            null = self._fixed_tokens(self._grey_frame(h, w))[0].to(tokens.dtype)
+        else:
+            null = self.unconditional_tokens(h, w).to(tokens.dtype)
         tokens = keep.view(b, 1, 1, 1) * tokens + (1 - keep.view(b, 1, 1, 1)) * null
         head, rear = tokens[:, 0], tokens[:, 1]
 
@@ -530,13 +571,22 @@ class DeepTokenizer(VideoTokenizer):
             inner = torch.argsort(_rand((f - 1,), generator, device))[: max(k - 2, 0)] + 1
             idx = torch.cat([torch.tensor([0, f], device=device), inner]).sort().values
             clip, positions = clip[:, :, idx], positions[idx]
+            if weight is not None:
+                weight = weight[:, :, idx]
         x0 = self._to_latent(clip)
+        if weight is not None and weight.shape[-2:] != x0.shape[-2:]:
+            weight = F.adaptive_avg_pool3d(weight.mean(1, keepdim=True), tuple(x0.shape[2:]))
         stride = torch.full((b,), float(f), device=device)
         spatial = None
         preview_loss = torch.zeros((), device=device)
         if self.denoiser.spatial is not None:
             spatial = self.denoiser.spatial_condition(head, rear, positions, stride, *x0.shape[-2:])
-            per_clip = (spatial[1] - x0).pow(2).flatten(1).mean(1)
+            preview = spatial[1]
+            per_clip = _weighted_mean((preview - x0).pow(2), weight)
+            if self.config.preview_gradient_weight:
+                for dim in (-1, -2):
+                    diff = (preview.diff(dim=dim).abs() - x0.diff(dim=dim).abs()).abs()
+                    per_clip = per_clip + self.config.preview_gradient_weight * diff.flatten(1).mean(1)
             # Only conditioned clips teach the preview where things are.
             preview_loss = (per_clip * keep).sum() / keep.sum().clamp(min=1)
         if not self._train_diffusion:  # preview-only stage: no denoiser pass
@@ -554,9 +604,39 @@ class DeepTokenizer(VideoTokenizer):
         else:
             target = x0
         pred = self._predict(noisy, timesteps, head, rear, stride, spatial, positions)
-        diffusion_loss = F.mse_loss(pred.float(), target.float())
+        diffusion_loss = _weighted_mean((pred.float() - target.float()).pow(2), weight).mean()
         loss = diffusion_loss + self.config.preview_loss_weight * preview_loss
         return {"loss": loss, "diffusion_loss": diffusion_loss.detach(), "preview_loss": preview_loss.detach()}
+
+    def _check_loss_weight(self, weight: Any, video: torch.Tensor) -> torch.Tensor:
+        """A per-pixel loss weight as a float ``(B, 1 | C, T, H, W)`` tensor on the video's device."""
+        weight = torch.as_tensor(weight, device=video.device)
+        if not weight.is_floating_point():
+            weight = weight.float()
+        try:
+            shape = torch.broadcast_shapes(weight.shape, (video.shape[0], 1, *video.shape[2:]))
+        except RuntimeError:
+            shape = None
+        if weight.ndim != 5 or shape is None or weight.shape[1] not in (1, video.shape[1]):
+            raise ValueError(
+                f"loss_weight of shape {tuple(weight.shape)} does not fit the video {tuple(video.shape)}: expected "
+                f"5 dims broadcastable to (B, 1 or C, T, H, W)"
+            )
+        if not torch.isfinite(weight).all() or (weight < 0).any():
+            raise ValueError("loss_weight must be finite and non-negative")
+        return weight.to(torch.float32).expand(video.shape[0], weight.shape[1], *video.shape[2:])
+
+    def _fixed_tokens(self, frames: torch.Tensor) -> torch.Tensor:
+        """Tokens from the encoder and query transformer in eval mode, without gradients (``freeze_tokens``)."""
+        modes = [(m, m.training) for m in (self.frame_encoder, self.resampler)]
+        try:
+            for m, _ in modes:
+                m.eval()
+            with torch.no_grad():
+                return self.encode_frames(frames)
+        finally:
+            for m, mode in modes:
+                m.train(mode)
 
     def _predict(self, sample, timesteps, head, rear, stride, spatial, positions) -> torch.Tensor:
         """The denoiser's prediction; with x0-prediction and the spatial condition, a residual on the preview.
