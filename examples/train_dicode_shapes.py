@@ -15,10 +15,19 @@ DiCoDe §3.3–3.4 in miniature, with the project's own parts:
 4. **Evaluation** on held-out (color, shape) prompts (two seeds each), scored from pixels by
    :mod:`vidtok.metrics.shapes`, and export of the :class:`~vidtok.pipelines.TextToVideo` pipeline.
 
-Reproduce the embedded default (see ``docs/results.md`` for the time it took)::
+Reproduce the embedded default (three runs; ``docs/results.md`` has the times and the scores)::
 
-    python examples/train_dicode_shapes.py --output-dir runs/dicode_shapes --steps 3000 \\
-        --export vidtok/assets/dicode_shapes
+    python examples/train_dicode_shapes.py --output-dir runs/dicode_shapes --videos 12000 --steps 3000 \\
+        --export runs/dicode_shapes/stage1
+    python examples/train_dicode_shapes.py --output-dir runs/dicode_shapes2 \\
+        --cache-dir runs/dicode_shapes/token_cache --init-from runs/dicode_shapes/stage1 --steps 2000 \\
+        --lr 3e-4 --export runs/dicode_shapes/stage2
+    python examples/train_dicode_shapes.py --output-dir runs/dicode_shapes3 --keyframes 8 --videos 12000 \\
+        --init-from runs/dicode_shapes/stage2 --steps 2500 --lr 3e-4 --export runs/dicode_shapes/final
+
+The last run trains on 8-keyframe videos so that every frame index of the 8-keyframe context window is
+learned: past it, generation slides the window and re-indexes the kept keyframes from 0.
+``--evaluate-only PIPELINE`` scores a saved pipeline without training.
 
 ``--head gaussian`` / ``--num-components 8`` / ``--tokenizer DIR`` run the ablations
 (``examples/ablate_heads_shapes.py`` drives them).
@@ -203,6 +212,12 @@ def main() -> None:
     parser.add_argument("--num-components", type=int, default=None)
     parser.add_argument("--l2-fraction", type=float, default=0.25, help="share of steps with the L2 head first")
     parser.add_argument("--init-from", default=None, help="continue from a saved TextToVideo pipeline's weights")
+    parser.add_argument(
+        "--evaluate-only",
+        default=None,
+        metavar="PIPELINE",
+        help="no training: score this saved TextToVideo pipeline (held-out prompts, diversity) and exit",
+    )
     parser.add_argument("--eval-every", type=int, default=0)
     parser.add_argument("--eval-prompts", type=int, default=None, help="only the first N held-out prompts")
     parser.add_argument("--diversity-seeds", type=int, default=8)
@@ -215,6 +230,12 @@ def main() -> None:
     from accelerate.utils import set_seed
 
     set_seed(args.seed)
+    if args.evaluate_only:
+        pipe = TextToVideo.from_pretrained(args.evaluate_only)
+        result = evaluate(pipe, heldout_prompts()[: args.eval_prompts])
+        result["diversity"] = diversity(pipe, seeds=args.diversity_seeds)
+        print(json.dumps(result), flush=True)
+        return
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     args.cache_dir = args.cache_dir or str(out / "token_cache")
