@@ -202,6 +202,8 @@ def main() -> None:
     else:
         model = DeepTokenizer(**kwargs)
     if args.gradient_weight is not None:
+        if args.gradient_weight < 0:
+            raise SystemExit(f"--gradient-weight must be >= 0, got {args.gradient_weight}")
         model.register_to_config(preview_gradient_weight=args.gradient_weight)
     print(f"parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M", flush=True)
     cfg = TrainingConfig(

@@ -610,21 +610,15 @@ class DeepTokenizer(VideoTokenizer):
 
     def _check_loss_weight(self, weight: Any, video: torch.Tensor) -> torch.Tensor:
         """A per-pixel loss weight as a float ``(B, 1 | C, T, H, W)`` tensor on the video's device."""
-        weight = torch.as_tensor(weight, device=video.device)
-        if not weight.is_floating_point():
-            weight = weight.float()
-        try:
-            shape = torch.broadcast_shapes(weight.shape, (video.shape[0], 1, *video.shape[2:]))
-        except RuntimeError:
-            shape = None
-        if weight.ndim != 5 or shape is None or weight.shape[1] not in (1, video.shape[1]):
+        weight = torch.as_tensor(weight, device=video.device, dtype=torch.float32)
+        if weight.ndim != 5 or any(w not in (1, v) for w, v in zip(weight.shape, video.shape, strict=True)):
             raise ValueError(
                 f"loss_weight of shape {tuple(weight.shape)} does not fit the video {tuple(video.shape)}: expected "
                 f"5 dims broadcastable to (B, 1 or C, T, H, W)"
             )
-        if not torch.isfinite(weight).all() or (weight < 0).any():
+        if not (torch.isfinite(weight) & (weight >= 0)).all():  # one check (one device sync per step)
             raise ValueError("loss_weight must be finite and non-negative")
-        return weight.to(torch.float32).expand(video.shape[0], weight.shape[1], *video.shape[2:])
+        return weight.expand(video.shape[0], weight.shape[1], *video.shape[2:])
 
     def _fixed_tokens(self, frames: torch.Tensor) -> torch.Tensor:
         """Tokens from the encoder and query transformer in eval mode, without gradients (``freeze_tokens``)."""
