@@ -173,3 +173,59 @@ def test_corrupt_or_mismatched_caches_raise_clear_errors(videos, tmp_path):
     (out / "cache.json").unlink()
     with pytest.raises(TokenCacheError, match="not a complete token cache"):
         TokenCacheDataset(out)
+
+
+class DecodingPoolTokenizer(PoolTokenizer):
+    """PoolTokenizer with a decoder: its weights and its ``sharpen`` setting never touch the tokens."""
+
+    decode_only_config = frozenset({"sharpen"})
+    decode_only_modules = ("decoder.",)
+
+    def __init__(self, sharpen: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.config["sharpen"] = sharpen
+        self.decoder = torch.nn.Linear(3, 3)
+
+
+def test_decoder_only_changes_keep_the_cache_valid(videos, tmp_path):
+    """A decoder fine-tuned with frozen tokens (DeepTokenizer's freeze_tokens) still matches its cache."""
+    built = DecodingPoolTokenizer()
+    out = build_token_cache(built, videos, tmp_path / "cache", shard_size=4)
+    tuned = DecodingPoolTokenizer(sharpen=2.0)
+    tuned.load_state_dict(built.state_dict())
+    with torch.no_grad():
+        tuned.decoder.weight.add_(1.0)
+    assert weights_digest(tuned) != weights_digest(built)
+    TokenCacheDataset(out, tokenizer=tuned, check_weights=True)  # other decoder config and weights: fine
+    with pytest.raises(TokenCacheError, match=r"differs in \['levels'\]"):
+        TokenCacheDataset(out, tokenizer=DecodingPoolTokenizer(levels=1))
+    with torch.no_grad():
+        tuned.scale.fill_(2.0)  # an encoder weight: the tokens change
+    with pytest.raises(TokenCacheError, match="token_weights_sha256"):
+        TokenCacheDataset(out, tokenizer=tuned, check_weights=True)
+
+    # A cache written before token_weights_sha256 existed is compared on the digest of all weights.
+    manifest = json.loads((out / "cache.json").read_text())
+    del manifest["tokenizer"]["token_weights_sha256"]
+    (out / "cache.json").write_text(json.dumps(manifest))
+    TokenCacheDataset(out, tokenizer=DecodingPoolTokenizer(sharpen=2.0), check_weights=False)
+    same = DecodingPoolTokenizer()
+    same.load_state_dict(built.state_dict())
+    TokenCacheDataset(out, tokenizer=same, check_weights=True)
+    with torch.no_grad():
+        same.decoder.weight.add_(1.0)
+    with pytest.raises(TokenCacheError, match="different weights_sha256"):
+        TokenCacheDataset(out, tokenizer=same, check_weights=True)
+
+
+def test_deep_tokenizer_declares_what_makes_its_tokens():
+    """Every decode-only key is a real config key and every decode-only module exists, so none is a typo."""
+    from vidtok.tokenizers.deep_tokens import DeepTokenizer
+
+    tok = DeepTokenizer(**{**DeepTokenizer.tiny_config(), "uncond": "learned"})
+    assert DeepTokenizer.decode_only_config <= set(tok.config)
+    names = list(tok.state_dict())
+    for prefix in DeepTokenizer.decode_only_modules:  # the autoencoder is None without a VAE
+        assert hasattr(tok, prefix.rstrip(".")), prefix
+    kept = [n for n in names if not n.startswith(DeepTokenizer.decode_only_modules)]
+    assert kept and all(n.startswith(("frame_encoder.", "resampler.")) for n in kept)

@@ -78,12 +78,19 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=repr, sort_keys=True))
 
 
-def weights_digest(module: Any) -> str | None:
-    """sha256 of a module's ``state_dict`` (names, dtypes, shapes and bytes), or ``None`` if it is no ``nn.Module``."""
+def weights_digest(module: Any, exclude: tuple[str, ...] = ()) -> str | None:
+    """sha256 of a module's ``state_dict`` (names, dtypes, shapes and bytes), or ``None`` if it is no ``nn.Module``.
+
+    Args:
+        module: The module.
+        exclude: ``state_dict`` key prefixes to leave out (e.g. a tokenizer's decoder).
+    """
     if not isinstance(module, torch.nn.Module):
         return None
     digest = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
+        if exclude and name.startswith(exclude):
+            continue
         t = tensor.detach().to("cpu").contiguous()
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
         digest.update(t.reshape(-1).view(torch.uint8).numpy())
@@ -97,10 +104,11 @@ def tokenizer_provenance(tokenizer: Any, name: str | None = None, *, weights: bo
         tokenizer: The tokenizer.
         name: Explicit name or checkpoint id to record (default: its registry name, if registered).
         weights: Also record ``weights_sha256``, the [`weights_digest`][vidtok.data.token_cache.weights_digest]
-            of its parameters and buffers (reads every weight once).
+            of its parameters and buffers (reads every weight once), and ``token_weights_sha256``, the digest of
+            the weights that determine the tokens (without the tokenizer's ``decode_only_modules``).
 
     Returns:
-        ``{"class": "module.Class", "name": ..., "config": {...}}`` (plus ``"weights_sha256"``); ``config`` is the
+        ``{"class": "module.Class", "name": ..., "config": {...}}`` (plus the digests); ``config`` is the
         diffusers config of vidtok components (without private ``_`` keys), or ``None``.
     """
     cls = type(tokenizer)
@@ -117,6 +125,7 @@ def tokenizer_provenance(tokenizer: Any, name: str | None = None, *, weights: bo
     info = {"class": f"{cls.__module__}.{cls.__qualname__}", "name": name, "config": config}
     if weights:
         info["weights_sha256"] = weights_digest(tokenizer)
+        info["token_weights_sha256"] = weights_digest(tokenizer, tuple(getattr(tokenizer, "decode_only_modules", ())))
     return info
 
 
@@ -524,26 +533,32 @@ class TokenCacheDataset(Dataset):
     def check_tokenizer(self, tokenizer: Any, *, weights: bool = False) -> None:
         """Raise [`TokenCacheError`][vidtok.data.token_cache.TokenCacheError] unless ``tokenizer`` matches the cache's.
 
-        Class and config (the ``config`` of vidtok components) must be equal, and with ``weights=True`` also the
-        digest of the weights (a fine-tuned tokenizer has the same config but different weights).
+        Only what determines the tokens is compared: the class, the config (the ``config`` of vidtok components)
+        without the tokenizer's ``decode_only_config`` keys, and with ``weights=True`` the digest of the weights
+        without its ``decode_only_modules`` (a fine-tuned encoder has the same config but different weights).
+        So a cache stays valid for a tokenizer whose decoder was fine-tuned with frozen tokens. Caches written
+        before ``token_weights_sha256`` existed are compared on the digest of all weights.
         """
         want, have = tokenizer_provenance(tokenizer, weights=weights), self.manifest["tokenizer"]
         if want["class"] != have["class"]:
             raise TokenCacheError(
                 f"{self.cache_dir} was built with {have['class']}, not {want['class']}; rebuild it with this tokenizer"
             )
-        if want["config"] != have["config"]:
-            a, b = want["config"] or {}, have["config"] or {}
-            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        ignored = set(getattr(tokenizer, "decode_only_config", ()))
+        a, b = want["config"] or {}, have["config"] or {}
+        diff = sorted(k for k in set(a) | set(b) if k not in ignored and a.get(k) != b.get(k))
+        if diff or (want["config"] is None) != (have["config"] is None):
             raise TokenCacheError(
                 f"{self.cache_dir} was built with a different {have['class']} config (differs in {diff}); "
                 "rebuild the cache with this tokenizer"
             )
-        if weights and want["weights_sha256"] != have.get("weights_sha256"):
-            raise TokenCacheError(
-                f"{self.cache_dir} was built with other weights of {have['class']} (same config, different "
-                "weights_sha256); rebuild the cache with this tokenizer"
-            )
+        if weights:
+            key = "token_weights_sha256" if "token_weights_sha256" in have else "weights_sha256"
+            if want[key] != have.get(key):
+                raise TokenCacheError(
+                    f"{self.cache_dir} was built with other weights of {have['class']} (same config, different "
+                    f"{key}); rebuild the cache with this tokenizer"
+                )
 
     @property
     def tokenizer_info(self) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -30,6 +30,14 @@ class VideoTokenizer(Component, abc.ABC):
 
     #: Size of the code vocabulary for discrete tokenizers (``None`` for continuous ones).
     codebook_size: int | list[int] | None = None
+
+    #: Config keys that change only decoding or training, never the tokens :meth:`encode` returns. A token cache
+    #: stays valid for a tokenizer that differs from its builder only in these (e.g. a decoder-only fine-tune).
+    decode_only_config: ClassVar[frozenset[str]] = frozenset()
+
+    #: ``state_dict`` prefixes of submodules :meth:`encode` never uses, left out of the token weights digest
+    #: (:func:`vidtok.data.token_cache.tokenizer_provenance`).
+    decode_only_modules: ClassVar[tuple[str, ...]] = ()
 
     @abc.abstractmethod
     def encode(self, video: torch.Tensor, **kwargs: Any) -> TokenizerOutput:

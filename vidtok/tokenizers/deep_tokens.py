@@ -140,6 +140,32 @@ class DeepTokenizer(VideoTokenizer):
             blur an MSE regression settles for at edges and corners. ``0`` disables it.
     """
 
+    # Only the frame encoder and the query transformer make the tokens: a token cache or a video LM built on
+    # them stays valid when the decoder changes (configure_stage({"freeze_tokens": True}) fine-tunes only it).
+    decode_only_config = frozenset(
+        {
+            "freeze_encoder",
+            "train_strides",
+            "train_frames",
+            "vae",
+            "vae_config",
+            "vae_scaling_factor",
+            "denoiser_kwargs",
+            "context_mode",
+            "num_train_timesteps",
+            "beta_schedule",
+            "beta_start",
+            "beta_end",
+            "prediction_type",
+            "rescale_betas_zero_snr",
+            "cond_dropout",
+            "uncond",
+            "preview_loss_weight",
+            "preview_gradient_weight",
+        }
+    )
+    decode_only_modules = ("autoencoder.", "denoiser.", "null_tokens")
+
     @register_to_config
     def __init__(
         self,
