@@ -87,14 +87,32 @@ def heldout_prompts() -> list[str]:
 
 
 @torch.no_grad()
-def evaluate(pipe: TextToVideo, prompts: list[str], *, seeds=(0, 1), keyframes: int = 3, steps: int = 10) -> dict:
-    """Shapes scores of generated videos: per attribute, and ``joint`` (every stated attribute right)."""
+def evaluate(
+    pipe: TextToVideo,
+    prompts: list[str],
+    *,
+    seeds=(0, 1),
+    keyframes: int = 3,
+    steps: int = 10,
+    guidance_scale: float = 1.0,
+) -> dict:
+    """Shapes scores of generated videos: per attribute, and ``joint`` (every stated attribute right).
+
+    ``guidance_scale`` is the language model's classifier-free guidance against the null prompt (1 = off).
+    """
     scores = []
     for seed in seeds:
         for lo in range(0, len(prompts), 16):
             batch = prompts[lo : lo + 16]
             g = torch.Generator().manual_seed(seed * 1000 + lo)
-            out = pipe(batch, num_keyframes=keyframes, num_inference_steps=steps, generator=g, progress=False)
+            out = pipe(
+                batch,
+                num_keyframes=keyframes,
+                num_inference_steps=steps,
+                guidance_scale=guidance_scale,
+                generator=g,
+                progress=False,
+            )
             scores += [score_video(v, c) for v, c in zip(out.frames, batch, strict=True)]
     result = {}
     for key in ("color", "shape", "size", "motion", "overall"):
@@ -125,11 +143,14 @@ def validation_nll(model: VideoLMForTraining, data: TokenCacheDataset, batch_siz
 
 
 @torch.no_grad()
-def diversity(pipe: TextToVideo, prompt: str = "a red shape", seeds: int = 8, keyframes: int = 3) -> dict:
+def diversity(
+    pipe: TextToVideo, prompt: str = "a red shape", seeds: int = 8, keyframes: int = 3, guidance_scale: float = 1.0
+) -> dict:
     """Distinct (shape, size, motion) outcomes of the red object over seeds of an under-specified prompt."""
     outcomes = []
     for seed in range(seeds):
-        out = pipe(prompt, num_keyframes=keyframes, generator=torch.Generator().manual_seed(seed), progress=False)
+        g = torch.Generator().manual_seed(seed)
+        out = pipe(prompt, num_keyframes=keyframes, guidance_scale=guidance_scale, generator=g, progress=False)
         red = analyze_video(out.frames[0], ["red"])["red"]
         outcomes.append((red.shape, red.size, red.motion))
     return {"prompt": prompt, "distinct": len(set(outcomes)), "seeds": seeds, "outcomes": outcomes}
@@ -147,7 +168,8 @@ class EvalCallback(Callback):
         pipe = pipeline(model, self.parts)
         t0 = time.time()
         prompts = heldout_prompts()[: self.args.eval_prompts]
-        result = {"step": step, "train_minutes": (t0 - self.start) / 60, **evaluate(pipe, prompts)}
+        scores = evaluate(pipe, prompts, keyframes=self.args.eval_keyframes, guidance_scale=self.args.guidance_scale)
+        result = {"step": step, "train_minutes": (t0 - self.start) / 60, **scores}
         result["eval_seconds"] = time.time() - t0
         model.train()
         with self.log.open("a") as f:
@@ -221,6 +243,10 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=0)
     parser.add_argument("--eval-prompts", type=int, default=None, help="only the first N held-out prompts")
     parser.add_argument("--diversity-seeds", type=int, default=8)
+    parser.add_argument("--eval-keyframes", type=int, default=3, help="keyframes of each evaluated video")
+    parser.add_argument(
+        "--guidance-scale", type=float, default=1.0, help="language-model CFG in the evaluation (1 = off)"
+    )
     parser.add_argument("--val-videos", type=int, default=512, help="held-out videos for the validation NLL")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
@@ -232,8 +258,12 @@ def main() -> None:
     set_seed(args.seed)
     if args.evaluate_only:
         pipe = TextToVideo.from_pretrained(args.evaluate_only)
-        result = evaluate(pipe, heldout_prompts()[: args.eval_prompts])
-        result["diversity"] = diversity(pipe, seeds=args.diversity_seeds)
+        prompts = heldout_prompts()[: args.eval_prompts]
+        result = evaluate(pipe, prompts, keyframes=args.eval_keyframes, guidance_scale=args.guidance_scale)
+        result["guidance_scale"], result["keyframes"] = args.guidance_scale, args.eval_keyframes
+        result["diversity"] = diversity(
+            pipe, seeds=args.diversity_seeds, keyframes=args.eval_keyframes, guidance_scale=args.guidance_scale
+        )
         print(json.dumps(result), flush=True)
         return
     out = Path(args.output_dir)
@@ -294,7 +324,10 @@ def main() -> None:
     trainer.train()
     minutes = (time.time() - start) / 60
     final = callback.run(trainer, trainer.global_step)
-    final["diversity"] = diversity(pipeline(model, parts), seeds=args.diversity_seeds)
+    final["diversity"] = diversity(
+        pipeline(model, parts), seeds=args.diversity_seeds, keyframes=args.eval_keyframes,
+        guidance_scale=args.guidance_scale,
+    )  # fmt: skip
     final["validation_nll"] = validation_nll(model, token_cache(args, tokenizer, "heldout", args.val_videos))
     print(f"validation NLL {final['validation_nll']:.3f} nats/token", flush=True)
     final["train_minutes_total"] = minutes
