@@ -86,6 +86,11 @@ def test_cfg_scale_one_is_no_cfg_and_guides_in_token_space(parts):
     c = l2.sample(lm(backbone, _text(), first))[:, 0, 0]
     u = l2.sample(lm(backbone, lm.null_text(2), first))[:, 0, 0]
     torch.testing.assert_close(guided[:, 0, 0], u + s * (c - u), atol=1e-5, rtol=1e-5)
+    # GMM guides inside the mixture (one component for both branches): the LM hands it the null prompt's states.
+    guided = lm.generate(backbone, head, _text(), num_keyframes=1, guidance_scale=s, temperature=0.0, progress=False)
+    hc, hu = lm(backbone, _text(), first)[:, 0, 0], lm(backbone, lm.null_text(2), first)[:, 0, 0]
+    expected = head.sample(hc, temperature=0.0, guidance_scale=s, uncond_hidden=hu)
+    torch.testing.assert_close(guided[:, 0, 0], expected, atol=1e-5, rtol=1e-5)
 
 
 def test_sliding_window_keeps_memory_flat(parts):

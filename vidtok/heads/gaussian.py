@@ -113,11 +113,33 @@ class GaussianHead(TokenHead):
         return nll / self.config["token_dim"] if self.config["loss_reduction"] == "mean" else nll
 
     def sample(
-        self, hidden: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+        self,
+        hidden: torch.Tensor,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        guidance_scale: float = 1.0,
+        uncond_hidden: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Draw ``μ + τ·σ·ε`` (reparameterized), in ``hidden``'s dtype; ``temperature`` ``τ = 0`` gives ``μ``."""
+        """Draw ``μ + τ·σ·ε`` (reparameterized), in ``hidden``'s dtype; ``temperature`` ``τ = 0`` gives ``μ``.
+
+        With ``guidance_scale`` ``s != 1`` and the null prompt's ``uncond_hidden`` (same shape), the mean is
+        guided, ``μ_u + s·(μ_c − μ_u)``, and the noise keeps the conditional ``σ`` (guiding two independent
+        draws would scale the noise by about ``s``).
+        """
         temperature = check_temperature(temperature)
         mean, variance = self.split_params(self(hidden))
+        if guidance_scale != 1.0:
+            if uncond_hidden is None:
+                raise ValueError(
+                    "GaussianHead.sample: guidance_scale != 1 needs uncond_hidden (the null prompt's states)"
+                )
+            if tuple(uncond_hidden.shape) != tuple(hidden.shape):
+                raise ValueError(
+                    f"GaussianHead.sample: uncond_hidden {tuple(uncond_hidden.shape)} must have hidden's shape "
+                    f"{tuple(hidden.shape)}"
+                )
+            mean_u, _ = self.split_params(self(uncond_hidden))
+            mean = mean_u + guidance_scale * (mean - mean_u)
         if temperature == 0:
             return mean.to(hidden.dtype)
         std = (variance * self.config["sample_variance_scale"]).sqrt() * temperature

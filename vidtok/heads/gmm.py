@@ -141,7 +141,12 @@ class GMMHead(TokenHead):
         return nll / self.config["token_dim"] if self.config["loss_reduction"] == "mean" else nll
 
     def sample(
-        self, hidden: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+        self,
+        hidden: torch.Tensor,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        guidance_scale: float = 1.0,
+        uncond_hidden: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Pick a component, then draw from it; in ``hidden``'s dtype, ``(..., token_dim)``.
 
@@ -150,6 +155,13 @@ class GMMHead(TokenHead):
             temperature: ``τ``: scales every component's standard deviation and, with ``temper_logits``,
                 divides the logits. ``0`` returns the mean of the most likely component.
             generator: Source of randomness (component choice, then Gaussian noise).
+            guidance_scale: Classifier-free guidance ``s`` against ``uncond_hidden`` (1 = off). Both branches
+                share one component, drawn from the guided logits ``l_u + s·(l_c − l_u)``, whose mean is
+                guided the same way, ``μ_u,k + s·(μ_c,k − μ_u,k)``, with the conditional ``σ_k`` for the
+                noise. (Guiding two independently drawn tokens, ``u + s·(c − u)``, would combine unrelated
+                components and amplify the noise.)
+            uncond_hidden: Hidden states of the null prompt, the shape of ``hidden``; needed when
+                ``guidance_scale != 1``.
 
         Returns:
             One token per hidden state.
@@ -161,6 +173,17 @@ class GMMHead(TokenHead):
         params = params.reshape(-1, params.shape[-1])
         rows = params.shape[0]
         logits = params[:, 2 * k * d :]
+        uncond = None
+        if guidance_scale != 1.0:
+            if uncond_hidden is None:
+                raise ValueError("GMMHead.sample: guidance_scale != 1 needs uncond_hidden (the null prompt's states)")
+            if tuple(uncond_hidden.shape) != tuple(hidden.shape):
+                raise ValueError(
+                    f"GMMHead.sample: uncond_hidden {tuple(uncond_hidden.shape)} must have hidden's shape "
+                    f"{tuple(hidden.shape)}"
+                )
+            uncond = self(uncond_hidden).float().reshape(rows, -1)
+            logits = uncond[:, 2 * k * d :] + guidance_scale * (logits - uncond[:, 2 * k * d :])
         if temperature == 0 or k == 1:  # one component: no choice to draw, so k = 1 samples like GaussianHead
             component = logits.argmax(-1)
         else:
@@ -169,6 +192,9 @@ class GMMHead(TokenHead):
         # Gather the chosen component before transforming: O(M·d) work instead of O(M·K·d).
         index = torch.arange(rows, device=params.device)
         mean = params[:, : k * d].view(rows, k, d)[index, component]
+        if uncond is not None:
+            mean_u = uncond[:, : k * d].view(rows, k, d)[index, component]
+            mean = mean_u + guidance_scale * (mean - mean_u)
         if temperature == 0:
             return mean.reshape(*lead, d).to(hidden.dtype)
         raw = params[:, k * d : 2 * k * d].view(rows, k, d)[index, component]

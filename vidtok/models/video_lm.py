@@ -268,9 +268,11 @@ class VideoLM(Component):
             prefix_tokens: Known first keyframes ``(B, P, N, D)`` (image-to-video, continuation); they are
                 prefilled, not sampled, and returned unchanged.
             guidance_scale: Classifier-free guidance against the null prompt. The conditional and null
-                sequences run as one batch; heads that guide internally (diffusion-MLP: ``uncond_hidden``)
-                get both hidden states, other heads are guided in token space, ``u + s (c - u)``, and the
-                guided token is fed to both sequences (DiCoDe's released code). ``1`` disables it.
+                sequences run as one batch; heads that guide internally (``uncond_hidden``: GMM and Gaussian
+                guide their means, the GMM with one component shared by both branches; diffusion-MLP guides
+                every denoising step) get both hidden states, other heads (L2) are guided in token space,
+                ``u + s (c - u)`` (DiCoDe's released code). The guided token is fed to both sequences.
+                ``1`` disables it.
             temperature: Passed to ``head.sample``.
             generator: Source of all randomness; the same seed gives the same tokens.
             use_cache: Reuse keys and values (one new position per step); ``False`` recomputes the whole
