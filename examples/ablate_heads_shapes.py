@@ -46,6 +46,7 @@ def run(name: str, out: Path, extra: list[str], args: argparse.Namespace) -> dic
             str(args.videos),
             "--seed",
             str(args.seed),
+            "--resume",  # an interrupted run continues from its last checkpoint
             *extra,
         ]
         if args.threads:

@@ -94,11 +94,12 @@ def evaluate(
     seeds=(0, 1),
     keyframes: int = 3,
     steps: int = 10,
-    guidance_scale: float = 1.0,
+    **sampling,
 ) -> dict:
     """Shapes scores of generated videos: per attribute, and ``joint`` (every stated attribute right).
 
-    ``guidance_scale`` is the language model's classifier-free guidance against the null prompt (1 = off).
+    ``sampling`` goes to the pipeline: ``guidance_scale`` (the language model's classifier-free guidance, 1 =
+    off) and ``temperature`` (``None``: the model's own).
     """
     scores = []
     for seed in seeds:
@@ -109,8 +110,8 @@ def evaluate(
                 batch,
                 num_keyframes=keyframes,
                 num_inference_steps=steps,
-                guidance_scale=guidance_scale,
                 generator=g,
+                **sampling,
                 progress=False,
             )
             scores += [score_video(v, c) for v, c in zip(out.frames, batch, strict=True)]
@@ -143,17 +144,20 @@ def validation_nll(model: VideoLMForTraining, data: TokenCacheDataset, batch_siz
 
 
 @torch.no_grad()
-def diversity(
-    pipe: TextToVideo, prompt: str = "a red shape", seeds: int = 8, keyframes: int = 3, guidance_scale: float = 1.0
-) -> dict:
+def diversity(pipe: TextToVideo, prompt: str = "a red shape", seeds: int = 8, keyframes: int = 3, **sampling) -> dict:
     """Distinct (shape, size, motion) outcomes of the red object over seeds of an under-specified prompt."""
     outcomes = []
     for seed in range(seeds):
         g = torch.Generator().manual_seed(seed)
-        out = pipe(prompt, num_keyframes=keyframes, guidance_scale=guidance_scale, generator=g, progress=False)
+        out = pipe(prompt, num_keyframes=keyframes, generator=g, progress=False, **sampling)
         red = analyze_video(out.frames[0], ["red"])["red"]
         outcomes.append((red.shape, red.size, red.motion))
     return {"prompt": prompt, "distinct": len(set(outcomes)), "seeds": seeds, "outcomes": outcomes}
+
+
+def sampling(args: argparse.Namespace) -> dict:
+    """The pipeline's sampling arguments for the evaluation (``--guidance-scale``, ``--temperature``)."""
+    return {"guidance_scale": args.guidance_scale, "temperature": args.temperature}
 
 
 class EvalCallback(Callback):
@@ -168,7 +172,7 @@ class EvalCallback(Callback):
         pipe = pipeline(model, self.parts)
         t0 = time.time()
         prompts = heldout_prompts()[: self.args.eval_prompts]
-        scores = evaluate(pipe, prompts, keyframes=self.args.eval_keyframes, guidance_scale=self.args.guidance_scale)
+        scores = evaluate(pipe, prompts, keyframes=self.args.eval_keyframes, **sampling(self.args))
         result = {"step": step, "train_minutes": (t0 - self.start) / 60, **scores}
         result["eval_seconds"] = time.time() - t0
         model.train()
@@ -247,9 +251,15 @@ def main() -> None:
     parser.add_argument(
         "--guidance-scale", type=float, default=1.0, help="language-model CFG in the evaluation (1 = off)"
     )
+    parser.add_argument(
+        "--temperature", type=float, default=None, help="sampling temperature in the evaluation (default: the model's)"
+    )
     parser.add_argument("--val-videos", type=int, default=512, help="held-out videos for the validation NLL")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from the newest checkpoint in --output-dir (if any)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -259,10 +269,10 @@ def main() -> None:
     if args.evaluate_only:
         pipe = TextToVideo.from_pretrained(args.evaluate_only)
         prompts = heldout_prompts()[: args.eval_prompts]
-        result = evaluate(pipe, prompts, keyframes=args.eval_keyframes, guidance_scale=args.guidance_scale)
-        result["guidance_scale"], result["keyframes"] = args.guidance_scale, args.eval_keyframes
+        result = evaluate(pipe, prompts, keyframes=args.eval_keyframes, **sampling(args))
+        result.update(sampling(args), keyframes=args.eval_keyframes)
         result["diversity"] = diversity(
-            pipe, seeds=args.diversity_seeds, keyframes=args.eval_keyframes, guidance_scale=args.guidance_scale
+            pipe, seeds=args.diversity_seeds, keyframes=args.eval_keyframes, **sampling(args)
         )
         print(json.dumps(result), flush=True)
         return
@@ -317,16 +327,16 @@ def main() -> None:
         keep_last=1,
         seed=args.seed,
         progress_bar=False,
+        resume_from="latest" if args.resume else None,
     )
     callback = EvalCallback(args, parts, out / "eval.jsonl")
     trainer = Trainer(model, cfg, data, callbacks=[callback])
-    start = time.time()
     trainer.train()
-    minutes = (time.time() - start) / 60
+    minutes = trainer.training_seconds / 60  # the runs before a --resume included
     final = callback.run(trainer, trainer.global_step)
     final["diversity"] = diversity(
         pipeline(model, parts), seeds=args.diversity_seeds, keyframes=args.eval_keyframes,
-        guidance_scale=args.guidance_scale,
+        **sampling(args),
     )  # fmt: skip
     final["validation_nll"] = validation_nll(model, token_cache(args, tokenizer, "heldout", args.val_videos))
     print(f"validation NLL {final['validation_nll']:.3f} nats/token", flush=True)

@@ -117,6 +117,9 @@ def test_resume_after_a_crash_is_bit_exact_with_ema_and_dropout(tmp_path):
     out = resumed.train()
     assert out.global_step == 8
     assert_same_weights(straight, resumed_model)
+    # training time counts the crashed run's seconds up to its checkpoint too
+    saved = ckpt.read_trainer_state(tmp_path / "b" / "checkpoints" / "step-00000004")["time"]
+    assert 0 < saved < resumed.training_seconds
     assert all(torch.equal(ref.ema.shadow[n], resumed.ema.shadow[n]) for n in ref.ema.shadow)
     assert ref.ema.num_updates == resumed.ema.num_updates == 8
     opt_a, opt_b = ref.optimizer.state_dict(), resumed.optimizer.state_dict()

@@ -301,6 +301,11 @@ class Trainer:
     def _adamw(self, params: list[nn.Parameter], cfg: Any) -> torch.optim.AdamW:
         return torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
 
+    @property
+    def training_seconds(self) -> float:
+        """Wall-clock seconds of training so far, the runs before a resume included (the log's ``time``)."""
+        return self._time_offset + (time.perf_counter() - self._started)
+
     def _setup(self, resume: Path | None) -> None:
         from accelerate.utils import set_seed
 
