@@ -297,6 +297,13 @@ def main() -> None:
         for name in ("backbone", "video_lm", "head"):
             parts[name].load_state_dict(getattr(saved, name).state_dict())
         args.l2_fraction = 0.0
+    # Generation windows stay within the frame indices training has reached (past them, the video LM slides).
+    video_lm = parts["video_lm"]
+    trained = args.keyframes
+    if args.init_from:
+        saved_cfg = saved.video_lm.config
+        trained = max(trained, saved_cfg.get("context_keyframes") or saved_cfg.max_keyframes)
+    video_lm.register_to_config(context_keyframes=min(trained, video_lm.config.max_keyframes))
     heads = {}
     l2_steps = int(round(args.steps * args.l2_fraction)) if args.head != "l2" else 0
     if l2_steps:

@@ -41,7 +41,8 @@ def test_train_dicode_shapes_trains_evaluates_exports_and_rescores(tmp_path):
     assert final["diversity"]["seeds"] == 2 and 1 <= final["diversity"]["distinct"] <= 2
     stages = [json.loads(line)["stage"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert set(stages) <= {"l2", "gaussian"}
-    assert (tmp_path / "export" / "model_index.json").exists()
+    lm_config = json.loads((tmp_path / "export" / "video_lm" / "config.json").read_text())
+    assert lm_config["context_keyframes"] == 3  # trained on 3-keyframe sequences
 
     out = _run(
         str(EXAMPLES / "train_dicode_shapes.py"),

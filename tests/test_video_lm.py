@@ -111,6 +111,15 @@ def test_sliding_window_keeps_memory_flat(parts):
     # More keyframes than frame-index embeddings work (windowed); one context that large does not.
     with pytest.raises(ValueError, match="context_keyframes"):
         lm.generate(backbone, head, _text(1), num_keyframes=3, context_keyframes=99, progress=False)
+    # A model trained on shorter sequences declares its window in the config; generation uses it by default.
+    short = VideoLM(**{**{k: v for k, v in lm.config.items() if not k.startswith("_")}, "context_keyframes": 4})
+    short.load_state_dict(lm.state_dict())
+    gen = torch.Generator
+    kw = {"num_keyframes": 9, "progress": False}
+    windowed = lm.generate(backbone, head, _text(1), context_keyframes=4, generator=gen().manual_seed(0), **kw)
+    torch.testing.assert_close(short.generate(backbone, head, _text(1), generator=gen().manual_seed(0), **kw), windowed)
+    with pytest.raises(ValueError, match="context_keyframes must be in"):
+        VideoLM(**{**VideoLM.tiny_config(), "context_keyframes": 9})
 
 
 def test_prefix_is_kept_and_continued(parts):

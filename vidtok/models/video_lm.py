@@ -75,6 +75,9 @@ class VideoLM(Component):
         fps: Frame rate of the decoded videos the model was trained on (for durations in seconds).
         temperature: The sampling temperature pipelines use when the caller gives none (like a
             ``generation_config`` default: the value the model was evaluated with).
+        context_keyframes: The generation window when the caller gives none (default ``max_keyframes``):
+            the length of the sequences the model was trained on, so a model trained on shorter sequences
+            than ``max_keyframes`` never generates from frame indices it has not learned.
     """
 
     @register_to_config
@@ -92,10 +95,15 @@ class VideoLM(Component):
         head_hidden_size: int | None = None,
         fps: float = 8.0,
         temperature: float = 1.0,
+        context_keyframes: int | None = None,
     ) -> None:
         super().__init__()
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if context_keyframes is not None and not 1 <= context_keyframes <= max_keyframes:
+            raise ValueError(
+                f"context_keyframes must be in [1, max_keyframes={max_keyframes}], got {context_keyframes}"
+            )
         if mlp_layers < 1:
             raise ValueError(f"mlp_layers must be >= 1, got {mlp_layers}")
         if not 0.0 <= text_dropout < 1.0:
@@ -277,7 +285,8 @@ class VideoLM(Component):
             generator: Source of all randomness; the same seed gives the same tokens.
             use_cache: Reuse keys and values (one new position per step); ``False`` recomputes the whole
                 sequence every step (the reference the cache is tested against).
-            context_keyframes: Keyframes kept in the context (default ``max_keyframes``). When a new keyframe
+            context_keyframes: Keyframes kept in the context (default: the config's ``context_keyframes``, else
+                ``max_keyframes``). When a new keyframe
                 would not fit, the oldest keyframes are dropped — half of the window — and the kept ones are
                 re-encoded with frame indices from 0, so memory stays flat however long the video is.
             head_kwargs: Extra keyword arguments of ``head.sample`` (e.g. ``num_inference_steps``).
@@ -295,7 +304,7 @@ class VideoLM(Component):
         self.check_text(input_ids)
         b = input_ids.shape[0]
         n = self.config.num_tokens
-        window = int(context_keyframes or self.config.max_keyframes)
+        window = int(context_keyframes or self.config.get("context_keyframes") or self.config.max_keyframes)
         if not 1 <= window <= self.config.max_keyframes:
             raise ValueError(f"context_keyframes must be in [1, {self.config.max_keyframes}], got {window}")
         if num_keyframes < 1:

@@ -210,8 +210,8 @@ class TextToVideo(VidtokPipeline):
             video: Continue this video (``(B, C, T, H, W)`` in ``[-1, 1]`` or frames): its keyframes are
                 encoded and prefilled; the output starts with their reconstruction.
             prefix_tokens: Alternatively, the deep tokens ``(B, P, N, D)`` to continue from.
-            context_keyframes: Sliding-window size of the language model's context (default: its trained
-                maximum).
+            context_keyframes: Sliding-window size of the language model's context (default: the video
+                LM's ``context_keyframes``, the sequence length it was trained on, else its maximum).
             use_cache: KV cache (``False`` recomputes the sequence every step; slower, same result).
             head_kwargs: Extra arguments of ``head.sample`` (e.g. ``num_inference_steps`` of a diffusion head).
             output_type: ``"np"`` (``(B, T, H, W, C)`` in ``[0, 1]``), ``"pt"`` (``(B, C, T, H, W)`` in
