@@ -57,6 +57,9 @@ def test_ablation_overrides():
     assert vidtok.RECIPES.create("dicode_tiny").video_tokenizer.pretrained == "vidtok:deep_tokens_shapes"
     spec = vidtok.RECIPES.create("dicode_tiny", head=ComponentSpec("gmm", {"num_components": 4})).head
     assert spec.kwargs["num_components"] == 4
+    diffusion = vidtok.RECIPES.create("dicode_tiny", head="diffusion_mlp").head.kwargs  # sized for the 128-wide LM
+    assert (diffusion["width"], diffusion["depth"], diffusion["num_timesteps_per_token"]) == (128, 3, 2)
+    assert vidtok.RECIPES.create("dicode_tiny", head="diffusion_mlp", tiny=True).head.kwargs["width"] == 32
     l2 = vidtok.RECIPES.create("dicode_tiny", head="l2")
     assert [s["options"]["head"] for s in l2.training["stages"]] == ["l2"]
 
