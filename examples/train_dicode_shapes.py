@@ -15,18 +15,15 @@ DiCoDe §3.3–3.4 in miniature, with the project's own parts:
 4. **Evaluation** on held-out (color, shape) prompts (two seeds each), scored from pixels by
    :mod:`vidtok.metrics.shapes`, and export of the :class:`~vidtok.pipelines.TextToVideo` pipeline.
 
-Reproduce the embedded default (three runs; ``docs/results.md`` has the times and the scores)::
+Reproduce the embedded default (one run, 41 min on one CPU thread; ``docs/results.md`` has the scores)::
 
     python examples/train_dicode_shapes.py --output-dir runs/dicode_shapes --videos 12000 --steps 3000 \\
-        --export runs/dicode_shapes/stage1
-    python examples/train_dicode_shapes.py --output-dir runs/dicode_shapes2 \\
-        --cache-dir runs/dicode_shapes/token_cache --init-from runs/dicode_shapes/stage1 --steps 2000 \\
-        --lr 3e-4 --export runs/dicode_shapes/stage2
-    python examples/train_dicode_shapes.py --output-dir runs/dicode_shapes3 --keyframes 8 --videos 12000 \\
-        --init-from runs/dicode_shapes/stage2 --steps 2500 --lr 3e-4 --export runs/dicode_shapes/final
+        --export runs/dicode_shapes/final
 
-The last run trains on 8-keyframe videos so that every frame index of the 8-keyframe context window is
-learned: past it, generation slides the window and re-indexes the kept keyframes from 0.
+The model learns frame indices 0-4 from 5-keyframe videos, so the export records ``context_keyframes=5``:
+longer videos slide a 5-keyframe window and re-index the kept keyframes from 0. (Training on 8-keyframe
+videos as well, to use the whole 8-keyframe window, cost motion accuracy: see ``docs/results.md``.)
+``--resume`` continues an interrupted run from its last checkpoint.
 ``--evaluate-only PIPELINE`` scores a saved pipeline without training.
 
 ``--head gaussian`` / ``--num-components 8`` / ``--tokenizer DIR`` run the ablations
