@@ -9,13 +9,20 @@ Every run is ``examples/train_dicode_shapes.py`` with one thing changed (same da
   ``--tokenizers 8=DIR 32=DIR``; 16 is the shipped one. A count without a tokenizer is reported as not run.
 
 Reported per run: held-out prompt-following (Shapes scorer on the held-out (color, shape) pairs, two seeds
-each: color, shape, motion, joint), diversity on the under-specified prompt ``"a red shape"`` (distinct
+each: color, shape, size, motion, joint), diversity on the under-specified prompt ``"a red shape"`` (distinct
 (shape, size, motion) outcomes over 8 seeds; L2 samples deterministically, so it should give one), and the
 validation NLL where the head defines a density. The table goes to ``OUTPUT/results.md``.
 
-    python examples/ablate_heads_shapes.py --output-dir runs/ablate --steps 1500
-    python examples/ablate_heads_shapes.py --output-dir runs/ablate --steps 1500 --heads gmm \\
-        --tokenizers 8=runs/tok8/export 32=runs/tok32/export
+The table in ``docs/results.md`` (about 40 min per head on one thread; two heads at a time on two cores)::
+
+    python examples/ablate_heads_shapes.py --output-dir runs/ablate --steps 3000 --videos 12000 \\
+        --heads gmm l2 --threads 1 &
+    python examples/ablate_heads_shapes.py --output-dir runs/ablate --steps 3000 --videos 12000 \\
+        --heads gaussian diffusion_mlp --threads 1
+    python examples/ablate_heads_shapes.py --output-dir runs/ablate --steps 3000 --videos 12000  # the table
+
+Start the second command once the first has built ``runs/ablate/token_cache_16`` (both would build it).
+With tokenizers for 8 and 32 tokens: ``--heads gmm --tokenizers 8=runs/tok8/export 32=runs/tok32/export``.
 """
 
 from __future__ import annotations
@@ -58,13 +65,13 @@ def run(name: str, out: Path, extra: list[str], args: argparse.Namespace) -> dic
 
 def row(name: str, summary: dict | None) -> str:
     if summary is None:
-        return f"| {name} | not run | | | | | | |"
+        return f"| {name} | not run | | | | | | | |"
     f = summary["final"]
     nll = f.get("validation_nll", float("nan"))
     nll_text = "—" if nll != nll else f"{nll:.1f}"
     div = f["diversity"]
     return (
-        f"| {name} | {f['color']:.2f} | {f['shape']:.2f} | {f['motion']:.2f} | {f['joint']:.2f} | "
+        f"| {name} | {f['color']:.2f} | {f['shape']:.2f} | {f['size']:.2f} | {f['motion']:.2f} | {f['joint']:.2f} | "
         f"{div['distinct']}/{div['seeds']} | {nll_text} | {summary['minutes']:.1f} |"
     )
 
@@ -86,8 +93,8 @@ def main() -> None:
     lines = [
         f"Heads (DiCoDe Table 4), {args.steps} steps each, dicode_tiny, 16 deep tokens:",
         "",
-        "| head | color | shape | motion | joint | diversity | val. NLL (nats/token) | minutes |",
-        "|---|---|---|---|---|---|---|---|",
+        "| head | color | shape | size | motion | joint | diversity | val. NLL (nats/token) | minutes |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for head in args.heads:
         lines.append(row(head, run(f"head_{head}", out, ["--head", head, *shared_cache], args)))
@@ -97,8 +104,8 @@ def main() -> None:
         "",
         f"Deep tokens per keyframe (DiCoDe Table 3), gmm head, {args.steps} steps each:",
         "",
-        "| tokens | color | shape | motion | joint | diversity | val. NLL (nats/token) | minutes |",
-        "|---|---|---|---|---|---|---|---|",
+        "| tokens | color | shape | size | motion | joint | diversity | val. NLL (nats/token) | minutes |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for n in ("8", "16", "32"):
         if n == "16":
