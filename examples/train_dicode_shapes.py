@@ -169,7 +169,9 @@ class EvalCallback(Callback):
         pipe = pipeline(model, self.parts)
         t0 = time.time()
         prompts = heldout_prompts()[: self.args.eval_prompts]
-        scores = evaluate(pipe, prompts, keyframes=self.args.eval_keyframes, **sampling(self.args))
+        scores = evaluate(
+            pipe, prompts, seeds=self.args.eval_seeds, keyframes=self.args.eval_keyframes, **sampling(self.args)
+        )
         result = {"step": step, "train_minutes": (t0 - self.start) / 60, **scores}
         result["eval_seconds"] = time.time() - t0
         model.train()
@@ -245,6 +247,7 @@ def main() -> None:
     parser.add_argument("--eval-prompts", type=int, default=None, help="only the first N held-out prompts")
     parser.add_argument("--diversity-seeds", type=int, default=8)
     parser.add_argument("--eval-keyframes", type=int, default=3, help="keyframes of each evaluated video")
+    parser.add_argument("--eval-seeds", type=int, nargs="+", default=[0, 1], help="seeds of the held-out evaluation")
     parser.add_argument(
         "--guidance-scale", type=float, default=1.0, help="language-model CFG in the evaluation (1 = off)"
     )
@@ -266,8 +269,8 @@ def main() -> None:
     if args.evaluate_only:
         pipe = TextToVideo.from_pretrained(args.evaluate_only)
         prompts = heldout_prompts()[: args.eval_prompts]
-        result = evaluate(pipe, prompts, keyframes=args.eval_keyframes, **sampling(args))
-        result.update(sampling(args), keyframes=args.eval_keyframes)
+        result = evaluate(pipe, prompts, seeds=args.eval_seeds, keyframes=args.eval_keyframes, **sampling(args))
+        result.update(sampling(args), keyframes=args.eval_keyframes, seeds=args.eval_seeds)
         result["diversity"] = diversity(
             pipe, seeds=args.diversity_seeds, keyframes=args.eval_keyframes, **sampling(args)
         )

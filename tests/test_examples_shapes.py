@@ -47,9 +47,10 @@ def test_train_dicode_shapes_trains_evaluates_exports_and_rescores(tmp_path):
     out = _run(
         str(EXAMPLES / "train_dicode_shapes.py"),
         *("--evaluate-only", str(tmp_path / "export"), "--eval-prompts", "2", "--diversity-seeds", "1"),
-        *("--guidance-scale", "1.5", "--temperature", "0.5", "--eval-keyframes", "2", "--threads", "1"),
+        *("--guidance-scale", "1.5", "--temperature", "0.5", "--eval-keyframes", "2", "--eval-seeds", "3"),
+        *("--threads", "1"),
         cwd=tmp_path,
     )
     result = json.loads(out.strip().splitlines()[-1])
     assert result["guidance_scale"] == 1.5 and result["temperature"] == 0.5 and result["keyframes"] == 2
-    assert 0.0 <= result["joint"] <= 1.0 and result["diversity"]["seeds"] == 1
+    assert result["seeds"] == [3] and 0.0 <= result["joint"] <= 1.0 and result["diversity"]["seeds"] == 1
