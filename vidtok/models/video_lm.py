@@ -286,9 +286,9 @@ class VideoLM(Component):
             use_cache: Reuse keys and values (one new position per step); ``False`` recomputes the whole
                 sequence every step (the reference the cache is tested against).
             context_keyframes: Keyframes kept in the context (default: the config's ``context_keyframes``, else
-                ``max_keyframes``). When a new keyframe
-                would not fit, the oldest keyframes are dropped — half of the window — and the kept ones are
-                re-encoded with frame indices from 0, so memory stays flat however long the video is.
+                ``max_keyframes``). When a new keyframe would not fit, the oldest keyframes are dropped —
+                half of the window — and the kept ones are re-encoded with frame indices from 0, so memory
+                stays flat however long the video is.
             head_kwargs: Extra keyword arguments of ``head.sample`` (e.g. ``num_inference_steps``).
             progress: Show a tqdm bar over keyframes.
             callback: ``callback(keyframe_index, tokens)`` after each sampled keyframe.
