@@ -331,6 +331,19 @@ def test_freeze_tokens_stage_trains_the_decoder_only(tmp_path):
     assert all(p.grad is None for p in [*model.frame_encoder.parameters(), *model.resampler.parameters()])
     assert model.denoiser.spatial.preview.weight.grad is not None and model.denoiser.conv_in.weight.grad is not None
     assert model.frame_encoder.training  # the train/eval mode is restored after the frozen pass
+    # Learned unconditional tokens belong to the decoder: they get the same gradient with frozen tokens.
+    grads = []
+    for freeze in (False, True):
+        learned = _tiny(train_strides=[4], uncond="learned", cond_dropout=0.99)
+        with torch.no_grad():  # zero-initialized output layers would give the null tokens no gradient at all
+            for p in [learned.null_tokens, *learned.denoiser.parameters()]:
+                if not p.any():
+                    p.normal_(0, 0.02, generator=torch.Generator().manual_seed(1))
+        learned.configure_stage(Stage("decoder", 1, options={"freeze_tokens": freeze}))
+        learned.train().training_step(video, generator=torch.Generator().manual_seed(0))["loss"].backward()
+        grads.append(learned.null_tokens.grad)
+    assert grads[1] is not None and grads[1].abs().sum() > 0
+    torch.testing.assert_close(grads[1], grads[0])
     # Through the trainer: the tokens stay bit-identical while the decoder moves.
     model.zero_grad(set_to_none=True)
     data = ShapesDataset("train", resolution=16, num_frames=5, length=8)

@@ -78,23 +78,23 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=repr, sort_keys=True))
 
 
-def weights_digest(module: Any, exclude: tuple[str, ...] = ()) -> str | None:
-    """sha256 of a module's ``state_dict`` (names, dtypes, shapes and bytes), or ``None`` if it is no ``nn.Module``.
+def weights_digest(module: Any) -> str | None:
+    """sha256 of a module's ``state_dict`` (names, dtypes, shapes and bytes), or ``None`` if it is no ``nn.Module``."""
+    return _digests(module)[0]
 
-    Args:
-        module: The module.
-        exclude: ``state_dict`` key prefixes to leave out (e.g. a tokenizer's decoder).
-    """
+
+def _digests(module: Any, exclude: tuple[str, ...] = ()) -> tuple[str | None, str | None]:
+    """:func:`weights_digest` of all weights and of those not under the ``exclude`` prefixes, in one pass."""
     if not isinstance(module, torch.nn.Module):
-        return None
-    digest = hashlib.sha256()
+        return None, None
+    full, kept = hashlib.sha256(), hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
-        if exclude and name.startswith(exclude):
-            continue
         t = tensor.detach().to("cpu").contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy())
-    return digest.hexdigest()
+        parts = (f"{name}|{t.dtype}|{tuple(t.shape)}|".encode(), t.reshape(-1).view(torch.uint8).numpy())
+        for digest in (full,) if name.startswith(exclude) else (full, kept):
+            for part in parts:
+                digest.update(part)
+    return full.hexdigest(), kept.hexdigest()
 
 
 def tokenizer_provenance(tokenizer: Any, name: str | None = None, *, weights: bool = False) -> dict[str, Any]:
@@ -124,8 +124,8 @@ def tokenizer_provenance(tokenizer: Any, name: str | None = None, *, weights: bo
             name = next((n for n in registry.list() if registry.get(n) is cls), None)
     info = {"class": f"{cls.__module__}.{cls.__qualname__}", "name": name, "config": config}
     if weights:
-        info["weights_sha256"] = weights_digest(tokenizer)
-        info["token_weights_sha256"] = weights_digest(tokenizer, tuple(getattr(tokenizer, "decode_only_modules", ())))
+        exclude = tuple(getattr(tokenizer, "decode_only_modules", ()))
+        info["weights_sha256"], info["token_weights_sha256"] = _digests(tokenizer, exclude)
     return info
 
 

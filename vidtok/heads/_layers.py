@@ -83,6 +83,23 @@ def check_reduction(value: str) -> str:
     return value
 
 
+def check_guidance(name: str, hidden: torch.Tensor, uncond_hidden: torch.Tensor | None, guidance_scale: float) -> bool:
+    """Whether ``sample`` guides (``guidance_scale != 1``); then ``uncond_hidden`` must have ``hidden``'s shape.
+
+    Raises:
+        ValueError: Naming ``name`` (the head's ``sample``) when the null prompt's states are missing or misshaped.
+    """
+    if guidance_scale == 1.0:
+        return False
+    if uncond_hidden is None:
+        raise ValueError(f"{name}: guidance_scale != 1 needs uncond_hidden (the null prompt's states)")
+    if tuple(uncond_hidden.shape) != tuple(hidden.shape):
+        raise ValueError(
+            f"{name}: uncond_hidden {tuple(uncond_hidden.shape)} must have hidden's shape {tuple(hidden.shape)}"
+        )
+    return True
+
+
 def softplus_variance(raw: torch.Tensor, floor: float) -> torch.Tensor:
     """DiCoDe's variance parameterization: ``clamp(softplus(raw), min=floor)`` (research notes §4).
 

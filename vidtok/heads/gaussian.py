@@ -10,6 +10,7 @@ from diffusers.configuration_utils import register_to_config
 
 from vidtok.heads._layers import (
     build_trunk,
+    check_guidance,
     check_reduction,
     check_temperature,
     diagonal_gmm_nll,
@@ -128,16 +129,7 @@ class GaussianHead(TokenHead):
         """
         temperature = check_temperature(temperature)
         mean, variance = self.split_params(self(hidden))
-        if guidance_scale != 1.0:
-            if uncond_hidden is None:
-                raise ValueError(
-                    "GaussianHead.sample: guidance_scale != 1 needs uncond_hidden (the null prompt's states)"
-                )
-            if tuple(uncond_hidden.shape) != tuple(hidden.shape):
-                raise ValueError(
-                    f"GaussianHead.sample: uncond_hidden {tuple(uncond_hidden.shape)} must have hidden's shape "
-                    f"{tuple(hidden.shape)}"
-                )
+        if check_guidance("GaussianHead.sample", hidden, uncond_hidden, guidance_scale):
             mean_u, _ = self.split_params(self(uncond_hidden))
             mean = mean_u + guidance_scale * (mean - mean_u)
         if temperature == 0:

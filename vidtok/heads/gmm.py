@@ -10,6 +10,7 @@ from diffusers.configuration_utils import register_to_config
 
 from vidtok.heads._layers import (
     build_trunk,
+    check_guidance,
     check_reduction,
     check_temperature,
     diagonal_gmm_nll,
@@ -174,14 +175,7 @@ class GMMHead(TokenHead):
         rows = params.shape[0]
         logits = params[:, 2 * k * d :]
         uncond = None
-        if guidance_scale != 1.0:
-            if uncond_hidden is None:
-                raise ValueError("GMMHead.sample: guidance_scale != 1 needs uncond_hidden (the null prompt's states)")
-            if tuple(uncond_hidden.shape) != tuple(hidden.shape):
-                raise ValueError(
-                    f"GMMHead.sample: uncond_hidden {tuple(uncond_hidden.shape)} must have hidden's shape "
-                    f"{tuple(hidden.shape)}"
-                )
+        if check_guidance("GMMHead.sample", hidden, uncond_hidden, guidance_scale):
             uncond = self(uncond_hidden).float().reshape(rows, -1)
             logits = uncond[:, 2 * k * d :] + guidance_scale * (logits - uncond[:, 2 * k * d :])
         if temperature == 0 or k == 1:  # one component: no choice to draw, so k = 1 samples like GaussianHead

@@ -27,8 +27,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -505,10 +507,8 @@ class DeepTokenizer(VideoTokenizer):
         if self.null_tokens is not None:
             return self.null_tokens
         h, w = (height, width) if height is not None and width is not None else self.sample_size
-        return self.encode_frames(self._grey_frame(h, w))[0]
-
-    def _grey_frame(self, height: int, width: int) -> torch.Tensor:
-        return torch.zeros(1, self.config.in_channels, height, width, device=self.device, dtype=self.dtype)
+        grey = torch.zeros(1, self.config.in_channels, h, w, device=self.device, dtype=self.dtype)
+        return self.encode_frames(grey)[0]
 
     # ------------------------------------------------------------------ latents
     def _to_latent(self, clip: torch.Tensor) -> torch.Tensor:
@@ -579,14 +579,15 @@ class DeepTokenizer(VideoTokenizer):
             weight = weight[:, :, start : start + f + 1]
 
         keys = torch.stack([clip[:, :, 0], clip[:, :, -1]], dim=1).reshape(b * 2, *clip.shape[1:2], h, w)
-        tokens = self._fixed_tokens(keys) if self._freeze_tokens else self.encode_frames(keys)
+        # freeze_tokens: the keyframes' and the grey frame's tokens are fixed; learned null tokens (a decoder
+        # parameter, returned as is) still train, since no_grad only affects operations run inside it.
+        with self._frozen_encoder() if self._freeze_tokens else contextlib.nullcontext():
+            tokens = self.encode_frames(keys)
+            null = self.unconditional_tokens(h, w)
         tokens = tokens.reshape(b, 2, self.config.num_queries, self.config.token_dim)
+        null = null.to(tokens.dtype)
         dropout = self.config.cond_dropout if self._train_diffusion else 0.0
         keep = (_rand((b,), generator, device) >= dropout).to(tokens.dtype)
-        if self._freeze_tokens and self.null_tokens is None:  # the grey frame's tokens are fixed too
-            null = self._fixed_tokens(self._grey_frame(h, w))[0].to(tokens.dtype)
-        else:
-            null = self.unconditional_tokens(h, w).to(tokens.dtype)
         tokens = keep.view(b, 1, 1, 1) * tokens + (1 - keep.view(b, 1, 1, 1)) * null
         head, rear = tokens[:, 0], tokens[:, 1]
 
@@ -646,14 +647,15 @@ class DeepTokenizer(VideoTokenizer):
             raise ValueError("loss_weight must be finite and non-negative")
         return weight.expand(video.shape[0], weight.shape[1], *video.shape[2:])
 
-    def _fixed_tokens(self, frames: torch.Tensor) -> torch.Tensor:
-        """Tokens from the encoder and query transformer in eval mode, without gradients (``freeze_tokens``)."""
+    @contextlib.contextmanager
+    def _frozen_encoder(self) -> Iterator[None]:
+        """Run the encoder and the query transformer in eval mode without gradients (``freeze_tokens``)."""
         modes = [(m, m.training) for m in (self.frame_encoder, self.resampler)]
         try:
             for m, _ in modes:
                 m.eval()
             with torch.no_grad():
-                return self.encode_frames(frames)
+                yield
         finally:
             for m, mode in modes:
                 m.train(mode)
