@@ -164,7 +164,12 @@ def main() -> None:
     parser.add_argument("--eval-videos", type=int, default=32)
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--eval-steps", type=int, default=10, help="DDIM steps of the evaluation")
-    parser.add_argument("--config", default=None, help="JSON overrides of DeepTokenizer.shapes_config()")
+    parser.add_argument(
+        "--config",
+        default=None,
+        help="JSON overrides of DeepTokenizer.shapes_config(); with --init-from and --freeze-tokens, decoder keys "
+        "of the saved config (a new decoder on the same tokens)",
+    )
     parser.add_argument("--init-from", default=None, help="fine-tune this tokenizer folder instead of a new one")
     parser.add_argument(
         "--freeze-tokens", action="store_true", help="train the decoder only: the tokens (and AR models) stay valid"
@@ -189,17 +194,23 @@ def main() -> None:
     held = to_tensor(held_videos)
     print(f"training clips {train_videos.shape}, held-out clips {tuple(held.shape)}", flush=True)
 
-    kwargs = DeepTokenizer.shapes_config()
-    if args.config:
-        overrides = json.loads(args.config)
+    overrides = json.loads(args.config) if args.config else {}
+    if args.init_from:
+        model = DeepTokenizer.from_pretrained(args.init_from).float()
+        if overrides:
+            # A new decoder on the saved tokens: only decoder keys may change, the token weights carry over.
+            if not args.freeze_tokens:
+                raise SystemExit("--config with --init-from builds a new decoder: it needs --freeze-tokens")
+            try:
+                model, fresh = model.with_decoder_config(**overrides)
+            except ValueError as err:
+                raise SystemExit(str(err)) from err
+            print(f"new decoder: {len(fresh)} tensors newly initialized", flush=True)
+    else:
+        kwargs = DeepTokenizer.shapes_config()
         if "denoiser_kwargs" in overrides:
             kwargs["denoiser_kwargs"] = {**kwargs["denoiser_kwargs"], **overrides.pop("denoiser_kwargs")}
         kwargs.update(overrides)
-    if args.init_from:
-        if args.config:
-            raise SystemExit("--config applies to a new tokenizer; --init-from keeps the saved configuration")
-        model = DeepTokenizer.from_pretrained(args.init_from).float()
-    else:
         model = DeepTokenizer(**kwargs)
     if args.gradient_weight is not None:
         if args.gradient_weight < 0:

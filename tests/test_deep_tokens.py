@@ -354,6 +354,30 @@ def test_freeze_tokens_stage_trains_the_decoder_only(tmp_path):
     assert any(not torch.equal(v, model.denoiser.state_dict()[k]) for k, v in denoiser_before.items())
 
 
+def test_with_decoder_config_keeps_the_tokens_and_matching_decoder_weights():
+    from vidtok.data.token_cache import tokenizer_provenance
+
+    model = _tiny()
+    video = _video(b=1, t=5)
+    wider, fresh = model.with_decoder_config(denoiser_kwargs={"spatial_dim": 64}, cond_dropout=0.2)
+    assert wider.config.denoiser_kwargs["spatial_dim"] == 64
+    assert wider.config.denoiser_kwargs["block_channels"] == [16, 32]  # merged, not replaced
+    assert wider.config.cond_dropout == 0.2 and not wider.training  # mode carried over
+    assert torch.equal(wider.encode(video).tokens, model.encode(video).tokens)
+    # Exactly the resized spatial decoder starts fresh; every other tensor is copied.
+    assert fresh and all(name.startswith("denoiser.spatial.") for name in fresh)
+    old, new = model.state_dict(), wider.state_dict()
+    for name, value in new.items():
+        if name not in fresh:
+            assert torch.equal(value, old[name]), name
+    assert {n for n in new if n in old and old[n].shape != new[n].shape} <= set(fresh)
+    # Token caches built with the old tokenizer stay valid for the new one.
+    digest = lambda m: tokenizer_provenance(m, weights=True)["token_weights_sha256"]  # noqa: E731
+    assert digest(wider) == digest(model)
+    with pytest.raises(ValueError, match=r"\['num_queries'\] could change the tokens"):
+        model.with_decoder_config(num_queries=8)
+
+
 def test_loss_weight_weights_every_pixel():
     model = _tiny(train_strides=[4], cond_dropout=0.0).train()
     video = _video(b=2, t=5)

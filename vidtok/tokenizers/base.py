@@ -39,6 +39,53 @@ class VideoTokenizer(Component, abc.ABC):
     #: (:func:`vidtok.data.token_cache.tokenizer_provenance`).
     decode_only_modules: ClassVar[tuple[str, ...]] = ()
 
+    def with_decoder_config(self, **changes: Any) -> tuple[VideoTokenizer, list[str]]:
+        """A copy with another decoder: same tokens, new decoder configuration.
+
+        The way to give a tokenizer that is already in use (token caches, video LMs trained on its tokens) a
+        different decoder: the copy's weights outside :attr:`decode_only_modules` are this tokenizer's, so
+        :meth:`encode` returns bit-identical tokens; decoder weights whose name and shape still match are
+        copied too (a wider sub-network starts fresh, the rest keeps what it learned); everything else is
+        newly initialized and listed.
+
+        Args:
+            **changes: Keys of :attr:`decode_only_config`. A dict value is merged into the current dict (so
+                ``denoiser_kwargs={"spatial_dim": 256}`` changes only that entry).
+
+        Returns:
+            ``(tokenizer, reinitialized)``: the copy (same device and dtype, train/eval mode of this one) and
+            the ``state_dict`` names it did not copy.
+
+        Raises:
+            ValueError: If a key could change the tokens (is not in :attr:`decode_only_config`).
+        """
+        bad = sorted(set(changes) - set(self.decode_only_config))
+        if bad:
+            raise ValueError(
+                f"with_decoder_config changes only decoder keys; {bad} could change the tokens "
+                f"(decoder keys: {sorted(self.decode_only_config)})"
+            )
+        config = {k: v for k, v in self.config.items() if not k.startswith("_")}
+        for key, value in changes.items():
+            current = config.get(key)
+            config[key] = {**current, **value} if isinstance(value, dict) and isinstance(current, dict) else value
+        param = next(self.parameters(), None)
+        new = type(self)(**config)
+        if param is not None and (param.device, param.dtype) != (torch.device("cpu"), torch.float32):
+            new = new.to(device=param.device, dtype=param.dtype)
+        old = self.state_dict()
+        state = new.state_dict()
+        reinitialized = []
+        for name, tensor in state.items():
+            if name in old and old[name].shape == tensor.shape:
+                state[name] = old[name]
+            elif name.startswith(self.decode_only_modules):
+                reinitialized.append(name)
+            else:  # a token-making weight that no longer fits: the tokens would change
+                raise RuntimeError(f"with_decoder_config: token weight {name!r} does not carry over")
+        new.load_state_dict(state, strict=True)
+        return new.train(self.training), reinitialized
+
     @abc.abstractmethod
     def encode(self, video: torch.Tensor, **kwargs: Any) -> TokenizerOutput:
         """Encode a video ``(B, C, T, H, W)`` in ``[-1, 1]`` into tokens."""
