@@ -109,6 +109,25 @@ def test_guidance_and_eta():
     assert torch.isfinite(guided).all()
 
 
+def test_ddim_eta_one_never_takes_the_root_of_a_negative_number():
+    # Zero-terminal-SNR betas: the first DDIM step's eta = 1 variance equals 1 - alpha_prev, and diffusers'
+    # (1 - alpha_prev - std**2) ** 0.5 then rounds below zero for some step counts (NaN frames at 50 steps).
+    sched = _tiny()._make_scheduler("ddim")
+    for steps in range(1, 101):
+        sched.set_timesteps(steps)
+        for t in sched.timesteps.tolist():
+            prev = t - sched.config.num_train_timesteps // steps
+            alpha_prev = sched.alphas_cumprod[prev] if prev >= 0 else sched.final_alpha_cumprod
+            std = 1.0 * sched._get_variance(t, prev) ** 0.5
+            assert 1 - alpha_prev - std**2 >= 0, (steps, t)
+    tok = _tiny()
+    with torch.no_grad():
+        tok.denoiser.conv_out.weight.normal_(0, 0.1, generator=torch.Generator().manual_seed(0))
+    tokens = tok.encode(_video(b=1, t=5)).tokens
+    out = tok.decode(tokens, num_inference_steps=50, eta=1.0, generator=torch.Generator().manual_seed(0), progress=False)
+    assert torch.isfinite(out).all()
+
+
 def test_strength_starts_from_the_noised_preview(tok):
     tokens = tok.encode(_video(b=1, t=5)).tokens
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
