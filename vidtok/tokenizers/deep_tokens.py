@@ -740,7 +740,8 @@ class DeepTokenizer(VideoTokenizer):
             ``(B, C, (S - 1) f + 1, H, W)`` in ``[-1, 1]``.
 
         Raises:
-            ValueError: On tokens of the wrong shape.
+            ValueError: On tokens of the wrong shape or with NaN/inf values.
+            FloatingPointError: If decoding produced NaN or inf (never passed on as frames).
         """
         from tqdm.auto import tqdm
 
@@ -748,6 +749,8 @@ class DeepTokenizer(VideoTokenizer):
         if not isinstance(tokens, torch.Tensor) or tokens.ndim != 4 or tuple(tokens.shape[2:]) != (n, d):
             shape = tuple(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens).__name__
             raise ValueError(f"tokens must be (B, S, {n}, {d}), got {shape}")
+        if not torch.isfinite(tokens).all():
+            raise ValueError("tokens contain NaN or inf")
         f = int(frame_stride or self.config.frame_stride)
         h0, w0 = self.sample_size
         h, w = height or h0, width or w0
@@ -813,7 +816,10 @@ class DeepTokenizer(VideoTokenizer):
                 bar.update(1)
             out.append(x)
         bar.close()
-        video = self._from_latent(torch.cat(out)).clamp(-1, 1)
+        video = self._from_latent(torch.cat(out))
+        if not torch.isfinite(video).all():  # clamp would pass NaN on as if it were a frame
+            raise FloatingPointError("DeepTokenizer.decode produced NaN or inf frames (check the weights)")
+        video = video.clamp(-1, 1)
         if s == 1:
             return video
         video = video.reshape(b, s - 1, *video.shape[1:])
