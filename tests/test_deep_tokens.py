@@ -400,6 +400,21 @@ def test_with_decoder_config_keeps_the_tokens_and_matching_decoder_weights():
     # Token caches built with the old tokenizer stay valid for the new one.
     digest = lambda m: tokenizer_provenance(m, weights=True)["token_weights_sha256"]  # noqa: E731
     assert digest(wider) == digest(model)
+    # A full-resolution refinement added to a trained decoder starts as the identity: same preview and frames.
+    refined, fresh = model.with_decoder_config(denoiser_kwargs={"spatial_refine_channels": 8})
+    assert fresh and all(name.startswith("denoiser.spatial.refine.") for name in fresh)
+    tokens = model.encode(video).tokens
+    torch.testing.assert_close(refined.preview(tokens), model.preview(tokens), rtol=0, atol=0)
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    torch.testing.assert_close(
+        refined.decode(tokens, num_inference_steps=2, generator=g(), progress=False),
+        model.decode(tokens, num_inference_steps=2, generator=g(), progress=False),
+    )
+    from vidtok.training import Stage
+
+    refined.configure_stage(Stage("decoder", 1, options={"diffusion": False, "freeze_tokens": True}))
+    refined.train().training_step(video, generator=g())["loss"].backward()
+    assert refined.denoiser.spatial.refine[-1].weight.grad.abs().sum() > 0  # the preview loss trains it
     with pytest.raises(ValueError, match=r"\['num_queries'\] could change the tokens"):
         model.with_decoder_config(num_queries=8)
 

@@ -177,6 +177,8 @@ class SpatialTokenDecoder(nn.Module):
         res_blocks: int = 0,
         groups: int = 8,
         token_grid: bool = False,
+        refine_channels: int = 0,
+        refine_blocks: int = 2,
     ) -> None:
         super().__init__()
         self.dim = dim
@@ -229,6 +231,17 @@ class SpatialTokenDecoder(nn.Module):
         layers += [res(ch) for _ in range(res_blocks)]
         layers += [nn.Conv2d(ch, out_features, 3, padding=1), nn.SiLU()]
         self.up = nn.Sequential(*layers)
+        # Optional full-resolution refinement: a wider residual branch at the frame size whose output layer
+        # starts at zero, so it can be added to a trained decoder without changing its output. Measured on
+        # Shapes: the upsampler's last stage (32 channels at 32x32) draws 5-pixel circles and squares alike.
+        self.refine = None
+        if refine_channels:
+            self.refine = nn.Sequential(
+                nn.Conv2d(out_features, refine_channels, 3, padding=1),
+                *[res(refine_channels) for _ in range(refine_blocks)],
+                nn.SiLU(),
+                _zero(nn.Conv2d(refine_channels, out_features, 3, padding=1)),
+            )
         self.preview = nn.Conv2d(out_features, out_channels, 1)
 
     def forward(
@@ -259,6 +272,8 @@ class SpatialTokenDecoder(nn.Module):
             q = block(q, encoder_hidden_states=context)
         grid = self.norm(q).transpose(1, 2).reshape(q.shape[0], self.dim, gh, gw)
         features = self.up(grid)
+        if self.refine is not None:
+            features = features + self.refine(features)
         return features, self.preview(features)
 
 
@@ -287,6 +302,10 @@ class VideoDenoiser(nn.Module):
         spatial_res_blocks: ResNet blocks at every resolution of the spatial decoder's upsampler.
         spatial_token_grid: Also read the tokens as a ``query_grid(N)`` grid through convolutions (for
             resamplers with ``pooled_queries``, whose tokens keep the frame layout).
+        spatial_refine_channels: Width of a full-resolution residual refinement of the spatial decoder's
+            features (0: none); its output layer starts at zero, so adding it to a trained decoder
+            (:meth:`~vidtok.tokenizers.base.VideoTokenizer.with_decoder_config`) keeps the output.
+        spatial_refine_blocks: ResNet blocks of that refinement.
     """
 
     def __init__(
@@ -312,6 +331,8 @@ class VideoDenoiser(nn.Module):
         spatial_cell_channels: int = 32,
         spatial_res_blocks: int = 0,
         spatial_token_grid: bool = False,
+        spatial_refine_channels: int = 0,
+        spatial_refine_blocks: int = 2,
     ) -> None:
         super().__init__()
         if context_mode not in CONTEXT_MODES:
@@ -350,6 +371,8 @@ class VideoDenoiser(nn.Module):
                 res_blocks=spatial_res_blocks,
                 groups=norm_groups,
                 token_grid=spatial_token_grid,
+                refine_channels=spatial_refine_channels,
+                refine_blocks=spatial_refine_blocks,
             )
             extra = spatial_features + in_channels
         self.conv_in = nn.Conv2d(in_channels + extra, base, 3, padding=1)
