@@ -124,11 +124,15 @@ def test_ddim_eta_one_never_takes_the_root_of_a_negative_number():
     with torch.no_grad():
         tok.denoiser.conv_out.weight.normal_(0, 0.1, generator=torch.Generator().manual_seed(0))
     tokens = tok.encode(_video(b=1, t=5)).tokens
-    out = tok.decode(tokens, num_inference_steps=50, eta=1.0, generator=torch.Generator().manual_seed(0), progress=False)
+    out = tok.decode(
+        tokens, num_inference_steps=50, eta=1.0, generator=torch.Generator().manual_seed(0), progress=False
+    )
     assert torch.isfinite(out).all()
     # NaN never leaves decode as frames: bad tokens are refused, a NaN produced inside is an error.
     with pytest.raises(ValueError, match="NaN or inf"):
-        tok.decode(tokens.clone().index_fill_(1, torch.tensor([0]), float("nan")), num_inference_steps=1, progress=False)
+        tok.decode(
+            tokens.clone().index_fill_(1, torch.tensor([0]), float("nan")), num_inference_steps=1, progress=False
+        )
     with torch.no_grad():
         tok.denoiser.conv_out.bias.fill_(float("nan"))
     with pytest.raises(FloatingPointError, match="NaN or inf frames"):

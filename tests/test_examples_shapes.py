@@ -54,3 +54,35 @@ def test_train_dicode_shapes_trains_evaluates_exports_and_rescores(tmp_path):
     result = json.loads(out.strip().splitlines()[-1])
     assert result["guidance_scale"] == 1.5 and result["temperature"] == 0.5 and result["keyframes"] == 2
     assert result["seeds"] == [3] and 0.0 <= result["joint"] <= 1.0 and result["diversity"]["seeds"] == 1
+
+
+@pytest.mark.slow
+def test_train_deep_tokenizer_shapes_then_a_new_decoder_on_its_tokens(tmp_path):
+    """A toy run of the tokenizer script, then ``--init-from --freeze-tokens --config``: a new decoder (here a
+    full-resolution refinement) trained on the first run's tokens, which stay bit-identical."""
+    import torch
+
+    from vidtok.tokenizers.deep_tokens import DeepTokenizer
+
+    common = ("--train-videos", "4", "--eval-videos", "2", "--batch-size", "2", "--eval-steps", "1")
+    common += ("--eval-every", "1", "--threads", "1")
+    script = str(EXAMPLES / "train_deep_tokenizer_shapes.py")
+    base, new = tmp_path / "base", tmp_path / "new"
+    _run(script, "--output-dir", str(tmp_path / "run0"), "--export", str(base), "--preview-steps", "1",
+         "--steps", "1", *common, cwd=tmp_path)  # fmt: skip
+    refine = '{"denoiser_kwargs": {"spatial_refine_channels": 8}}'
+    out = _run(script, "--output-dir", str(tmp_path / "run1"), "--export", str(new), "--init-from", str(base),
+               "--freeze-tokens", "--config", refine, "--preview-steps", "2", "--steps", "0", *common,
+               cwd=tmp_path)  # fmt: skip
+    assert "newly initialized" in out
+    a, b = DeepTokenizer.from_pretrained(base).eval(), DeepTokenizer.from_pretrained(new).eval()
+    assert b.config.denoiser_kwargs["spatial_refine_channels"] == 8
+    video = torch.rand(1, 3, 9, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert torch.equal(a.encode(video).tokens, b.encode(video).tokens)
+    # A new decoder needs frozen tokens, and only decoder keys may change.
+    for extra, message in (((), "needs --freeze-tokens"), (("--freeze-tokens",), "could change the tokens")):
+        config = refine if not extra else '{"num_queries": 8}'
+        cmd = [sys.executable, script, "--output-dir", str(tmp_path / "bad"), "--init-from", str(base)]
+        cmd += ["--config", config, *extra, *common]
+        res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+        assert res.returncode != 0 and message in res.stderr, res.stderr[-2000:]

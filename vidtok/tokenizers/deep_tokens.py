@@ -70,7 +70,7 @@ def _rand(shape: tuple[int, ...], generator: torch.Generator | None, device: tor
 
 @functools.cache
 def _ddim_class() -> type:
-    """diffusers' DDIM with the ``eta > 0`` noise variance kept strictly below ``1 - alpha_prev``.
+    """Diffusers' DDIM with the ``eta > 0`` noise variance kept strictly below ``1 - alpha_prev``.
 
     With zero-terminal-SNR betas the first step starts at ``alpha = 0``, where DDIM's variance for ``eta = 1``
     equals ``1 - alpha_prev`` exactly; ``(1 - alpha_prev - std**2) ** 0.5`` then takes the square root of a
