@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import functools
 import json
 import os
 import random
@@ -44,7 +45,7 @@ import numpy as np
 import torch
 
 import vidtok
-from vidtok.data.shapes import HELDOUT_COMBINATIONS, ShapesDataset
+from vidtok.data.shapes import COLORS, HELDOUT_COMBINATIONS, ShapesDataset
 from vidtok.data.token_cache import TokenCacheDataset, build_token_cache
 from vidtok.metrics.shapes import analyze_video, score_video
 from vidtok.models.video_lm import VideoLMForTraining
@@ -55,12 +56,21 @@ from vidtok.training import Callback, OptimizerConfig, Stage, Trainer, TrainingC
 SHAPES = ("circle", "square", "triangle")
 
 
-def augment_caption(caption: str, generator: torch.Generator | None = None) -> str:
-    """Drop the size word / the motion phrase (p = 0.2 each) and generalize the shape (p = 0.1), per object."""
+def augment_caption(caption: str, generator: torch.Generator | None = None, color_dropout: float = 0.0) -> str:
+    """Drop the size word / the motion phrase (p = 0.2 each) and generalize the shape (p = 0.1), per object.
+
+    With ``color_dropout`` > 0 the color word is also dropped with that probability, so the model sees every
+    shape without its color: the held-out (color, shape) pairs are otherwise pulled toward the shapes their
+    color came with in training (measured: large magenta squares drawn as circles, small yellow circles as
+    squares).
+    """
     rng = random.Random(int(torch.randint(2**31, (1,), generator=generator)))
     out = []
     for phrase in caption.split(" and "):
         words = phrase.split()
+        # Drawn only when enabled, so the default keeps the exact augmentation stream of earlier runs.
+        if color_dropout and rng.random() < color_dropout:
+            words = [w for w in words if w not in COLORS]
         if words[1] in ("small", "large") and rng.random() < 0.2:
             words.pop(1)
         for motion_start in ("moves", "stays", "bounces"):
@@ -236,6 +246,9 @@ def main() -> None:
     parser.add_argument("--head", default="gmm", help="final head: gmm, gaussian, l2, diffusion_mlp")
     parser.add_argument("--num-components", type=int, default=None)
     parser.add_argument("--l2-fraction", type=float, default=0.25, help="share of steps with the L2 head first")
+    parser.add_argument(
+        "--color-dropout", type=float, default=0.0, help="drop the color word of a training caption (per object)"
+    )
     parser.add_argument("--init-from", default=None, help="continue from a saved TextToVideo pipeline's weights")
     parser.add_argument(
         "--evaluate-only",
@@ -314,7 +327,7 @@ def main() -> None:
         parts["video_lm"].train(),
         heads,
         text_tokenizer=parts["text_tokenizer"],
-        caption_transform=augment_caption,
+        caption_transform=functools.partial(augment_caption, color_dropout=args.color_dropout),
     )
     stages = [Stage(args.head, args.steps - l2_steps, options={"head": args.head})]
     if l2_steps:

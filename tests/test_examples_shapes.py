@@ -86,3 +86,23 @@ def test_train_deep_tokenizer_shapes_then_a_new_decoder_on_its_tokens(tmp_path):
         cmd += ["--config", config, *extra, *common]
         res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
         assert res.returncode != 0 and message in res.stderr, res.stderr[-2000:]
+
+
+def test_augment_caption_color_dropout(monkeypatch):
+    import torch
+
+    from vidtok.data.shapes import COLORS
+
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    from train_dicode_shapes import augment_caption
+
+    caption = "a large magenta square moves left and a small red circle stays still"
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    gen_a, gen_b, gen_c = g(), g(), g()
+    plain = [augment_caption(caption, gen_a) for _ in range(50)]
+    # Off by default, and off draws nothing: the augmentation stream of earlier runs is unchanged.
+    assert plain == [augment_caption(caption, gen_b, color_dropout=0.0) for _ in range(50)]
+    assert all("magenta" in c and "red" in c for c in plain)
+    dropped = [augment_caption(caption, gen_c, color_dropout=1.0) for _ in range(50)]
+    assert not any(w in COLORS for c in dropped for w in c.split())
+    assert all(" and " in c and c.startswith("a ") for c in dropped)
