@@ -28,7 +28,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 import os
 from collections.abc import Iterator
@@ -36,7 +35,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from diffusers import ModelMixin  # noqa: F401  (diffusers' pipeline loader looks it up in this module)
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    ModelMixin,  # noqa: F401  (diffusers' pipeline loader looks it up in this module)
+)
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
@@ -68,8 +71,7 @@ def _rand(shape: tuple[int, ...], generator: torch.Generator | None, device: tor
     return torch.rand(shape, generator=generator, device=gen_device).to(device)
 
 
-@functools.cache
-def _ddim_class() -> type:
+class _DDIMScheduler(DDIMScheduler):
     """Diffusers' DDIM with the ``eta > 0`` noise variance kept strictly below ``1 - alpha_prev``.
 
     With zero-terminal-SNR betas the first step starts at ``alpha = 0``, where DDIM's variance for ``eta = 1``
@@ -78,15 +80,11 @@ def _ddim_class() -> type:
     setting). Capping the variance 1e-5 below the bound scales that step's noise by 1 - 5e-6 and gives the
     direction term a weight of about 0.003 instead of a NaN.
     """
-    from diffusers import DDIMScheduler
 
-    class _DDIMScheduler(DDIMScheduler):
-        def _get_variance(self, timestep: int, prev_timestep: int) -> torch.Tensor:
-            variance = super()._get_variance(timestep, prev_timestep)
-            alpha_prev = self.alphas_cumprod[prev_timestep] if prev_timestep >= 0 else self.final_alpha_cumprod
-            return torch.minimum(variance, (1 - alpha_prev) * (1 - 1e-5))
-
-    return _DDIMScheduler
+    def _get_variance(self, timestep: int, prev_timestep: int) -> torch.Tensor:
+        variance = super()._get_variance(timestep, prev_timestep)
+        alpha_prev = self.alphas_cumprod[prev_timestep] if prev_timestep >= 0 else self.final_alpha_cumprod
+        return torch.minimum(variance, (1 - alpha_prev) * (1 - 1e-5))
 
 
 def _weighted_mean(err: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
@@ -458,8 +456,6 @@ class DeepTokenizer(VideoTokenizer):
     # ------------------------------------------------------------------ schedulers
     def _make_scheduler(self, name: str = "ddim", **overrides: Any):
         """A diffusers scheduler (``"ddpm"`` or ``"ddim"``) with the training noise schedule."""
-        from diffusers import DDPMScheduler
-
         cfg = self.config
         kwargs = {
             "num_train_timesteps": cfg.num_train_timesteps,
@@ -478,7 +474,7 @@ class DeepTokenizer(VideoTokenizer):
             return DDPMScheduler(**kwargs)
         if name == "ddim":
             # The last step returns the denoised sample itself (alpha = 1), not one noised to alphas_cumprod[0].
-            return _ddim_class()(**kwargs, set_alpha_to_one=True)
+            return _DDIMScheduler(**kwargs, set_alpha_to_one=True)
         raise ValueError(f"unknown scheduler {name!r}; expected 'ddpm' or 'ddim'")
 
     # ------------------------------------------------------------------ encoding
