@@ -6,7 +6,8 @@ Every run is ``examples/train_dicode_shapes.py`` with one thing changed (same da
   progressive schedule (L2 first, then the head), as the default recipe does;
 * deep tokens per keyframe (Table 3): 8 / 16 / 32 — each needs a tokenizer trained with that many tokens
   (``examples/train_deep_tokenizer_shapes.py --config '{"num_queries": 8}'``), given as
-  ``--tokenizers 8=DIR 32=DIR``; 16 is the shipped one. A count without a tokenizer is reported as not run.
+  ``--tokenizers 8=DIR 32=DIR``; 16 is the shipped one unless ``16=DIR`` is given too (DiCoDe trains the
+  three tokenizers with the same settings). A count without a tokenizer is reported as not run.
 
 Reported per run: held-out prompt-following (Shapes scorer on the held-out (color, shape) pairs, two seeds
 each: color, shape, size, motion, joint), diversity on the under-specified prompt ``"a red shape"`` (distinct
@@ -22,7 +23,9 @@ The table in ``docs/results.md`` (about 40 min per head on one thread; two heads
     python examples/ablate_heads_shapes.py --output-dir runs/ablate --steps 3000 --videos 12000  # the table
 
 Start the second command once the first has built ``runs/ablate/token_cache_16`` (both would build it).
-With tokenizers for 8 and 32 tokens: ``--heads gmm --tokenizers 8=runs/tok8/export 32=runs/tok32/export``.
+With tokenizers for 8 and 32 tokens: ``--heads gmm --tokenizers 8=runs/tok8/export 32=runs/tok32/export``;
+``--heads`` with no name runs only the token counts. Other options (``--keyframes 3``, ``--batch-size 16``, ...)
+are passed to every ``train_dicode_shapes.py`` run.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ def run(name: str, out: Path, extra: list[str], args: argparse.Namespace) -> dic
             str(args.seed),
             "--resume",  # an interrupted run continues from its last checkpoint
             *extra,
+            *args.passthrough,
         ]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
@@ -81,25 +85,29 @@ def main() -> None:
     parser.add_argument("--output-dir", default="runs/ablate")
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--videos", type=int, default=20000)
-    parser.add_argument("--heads", nargs="+", default=["l2", "gaussian", "gmm", "diffusion_mlp"])
-    parser.add_argument("--tokenizers", nargs="*", default=[], metavar="N=DIR", help="tokenizers for 8/32 tokens")
+    parser.add_argument("--heads", nargs="*", default=["l2", "gaussian", "gmm", "diffusion_mlp"])
+    parser.add_argument("--tokenizers", nargs="*", default=[], metavar="N=DIR", help="tokenizers for 8/16/32 tokens")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args()
+    args, args.passthrough = parser.parse_known_args()  # the rest goes to every train_dicode_shapes.py run
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     shared_cache = ["--cache-dir", str(out / "token_cache_16")]
 
-    lines = [
-        f"Heads (DiCoDe Table 4), {args.steps} steps each, dicode_tiny, 16 deep tokens:",
-        "",
-        "| head | color | shape | size | motion | joint | diversity | val. NLL (nats/token) | minutes |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    lines = []
+    if args.heads:
+        lines += [
+            f"Heads (DiCoDe Table 4), {args.steps} steps each, dicode_tiny, 16 deep tokens:",
+            "",
+            "| head | color | shape | size | motion | joint | diversity | val. NLL (nats/token) | minutes |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
     for head in args.heads:
         lines.append(row(head, run(f"head_{head}", out, ["--head", head, *shared_cache], args)))
 
     tokenizers = dict(item.split("=", 1) for item in args.tokenizers)
+    if set(tokenizers) - {"8", "16", "32"}:
+        parser.error(f"--tokenizers takes 8=DIR, 16=DIR and 32=DIR, got {sorted(tokenizers)}")
     lines += [
         "",
         f"Deep tokens per keyframe (DiCoDe Table 3), gmm head, {args.steps} steps each:",
@@ -108,7 +116,7 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for n in ("8", "16", "32"):
-        if n == "16":
+        if n == "16" and n not in tokenizers:
             summary = run("head_gmm", out, ["--head", "gmm", *shared_cache], args)
         elif n in tokenizers:
             extra = ["--tokenizer", os.path.abspath(tokenizers[n]), "--cache-dir", str(out / f"token_cache_{n}")]

@@ -298,6 +298,9 @@ def main() -> None:
         overrides["num_components"] = args.num_components
     if args.tokenizer:
         overrides["tokenizer_pretrained"] = os.path.abspath(args.tokenizer)
+        # Size the video LM for the folder's token count (Table 3 runs 8 and 32).
+        config = json.loads((Path(args.tokenizer) / "config.json").read_text())
+        overrides["num_deep_tokens"] = int(config["num_queries"])
     recipe = vidtok.RECIPES.create("dicode_tiny", **overrides)
     parts = build_components(recipe)
     tokenizer = parts["video_tokenizer"].float().eval().requires_grad_(False)

@@ -106,3 +106,25 @@ def test_augment_caption_color_dropout(monkeypatch):
     dropped = [augment_caption(caption, gen_c, color_dropout=1.0) for _ in range(50)]
     assert not any(w in COLORS for c in dropped for w in c.split())
     assert all(" and " in c and c.startswith("a ") for c in dropped)
+
+
+@pytest.mark.slow
+def test_ablate_token_counts_with_a_tokenizer_trained_for_8_tokens(tmp_path):
+    """Table 3 at toy size: a tokenizer trained with 8 deep tokens, then the ablation script trains and scores
+    a video LM sized for them next to the 16-token row; 32 without a tokenizer is reported as not run."""
+    tok8 = tmp_path / "tok8"
+    _run(str(EXAMPLES / "train_deep_tokenizer_shapes.py"), "--output-dir", str(tmp_path / "t"), "--export",
+         str(tok8), "--config", '{"num_queries": 8}', "--preview-steps", "1", "--steps", "1", "--train-videos",
+         "4", "--eval-videos", "2", "--batch-size", "2", "--eval-steps", "1", "--eval-every", "1", "--threads",
+         "1", cwd=tmp_path)  # fmt: skip
+    out = _run(str(EXAMPLES / "ablate_heads_shapes.py"), "--output-dir", str(tmp_path / "ab"), "--heads",
+               "--tokenizers", f"8={tok8}", "--steps", "2", "--videos", "8", "--threads", "1",
+               "--keyframes", "3", "--batch-size", "4", "--eval-prompts", "2", "--diversity-seeds", "2",
+               "--val-videos", "4", cwd=tmp_path)  # fmt: skip
+    lm = json.loads((tmp_path / "ab" / "tokens_8" / "summary.json").read_text())
+    assert lm["steps"] == 2 and math.isfinite(lm["final"]["validation_nll"])
+    table = (tmp_path / "ab" / "results.md").read_text()
+    assert "Heads" not in table and "| 32 | not run" in table
+    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    assert rows["8"].count("|") == rows["16"].count("|") == 10 and "not run" not in rows["8"] + rows["16"]
+    assert "deep tokens 32: not run" in out

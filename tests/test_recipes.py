@@ -90,6 +90,19 @@ def test_tiny_recipe_with_the_shipped_tokenizer_builds():
     assert len(parts["text_tokenizer"]) <= parts["backbone"].get_input_embeddings().num_embeddings
 
 
+def test_pretrained_tokenizer_with_another_token_count(tmp_path):
+    from vidtok.tokenizers.deep_tokens import DeepTokenizer
+
+    DeepTokenizer(**{**DeepTokenizer.tiny_config(), "num_queries": 8}).save_pretrained(tmp_path)
+    # The folder's 8 tokens win over the recipe's 16: the video LM must be sized for them.
+    cfg = vidtok.RECIPES.create("dicode_tiny", tiny=True, tokenizer_pretrained=str(tmp_path))
+    with pytest.raises(ValueError, match=r"num_tokens=4 but the tokenizer makes 8.*num_deep_tokens"):
+        build_components(cfg)
+    cfg = vidtok.RECIPES.create("dicode_tiny", tiny=True, tokenizer_pretrained=str(tmp_path), num_deep_tokens=8)
+    parts = build_components(cfg)
+    assert parts["video_tokenizer"].tokens_per_step(32, 32) == parts["video_lm"].config.num_tokens == 8
+
+
 @pytest.mark.parametrize(
     ("name", "width", "params"),
     [

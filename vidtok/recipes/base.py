@@ -143,10 +143,33 @@ def build_components(recipe: RecipeConfig | dict[str, Any]) -> dict[str, Any]:
     if recipe.backbone.pretrained is not None:
         backbone_kwargs = {"pretrained": resolve_weights(recipe.backbone.pretrained)}
     text_tokenizer = load_text_tokenizer(recipe.text_tokenizer)
+    video_tokenizer = component(TOKENIZERS, recipe.video_tokenizer)
+    _check_token_shape(recipe, video_tokenizer)
     return {
-        "video_tokenizer": component(TOKENIZERS, recipe.video_tokenizer),
+        "video_tokenizer": video_tokenizer,
         "backbone": BACKBONES.create(recipe.backbone.name, **backbone_kwargs),
         "video_lm": VideoLM(**{"pad_token_id": text_tokenizer.pad_token_id, **recipe.video_lm}),
         "head": component(HEADS, recipe.head),
         "text_tokenizer": text_tokenizer,
     }
+
+
+def _check_token_shape(recipe: RecipeConfig, tokenizer: Any) -> None:
+    """Refuse a video LM sized for other tokens than the tokenizer makes.
+
+    A pretrained tokenizer's own config wins over the recipe's, so a folder trained with 8 deep tokens under
+    a recipe that expects 16 would otherwise build a video LM that cannot read its tokens.
+    """
+    expected = {"token_dim": int(tokenizer.token_dim)}
+    size = getattr(tokenizer, "sample_size", None)
+    if size is not None:
+        expected["num_tokens"] = int(tokenizer.tokens_per_step(*size))
+    wrong = {
+        key: (recipe.video_lm[key], value)
+        for key, value in expected.items()
+        if key in recipe.video_lm and int(recipe.video_lm[key]) != value
+    }
+    if wrong:
+        details = ", ".join(f"video_lm {k}={lm} but the tokenizer makes {tok}" for k, (lm, tok) in wrong.items())
+        hint = " (pass num_deep_tokens=N to the recipe)" if "num_tokens" in wrong else ""
+        raise ValueError(f"{recipe.name}: {details}{hint}")
