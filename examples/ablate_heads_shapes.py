@@ -23,6 +23,16 @@ The table in ``docs/results.md`` (about 40 min per head on one thread; two heads
     python examples/ablate_heads_shapes.py --output-dir runs/ablate --steps 3000 --videos 12000  # the table
 
 Start the second command once the first has built ``runs/ablate/token_cache_16`` (both would build it).
+
+The token-count table in ``docs/results.md``: three tokenizers trained with the same settings (about 40 min
+each on one thread), then 1,500 AR steps on each one's tokens::
+
+    for n in 8 16 32; do
+        python examples/train_deep_tokenizer_shapes.py --output-dir runs/tok$n --config "{\\"num_queries\\": $n}" \\
+            --train-videos 10000 --preview-steps 1500 --steps 300 --eval-every 600 --eval-videos 16 --threads 1
+    done
+    python examples/ablate_heads_shapes.py --output-dir runs/table3 --heads --steps 1500 --videos 12000 \\
+        --threads 1 --tokenizers 8=runs/tok8/model 16=runs/tok16/model 32=runs/tok32/model
 With tokenizers for 8 and 32 tokens: ``--heads gmm --tokenizers 8=runs/tok8/export 32=runs/tok32/export``;
 ``--heads`` with no name runs only the token counts. Other options (``--keyframes 3``, ``--batch-size 16``, ...)
 are passed to every ``train_dicode_shapes.py`` run.
@@ -74,9 +84,13 @@ def row(name: str, summary: dict | None) -> str:
     nll = f.get("validation_nll", float("nan"))
     nll_text = "—" if nll != nll else f"{nll:.1f}"
     div = f["diversity"]
+    # From the outcomes, so that summaries written before videos without the object were set apart agree.
+    found = [tuple(o) for o in div["outcomes"] if any(x is not None for x in o)]
+    missing = len(div["outcomes"]) - len(found)
+    div_text = f"{len(set(found))}/{div['seeds']}" + (f" ({missing} without the object)" if missing else "")
     return (
         f"| {name} | {f['color']:.2f} | {f['shape']:.2f} | {f['size']:.2f} | {f['motion']:.2f} | {f['joint']:.2f} | "
-        f"{div['distinct']}/{div['seeds']} | {nll_text} | {summary['minutes']:.1f} |"
+        f"{div_text} | {nll_text} | {summary['minutes']:.1f} |"
     )
 
 

@@ -152,14 +152,24 @@ def validation_nll(model: VideoLMForTraining, data: TokenCacheDataset, batch_siz
 
 @torch.no_grad()
 def diversity(pipe: TextToVideo, prompt: str = "a red shape", seeds: int = 8, keyframes: int = 3, **sampling) -> dict:
-    """Distinct (shape, size, motion) outcomes of the red object over seeds of an under-specified prompt."""
+    """Distinct (shape, size, motion) outcomes of the red object over seeds of an under-specified prompt.
+
+    Videos without a red object are counted as ``missing``, not as an outcome.
+    """
     outcomes = []
     for seed in range(seeds):
         g = torch.Generator().manual_seed(seed)
         out = pipe(prompt, num_keyframes=keyframes, generator=g, progress=False, **sampling)
         red = analyze_video(out.frames[0], ["red"])["red"]
         outcomes.append((red.shape, red.size, red.motion))
-    return {"prompt": prompt, "distinct": len(set(outcomes)), "seeds": seeds, "outcomes": outcomes}
+    found = {o for o in outcomes if o != (None, None, None)}
+    return {
+        "prompt": prompt,
+        "distinct": len(found),
+        "missing": len(outcomes) - sum(o != (None, None, None) for o in outcomes),
+        "seeds": seeds,
+        "outcomes": outcomes,
+    }
 
 
 def sampling(args: argparse.Namespace) -> dict:
