@@ -16,7 +16,8 @@ Every recipe takes the same overrides, so an ablation is one keyword:
 * ``head="gaussian"`` (or ``"l2"``, ``"gmm"``, ``"diffusion_mlp"``, or a :class:`ComponentSpec`) and
   ``head_kwargs={...}``; ``num_components=8`` for the GMM (DiCoDe Table 4);
 * ``num_deep_tokens=32`` (tokens per keyframe, DiCoDe Table 3; the tokenizer is then built untrained unless
-  ``tokenizer_pretrained`` points at one trained with that many);
+  ``tokenizer_pretrained`` points at one trained with that many: a folder whose token count differs from
+  the recipe's is refused when the components are built);
 * ``tokenizer_pretrained=``, ``backbone_pretrained=`` (a transformers folder or hub id), ``text_tokenizer=``;
 * ``backbone_overrides={...}`` (transformers config fields), ``video_lm={...}``;
 * ``tiny=True``: every component at its unit-test size (builds in well under a second).
