@@ -33,6 +33,7 @@ each on one thread), then 1,500 AR steps on each one's tokens::
     done
     python examples/ablate_heads_shapes.py --output-dir runs/table3 --heads --steps 1500 --videos 12000 \\
         --threads 1 --tokenizers 8=runs/tok8/model 16=runs/tok16/model 32=runs/tok32/model
+
 With tokenizers for 8 and 32 tokens: ``--heads gmm --tokenizers 8=runs/tok8/export 32=runs/tok32/export``;
 ``--heads`` with no name runs only the token counts. Other options (``--keyframes 3``, ``--batch-size 16``, ...)
 are passed to every ``train_dicode_shapes.py`` run.

@@ -162,11 +162,11 @@ def diversity(pipe: TextToVideo, prompt: str = "a red shape", seeds: int = 8, ke
         out = pipe(prompt, num_keyframes=keyframes, generator=g, progress=False, **sampling)
         red = analyze_video(out.frames[0], ["red"])["red"]
         outcomes.append((red.shape, red.size, red.motion))
-    found = {o for o in outcomes if o != (None, None, None)}
+    nothing = (None, None, None)
     return {
         "prompt": prompt,
-        "distinct": len(found),
-        "missing": len(outcomes) - sum(o != (None, None, None) for o in outcomes),
+        "distinct": len({o for o in outcomes if o != nothing}),
+        "missing": outcomes.count(nothing),
         "seeds": seeds,
         "outcomes": outcomes,
     }
