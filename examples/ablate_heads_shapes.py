@@ -85,10 +85,8 @@ def row(name: str, summary: dict | None) -> str:
     nll = f.get("validation_nll", float("nan"))
     nll_text = "—" if nll != nll else f"{nll:.1f}"
     div = f["diversity"]
-    # From the outcomes, so that summaries written before videos without the object were set apart agree.
-    found = [tuple(o) for o in div["outcomes"] if any(x is not None for x in o)]
-    missing = len(div["outcomes"]) - len(found)
-    div_text = f"{len(set(found))}/{div['seeds']}" + (f" ({missing} without the object)" if missing else "")
+    missing = div.get("missing", 0)
+    div_text = f"{div['distinct']}/{div['seeds']}" + (f" ({missing} without the object)" if missing else "")
     return (
         f"| {name} | {f['color']:.2f} | {f['shape']:.2f} | {f['size']:.2f} | {f['motion']:.2f} | {f['joint']:.2f} | "
         f"{div_text} | {nll_text} | {summary['minutes']:.1f} |"
