@@ -26,7 +26,9 @@ videos as well, to use the whole 8-keyframe window, cost motion accuracy: see ``
 ``--resume`` continues an interrupted run from its last checkpoint.
 ``--evaluate-only PIPELINE`` scores a saved pipeline without training.
 
-``--head gaussian`` / ``--num-components 8`` / ``--tokenizer DIR`` run the ablations
+``--video-lm '{"keyframe_residual": true}'`` overrides the video LM's config (here: the head models each
+token's change from the previous keyframe). ``--head gaussian`` / ``--num-components 8`` / ``--tokenizer DIR``
+run the ablations
 (``examples/ablate_heads_shapes.py`` drives them).
 """
 
@@ -259,6 +261,13 @@ def main() -> None:
     parser.add_argument(
         "--color-dropout", type=float, default=0.0, help="drop the color word of a training caption (per object)"
     )
+    parser.add_argument(
+        "--video-lm",
+        type=json.loads,
+        default=None,
+        metavar="JSON",
+        help="video LM config overrides, e.g. '{\"keyframe_residual\": true}'",
+    )
     parser.add_argument("--init-from", default=None, help="continue from a saved TextToVideo pipeline's weights")
     parser.add_argument(
         "--evaluate-only",
@@ -306,6 +315,8 @@ def main() -> None:
     overrides = {"head": args.head}
     if args.num_components is not None:
         overrides["num_components"] = args.num_components
+    if args.video_lm:
+        overrides["video_lm"] = args.video_lm
     if args.tokenizer:
         overrides["tokenizer_pretrained"] = os.path.abspath(args.tokenizer)
         # Size the video LM for the folder's token count (Table 3 runs 8 and 32).

@@ -40,10 +40,20 @@ def test_forward_shapes_and_causality(parts):
     assert not torch.allclose(hidden[:, 1, 1:], again[:, 1, 1:])
 
 
+def _residual(lm: VideoLM) -> VideoLM:
+    """The same weights with ``keyframe_residual=True``."""
+    config = {k: v for k, v in lm.config.items() if not k.startswith("_")}
+    out = VideoLM(**{**config, "keyframe_residual": True}).eval()
+    out.load_state_dict(lm.state_dict())
+    return out
+
+
 @pytest.mark.parametrize("head_cls", [L2Head, GMMHead])
 @pytest.mark.parametrize("window", [None, 3])
-def test_kv_cache_generation_equals_uncached(parts, head_cls, window):
+@pytest.mark.parametrize("residual", [False, True])
+def test_kv_cache_generation_equals_uncached(parts, head_cls, window, residual):
     lm, backbone = parts
+    lm = _residual(lm) if residual else lm
     head = head_cls(hidden_size=H, token_dim=D).eval()
     kw = {"num_keyframes": 6, "context_keyframes": window, "progress": False}
     a = lm.generate(backbone, head, _text(), generator=torch.Generator().manual_seed(5), **kw)
@@ -60,6 +70,31 @@ def test_generation_matches_teacher_forcing(parts):
     tokens = lm.generate(backbone, head, _text(), num_keyframes=3, progress=False)
     predicted = head.sample(lm(backbone, _text(), tokens))
     torch.testing.assert_close(predicted, tokens, atol=1e-4, rtol=1e-4)
+
+
+def test_keyframe_residual_models_the_change_from_the_previous_keyframe(parts):
+    lm, backbone = parts
+    res = _residual(lm)
+    head = L2Head(hidden_size=H, token_dim=D).eval()
+    tokens = torch.randn(2, 3, N, D)
+    targets = res.head_targets(tokens)
+    torch.testing.assert_close(targets[:, 0], tokens[:, 0])
+    torch.testing.assert_close(targets[:, 2], tokens[:, 2] - tokens[:, 1])
+    # Same inputs as the plain model (the tokens); the head is scored on the changes.
+    expected = head.loss(lm(backbone, _text(), tokens), targets).mean()
+    torch.testing.assert_close(res.loss(backbone, head, _text(), tokens)["loss"], expected)
+    # Generated tokens are fixed points of the teacher-forced forward, in change space.
+    out = res.generate(backbone, head, _text(), num_keyframes=3, progress=False)
+    torch.testing.assert_close(head.sample(res(backbone, _text(), out)), res.head_targets(out), atol=1e-4, rtol=1e-4)
+    # A head that predicts no change copies the last known keyframe (a still scene), past the window too.
+    with torch.no_grad():
+        head.proj.weight.zero_()
+        head.proj.bias.zero_()
+    prefix = torch.randn(2, 1, N, D)
+    kw = {"num_keyframes": 7, "prefix_tokens": prefix, "context_keyframes": 3, "progress": False}
+    still = res.generate(backbone, head, _text(), **kw)
+    torch.testing.assert_close(still, prefix.expand(2, 7, N, D))
+    assert torch.equal(lm.generate(backbone, head, _text(), **kw)[:, 1:], torch.zeros(2, 6, N, D))
 
 
 def test_cfg_scale_one_is_no_cfg_and_guides_in_token_space(parts):
@@ -198,8 +233,10 @@ def test_stage_switches_heads(parts):
         model.configure_stage(Stage("x", 1, options={"lr": 1}))
 
 
-def test_save_load_round_trip(tmp_path):
-    contracts.check_save_load(VideoLM(**VideoLM.tiny_config()), tmp_path)
+@pytest.mark.parametrize("residual", [False, True])
+def test_save_load_round_trip(tmp_path, residual):
+    loaded = contracts.check_save_load(VideoLM(**VideoLM.tiny_config(), keyframe_residual=residual), tmp_path)
+    assert loaded.config.keyframe_residual is residual
 
 
 @pytest.mark.parametrize(

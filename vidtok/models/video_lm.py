@@ -78,6 +78,12 @@ class VideoLM(Component):
         context_keyframes: The generation window when the caller gives none (default ``max_keyframes``):
             the length of the sequences the model was trained on, so a model trained on shorter sequences
             than ``max_keyframes`` never generates from frame indices it has not learned.
+        keyframe_residual: The head models each token's change from the same token of the previous
+            keyframe (the first keyframe's tokens as they are). Not in DiCoDe: a still scene is then the
+            head's zero, which it learns exactly, where copying a token through the language model and the
+            output MLP is never exact. The likelihood stays one of the tokens themselves (a shift by a
+            known vector has unit Jacobian), so NLLs compare with plain models. On Shapes it made still
+            scenes exact but lost the direction of motion (``docs/results.md``); off by default.
     """
 
     @register_to_config
@@ -96,6 +102,7 @@ class VideoLM(Component):
         fps: float = 8.0,
         temperature: float = 1.0,
         context_keyframes: int | None = None,
+        keyframe_residual: bool = False,
     ) -> None:
         super().__init__()
         if temperature < 0:
@@ -201,6 +208,16 @@ class VideoLM(Component):
         bov = (self.bov + frames)[None, :, None].expand(b, s, 1, -1)
         return torch.cat([bov, visual], dim=2).reshape(b, s * (n + 1), -1)
 
+    def head_targets(self, tokens: torch.Tensor) -> torch.Tensor:
+        """What the head models for ``(B, S, N, D)`` tokens.
+
+        The tokens themselves, or with ``keyframe_residual`` their change from the previous keyframe (the
+        first keyframe as it is).
+        """
+        if not self.config.keyframe_residual:
+            return tokens
+        return torch.cat([tokens[:, :1], tokens[:, 1:] - tokens[:, :-1]], dim=1)
+
     # ------------------------------------------------------------------ training
     def forward(self, backbone: nn.Module, input_ids: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """Head inputs that predict every token: ``(B, S, N, head_hidden_size)`` (teacher forcing).
@@ -236,7 +253,7 @@ class VideoLM(Component):
             drop = (torch.rand(input_ids.shape[0], generator=generator, device=device) < p).to(input_ids.device)
             input_ids = torch.where(drop[:, None], self.null_text(1, input_ids.device), input_ids)
         hidden = self(backbone, input_ids, tokens)
-        target = tokens.to(hidden.dtype)
+        target = self.head_targets(tokens.to(hidden.dtype))
         extra = {"generator": generator} if "generator" in inspect.signature(head.loss).parameters else {}
         per_token = head.loss(hidden, target, **extra)
         out = {"loss": per_token.mean()}
@@ -270,7 +287,8 @@ class VideoLM(Component):
 
         Args:
             backbone: The causal language model (``inputs_embeds`` in, hidden states and a KV cache out).
-            head: The AR head whose ``sample`` draws each next token.
+            head: The AR head whose ``sample`` draws each next token (with ``keyframe_residual``, the
+                change from the same token of the previous keyframe, which is added back).
             input_ids: Prompt ids ``(B, text_length)``.
             num_keyframes: Keyframes of the result, prefix included.
             prefix_tokens: Known first keyframes ``(B, P, N, D)`` (image-to-video, continuation); they are
@@ -323,6 +341,7 @@ class VideoLM(Component):
         guided = guidance_scale != 1.0
         sample_kwargs = dict(head_kwargs or {})
         internal = "uncond_hidden" in inspect.signature(head.sample).parameters
+        residual = bool(self.config.keyframe_residual)
         text = input_ids.to(device)
         if guided:
             text = torch.cat([text, self.null_text(b, device)])
@@ -373,8 +392,11 @@ class VideoLM(Component):
                 first = 0 if k < window else k - max(window // 2, 1) if window > 1 else k
                 h = prefill(first, k)
             tokens = []
+            base = frames[-1] if residual and frames else None  # the previous keyframe (B, N, D)
             for i in range(n):
                 token = draw(h).to(self.dtype)  # (B, D)
+                if base is not None:
+                    token = token + base[:, i]
                 tokens.append(token)
                 feed = torch.cat([token, token]) if guided else token
                 new = self.embed_token(feed, k - state["start"], i)
