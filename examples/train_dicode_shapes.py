@@ -263,7 +263,6 @@ def main() -> None:
     )
     parser.add_argument(
         "--video-lm",
-        type=json.loads,
         default=None,
         metavar="JSON",
         help="video LM config overrides, e.g. '{\"keyframe_residual\": true}'",
@@ -316,7 +315,7 @@ def main() -> None:
     if args.num_components is not None:
         overrides["num_components"] = args.num_components
     if args.video_lm:
-        overrides["video_lm"] = args.video_lm
+        overrides["video_lm"] = json.loads(args.video_lm)  # the recipe checks it is an object
     if args.tokenizer:
         overrides["tokenizer_pretrained"] = os.path.abspath(args.tokenizer)
         # Size the video LM for the folder's token count (Table 3 runs 8 and 32).

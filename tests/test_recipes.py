@@ -70,6 +70,7 @@ def test_ablation_overrides():
         ({"hed": "l2"}, TypeError, "unknown overrides"),
         ({"head": "l2", "num_components": 4}, ValueError, "num_components"),
         ({"head": 3}, TypeError, "head must be"),
+        ({"video_lm": [["keyframe_residual", True]]}, TypeError, "video_lm override must be a dict"),
     ],
 )
 def test_bad_overrides(kwargs, error, match):

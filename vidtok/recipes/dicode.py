@@ -78,6 +78,9 @@ def _recipe(
 ) -> RecipeConfig:
     """Apply the shared overrides and wire the sizes (hidden width, token width, tokens per keyframe)."""
     overrides = dict(overrides)
+    for key in ("head_kwargs", "backbone_overrides", "video_lm", "training"):
+        if overrides.get(key) is not None and not isinstance(overrides[key], dict):
+            raise TypeError(f"{name}: the {key} override must be a dict, got {type(overrides[key]).__name__}")
     tiny = bool(overrides.pop("tiny", False))
     if tiny:
         tokenizer, backbone, video_lm = _tiny_parts()
