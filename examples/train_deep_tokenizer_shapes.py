@@ -23,6 +23,10 @@ fp16 by ``DeepTokenizer.from_pretrained(dir).half().save_pretrained(dir)``::
         --lr 5e-4 --warmup 50 --preview-steps 2400 --steps 500 --eval-every 300 --eval-videos 32 \
         --select score --train-videos 10000 --threads 1 --export runs/deep_tokens_shapes_ft/best
 
+``--minutes M`` stops a run after an evaluation past M minutes and saves a checkpoint; the same command with
+``--resume`` continues it (schedules, data order and the export's best included), so a long run can be
+spread over several sessions.
+
 (The shipped runs read their 10,000 training clips from two caches rendered with seeds 100 and 101; the
 commands render them with ``--seed``.) Measure the result with ``examples/evaluate_deep_tokenizer_shapes.py``.
 """
@@ -126,6 +130,14 @@ class EvalAndExport(Callback):
         self.start = time.time()
         self.log = Path(args.output_dir) / "eval.jsonl"
         self.best = float("-inf")
+        if args.resume and self.log.exists():
+            # The export holds the best evaluation logged so far (by a run this one continues).
+            logged = [self._value(json.loads(line)) for line in self.log.read_text().splitlines()]
+            self.best = max(logged, default=self.best)
+
+    def _value(self, result: dict) -> float:
+        """What ``--export`` keeps the best of: held-out PSNR of the full decoding, or its Shapes score."""
+        return result["psnr"] if self.args.select == "psnr" else result["score_overall"] + 1e-3 * result["psnr"]
 
     def _run(self, trainer: Trainer, step: int) -> None:
         model = trainer.accelerator.unwrap_model(trainer.model)
@@ -135,8 +147,7 @@ class EvalAndExport(Callback):
         with self.log.open("a") as f:
             f.write(json.dumps(record) + "\n")
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()}), flush=True)
-        # Keep the best checkpoint by held-out PSNR of the full (diffusion) decoding, or by its Shapes score.
-        value = result["psnr"] if self.args.select == "psnr" else result["score_overall"] + 1e-3 * result["psnr"]
+        value = self._value(result)
         if self.args.export and value > self.best:
             self.best = value
             model.save_pretrained(self.args.export)
@@ -146,6 +157,7 @@ class EvalAndExport(Callback):
         if step % self.args.eval_every == 0 or over or step == trainer.config.total_steps:
             self._run(trainer, step)
         if over:
+            trainer.save_checkpoint()  # so that --resume continues from here
             raise KeyboardInterrupt(f"time budget of {self.args.minutes} minutes reached at step {step}")
 
 
@@ -179,6 +191,11 @@ def main() -> None:
     parser.add_argument("--select", choices=("psnr", "score"), default="psnr", help="what --export keeps the best of")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the newest checkpoint in --output-dir (same arguments; --export keeps its best)",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -240,15 +257,15 @@ def main() -> None:
         keep_last=1,
         seed=args.seed,
         progress_bar=False,
+        resume_from="latest" if args.resume else None,
     )
     callback = EvalAndExport(args, held, held_captions)
     trainer = Trainer(model, cfg, VideoPool(train_videos, args.foreground_weight), callbacks=[callback])
-    start = time.time()
     try:
         trainer.train()
     except KeyboardInterrupt as stop:
         print(f"stopped: {stop}", flush=True)
-    minutes = (time.time() - start) / 60
+    minutes = trainer.training_seconds / 60  # the runs before a --resume included
     print(f"trained {trainer.global_step} steps in {minutes:.1f} min", flush=True)
     with (out / "summary.json").open("w") as f:
         json.dump({"steps": trainer.global_step, "minutes": minutes, "args": vars(args)}, f, indent=2)

@@ -77,6 +77,15 @@ def test_train_deep_tokenizer_shapes_then_a_new_decoder_on_its_tokens(tmp_path):
                "--freeze-tokens", "--config", refine, "--preview-steps", "2", "--steps", "0", *common,
                cwd=tmp_path)  # fmt: skip
     assert "newly initialized" in out
+    # --minutes stops after an evaluation with a checkpoint; --resume finishes the same run from it.
+    stopped = ("--output-dir", str(tmp_path / "run2"), "--export", str(tmp_path / "run2_best"), "--init-from",
+               str(base), "--preview-steps", "3", "--steps", "0", *common)  # fmt: skip
+    out = _run(script, *stopped, "--minutes", "0", cwd=tmp_path)
+    assert "time budget of 0.0 minutes reached at step 1" in out
+    _run(script, *stopped, "--resume", cwd=tmp_path)
+    assert json.loads((tmp_path / "run2" / "summary.json").read_text())["steps"] == 3
+    log = (tmp_path / "run2" / "eval.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in log] == [1, 2, 3]
     a, b = DeepTokenizer.from_pretrained(base).eval(), DeepTokenizer.from_pretrained(new).eval()
     assert b.config.denoiser_kwargs["spatial_refine_channels"] == 8
     video = torch.rand(1, 3, 9, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
