@@ -28,8 +28,14 @@ videos as well, to use the whole 8-keyframe window, cost motion accuracy: see ``
 
 ``--video-lm '{"keyframe_residual": true}'`` overrides the video LM's config (here: the head models each
 token's change from the previous keyframe). ``--head gaussian`` / ``--num-components 8`` / ``--tokenizer DIR``
-run the ablations
-(``examples/ablate_heads_shapes.py`` drives them).
+run the ablations (``examples/ablate_heads_shapes.py`` drives them).
+
+``--train-only PREFIX`` trains only the parameters whose names start with it, everything else frozen. The
+shipped model got its still gate that way, fitted alone on the trained model (9.7 min)::
+
+    python examples/train_dicode_shapes.py --output-dir runs/dicode_shapes_gate --cache-dir CACHE \\
+        --videos 24000 --steps 2000 --lr 1e-3 --color-dropout 0.2 --init-from runs/dicode_shapes_3/final \\
+        --video-lm '{"still_gate": true}' --train-only video_lm.still_head --export runs/dicode_shapes_gate/final
 """
 
 from __future__ import annotations
@@ -269,6 +275,13 @@ def main() -> None:
     )
     parser.add_argument("--init-from", default=None, help="continue from a saved TextToVideo pipeline's weights")
     parser.add_argument(
+        "--train-only",
+        nargs="+",
+        default=None,
+        metavar="PREFIX",
+        help="train only the parameters whose names start with these (e.g. video_lm.still_head); freeze the rest",
+    )
+    parser.add_argument(
         "--evaluate-only",
         default=None,
         metavar="PIPELINE",
@@ -331,7 +344,13 @@ def main() -> None:
         # configs (e.g. the head's sampler settings), the same tokenizer.
         saved = TextToVideo.from_pretrained(args.init_from)
         for name in ("backbone", "video_lm", "head"):
-            parts[name].load_state_dict(getattr(saved, name).state_dict())
+            missing, unexpected = parts[name].load_state_dict(getattr(saved, name).state_dict(), strict=False)
+            # Only a part this run adds (a still gate on a model saved without one) may start fresh.
+            new = [k for k in missing if not k.startswith("still_head.")]
+            if new or unexpected:
+                raise ValueError(f"--init-from {args.init_from}: {name} is missing {new}, has unexpected {unexpected}")
+            if missing:
+                print(f"{name}: {len(missing)} tensors of the still gate start fresh", flush=True)
         args.l2_fraction = 0.0
     # Generation windows stay within the frame indices training has reached (past them, the video LM slides).
     video_lm = parts["video_lm"]
@@ -355,7 +374,14 @@ def main() -> None:
     stages = [Stage(args.head, args.steps - l2_steps, options={"head": args.head})]
     if l2_steps:
         stages.insert(0, Stage("l2", l2_steps, options={"head": "l2"}))
-    n_params = sum(p.numel() for p in model.parameters())
+    if args.train_only:
+        # E.g. "video_lm.still_head": fit a new part on a trained model without changing the rest.
+        chosen = [n for n, _ in model.named_parameters() if n.startswith(tuple(args.train_only))]
+        if not chosen:
+            raise ValueError(f"--train-only {args.train_only} matches no parameter of the model")
+        for name, param in model.named_parameters():
+            param.requires_grad_(name in chosen)
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(f"recipe {recipe.name}, head {args.head}: {n_params / 1e6:.2f} M trainable parameters", flush=True)
     cfg = TrainingConfig(
         output_dir=str(out),

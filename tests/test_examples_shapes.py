@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -56,6 +57,27 @@ def test_train_dicode_shapes_trains_evaluates_exports_and_rescores(tmp_path):
     result = json.loads(out.strip().splitlines()[-1])
     assert result["guidance_scale"] == 1.5 and result["temperature"] == 0.5 and result["keyframes"] == 2
     assert result["seeds"] == [3] and 0.0 <= result["joint"] <= 1.0 and result["diversity"]["seeds"] == 1
+
+    # A still gate added to the exported model and trained alone: everything else stays as it was.
+    gate = [
+        str(EXAMPLES / "train_dicode_shapes.py"),
+        *("--output-dir", str(tmp_path / "gate"), "--cache-dir", str(run / "token_cache")),
+        *("--init-from", str(tmp_path / "export"), "--video-lm", '{"still_gate": true}'),
+        *("--head", "gaussian", "--videos", "8", "--keyframes", "3", "--steps", "2", "--batch-size", "4"),
+        *("--eval-prompts", "1", "--diversity-seeds", "1", "--val-videos", "4", "--threads", "1"),
+    ]
+    bad = subprocess.run([sys.executable, *gate, "--train-only", "nope"], capture_output=True, text=True, cwd=tmp_path)
+    assert bad.returncode != 0 and "--train-only ['nope'] matches no parameter" in bad.stderr
+    _run(*gate, "--train-only", "video_lm.still_head", "--export", str(tmp_path / "gated"), cwd=tmp_path)
+    from vidtok.pipelines.text_to_video import TextToVideo
+
+    before, after = TextToVideo.from_pretrained(tmp_path / "export"), TextToVideo.from_pretrained(tmp_path / "gated")
+    assert after.video_lm.config.still_gate and after.video_lm.still_head is not None
+    for name in ("backbone", "video_lm", "head"):
+        old, new = before.components[name].state_dict(), after.components[name].state_dict()
+        assert set(new) - set(old) == ({k for k in new if k.startswith("still_head.")} if name == "video_lm" else set())
+        for key, value in old.items():
+            assert torch.equal(new[key], value), (name, key)
 
 
 @pytest.mark.slow

@@ -40,20 +40,39 @@ def test_forward_shapes_and_causality(parts):
     assert not torch.allclose(hidden[:, 1, 1:], again[:, 1, 1:])
 
 
-def _residual(lm: VideoLM) -> VideoLM:
-    """The same weights with ``keyframe_residual=True``."""
+def _variant(lm: VideoLM, **changes) -> VideoLM:
+    """The same weights under changed config options (a new still gate starts from its own init)."""
     config = {k: v for k, v in lm.config.items() if not k.startswith("_")}
-    out = VideoLM(**{**config, "keyframe_residual": True}).eval()
-    out.load_state_dict(lm.state_dict())
+    torch.manual_seed(1)
+    out = VideoLM(**{**config, **changes}).eval()
+    missing, unexpected = out.load_state_dict(lm.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("still_head.") for k in missing)
     return out
+
+
+def _residual(lm: VideoLM) -> VideoLM:
+    return _variant(lm, keyframe_residual=True)
+
+
+def _set_gate(lm: VideoLM, logit: float) -> VideoLM:
+    """Make the still gate answer ``logit`` everywhere."""
+    with torch.no_grad():
+        for layer in lm.still_head:
+            if isinstance(layer, torch.nn.Linear):
+                layer.weight.zero_()
+        lm.still_head[-1].bias.fill_(logit)
+    return lm
+
+
+VARIANTS = {"plain": {}, "residual": {"keyframe_residual": True}, "still_gate": {"still_gate": True}}
 
 
 @pytest.mark.parametrize("head_cls", [L2Head, GMMHead])
 @pytest.mark.parametrize("window", [None, 3])
-@pytest.mark.parametrize("residual", [False, True])
-def test_kv_cache_generation_equals_uncached(parts, head_cls, window, residual):
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_kv_cache_generation_equals_uncached(parts, head_cls, window, variant):
     lm, backbone = parts
-    lm = _residual(lm) if residual else lm
+    lm = _variant(lm, **VARIANTS[variant])
     head = head_cls(hidden_size=H, token_dim=D).eval()
     kw = {"num_keyframes": 6, "context_keyframes": window, "progress": False}
     a = lm.generate(backbone, head, _text(), generator=torch.Generator().manual_seed(5), **kw)
@@ -95,6 +114,62 @@ def test_keyframe_residual_models_the_change_from_the_previous_keyframe(parts):
     still = res.generate(backbone, head, _text(), **kw)
     torch.testing.assert_close(still, prefix.expand(2, 7, N, D))
     assert torch.equal(lm.generate(backbone, head, _text(), **kw)[:, 1:], torch.zeros(2, 6, N, D))
+
+
+def test_still_gate_targets_loss_and_exact_repeats(parts):
+    lm, backbone = parts
+    gated = _variant(lm, still_gate=True)
+    head = L2Head(hidden_size=H, token_dim=D).eval()
+    tokens = torch.randn(2, 4, N, D)
+    tokens[0, 1] = tokens[0, 0]  # video 0 repeats keyframe 0, then moves, then repeats keyframe 2
+    tokens[0, 3] = tokens[0, 2]
+    tokens[1, 2] = tokens[1, 1] + 1e-3  # a near repeat is no repeat at tolerance 0
+    expected = torch.tensor([[True, False, True], [False, False, False]])
+    assert torch.equal(gated.still_targets(tokens), expected)
+    assert _variant(lm, still_gate=True, still_tolerance=1e-2).still_targets(tokens)[1].tolist() == [False, True, False]
+    # The loss is the head's (unchanged, so NLLs compare) plus the gate's BCE on keyframes 1..S-1.
+    hidden, logits = gated(backbone, _text(), tokens, return_still_logits=True)
+    torch.testing.assert_close(hidden, lm(backbone, _text(), tokens))
+    assert logits.shape == (2, 3)
+    out = gated.loss(backbone, head, _text(), tokens)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, expected.float())
+    torch.testing.assert_close(out["still_bce"], bce)
+    torch.testing.assert_close(out["loss"], head.loss(hidden, tokens).mean() + bce)
+    # A gate that always repeats copies the prefix exactly, across window slides and under CFG.
+    prefix = torch.randn(2, 1, N, D)
+    kw = {"num_keyframes": 7, "prefix_tokens": prefix, "context_keyframes": 3, "progress": False}
+    _set_gate(gated, 30.0)
+    for extra in ({}, {"guidance_scale": 3.0}, {"temperature": 0.0}):
+        torch.testing.assert_close(gated.generate(backbone, head, _text(), **kw, **extra), prefix.expand(2, 7, N, D))
+    # A gate that never repeats samples like the model without it (deterministic at temperature 0).
+    _set_gate(gated, -30.0)
+    gmm = GMMHead(hidden_size=H, token_dim=D).eval()
+    kw = {"num_keyframes": 4, "temperature": 0.0, "progress": False}
+    torch.testing.assert_close(gated.generate(backbone, gmm, _text(), **kw), lm.generate(backbone, gmm, _text(), **kw))
+    with pytest.raises(ValueError, match="no still gate"):
+        lm(backbone, _text(), tokens, return_still_logits=True)
+
+
+def test_still_gate_learns_which_prompts_stay_still(parts):
+    # Prompt A: a still scene (every keyframe the same); prompt B: a new random keyframe each time.
+    _, backbone = parts
+    torch.manual_seed(0)
+    lm = VideoLM(**{**VideoLM.tiny_config(), "text_dropout": 0.0, "still_gate": True})
+    model = VideoLMForTraining(backbone.train(), lm, GMMHead(hidden_size=H, token_dim=D))
+    ids = torch.tensor([[1, 2, 0, 0], [3, 4, 0, 0]])
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(40):
+        still = torch.randn(1, 1, N, D).expand(1, 3, N, D)
+        tokens = torch.cat([still, torch.randn(1, 3, N, D)])
+        out = model.training_step({"input_ids": ids, "tokens": tokens})
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+    assert out["still_bce"] < 0.05
+    model.eval()
+    video = lm.generate(model.backbone, model.head, ids, num_keyframes=4, progress=False)
+    assert torch.equal(video[0], video[0, :1].expand(4, N, D))  # exact repeats
+    assert (video[1, 1:] - video[1, :-1]).abs().amax() > 0.1
 
 
 def test_cfg_scale_one_is_no_cfg_and_guides_in_token_space(parts):
@@ -233,10 +308,12 @@ def test_stage_switches_heads(parts):
         model.configure_stage(Stage("x", 1, options={"lr": 1}))
 
 
-@pytest.mark.parametrize("residual", [False, True])
-def test_save_load_round_trip(tmp_path, residual):
-    loaded = contracts.check_save_load(VideoLM(**VideoLM.tiny_config(), keyframe_residual=residual), tmp_path)
-    assert loaded.config.keyframe_residual is residual
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_save_load_round_trip(tmp_path, variant):
+    loaded = contracts.check_save_load(VideoLM(**VideoLM.tiny_config(), **VARIANTS[variant]), tmp_path)
+    for key, value in VARIANTS[variant].items():
+        assert loaded.config[key] is value
+    assert (loaded.still_head is not None) is (variant == "still_gate")
 
 
 @pytest.mark.parametrize(
@@ -271,3 +348,5 @@ def test_bad_config():
         VideoLM(**{**VideoLM.tiny_config(), "text_dropout": 1.5})
     with pytest.raises(ValueError, match="mlp_layers"):
         VideoLM(**{**VideoLM.tiny_config(), "mlp_layers": 0})
+    with pytest.raises(ValueError, match="still_tolerance"):
+        VideoLM(**{**VideoLM.tiny_config(), "still_gate": True, "still_tolerance": -1.0})

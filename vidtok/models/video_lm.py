@@ -39,6 +39,7 @@ from diffusers import ModelMixin  # noqa: F401  (diffusers' pipeline loader look
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from vidtok.heads._layers import gumbel
 from vidtok.modeling_utils import Component
 
 __all__ = ["VideoLM", "VideoLMForTraining"]
@@ -84,6 +85,17 @@ class VideoLM(Component):
             output MLP is never exact. The likelihood stays one of the tokens themselves (a shift by a
             known vector has unit Jacobian), so NLLs compare with plain models. On Shapes it made still
             scenes exact but lost the direction of motion (``docs/results.md``); off by default.
+        still_gate: Add a *still gate*: a small MLP on the hidden state at each [BOV] (keyframes 1, 2, …)
+            that predicts whether the keyframe repeats the previous one exactly (a static scene: identical
+            frames give identical tokens). Trained with a binary cross-entropy next to the head's loss
+            (labels from the tokens, :meth:`still_targets`); in :meth:`generate` a keyframe the gate picks
+            is the previous keyframe's tokens, copied exactly, and any other keyframe is sampled as without
+            the gate. Not in DiCoDe: copying 16 × D values through the language model and the output MLP is
+            never exact, and on Shapes the drift moved small "still" objects by a few pixels
+            (``docs/results.md``). The head still models every keyframe, so its NLL compares with plain
+            models'.
+        still_tolerance: Largest absolute token difference at which a keyframe still counts as a copy of the
+            previous one (``0``: exact repeats only).
     """
 
     @register_to_config
@@ -103,6 +115,8 @@ class VideoLM(Component):
         temperature: float = 1.0,
         context_keyframes: int | None = None,
         keyframe_residual: bool = False,
+        still_gate: bool = False,
+        still_tolerance: float = 0.0,
     ) -> None:
         super().__init__()
         if temperature < 0:
@@ -117,6 +131,8 @@ class VideoLM(Component):
             raise ValueError(f"text_dropout must be in [0, 1), got {text_dropout}")
         if max_keyframes < 2:
             raise ValueError(f"max_keyframes must be >= 2, got {max_keyframes}")
+        if still_tolerance < 0:
+            raise ValueError(f"still_tolerance must be >= 0, got {still_tolerance}")
         out = head_hidden_size or hidden_size
         self.input_proj = _mlp([token_dim] + [hidden_size] * mlp_layers)
         self.output_proj = _mlp([hidden_size] * mlp_layers + [out])
@@ -125,6 +141,8 @@ class VideoLM(Component):
         self.token_embedding = nn.Embedding(num_tokens, hidden_size)
         for p in (self.bov, self.frame_embedding.weight, self.token_embedding.weight):
             nn.init.trunc_normal_(p, std=0.02)
+        # Reads the [BOV] hidden state (before the output MLP, which serves the head): one logit.
+        self.still_head = _mlp([hidden_size, hidden_size, 1]) if still_gate else None
 
     @classmethod
     def tiny_config(cls) -> dict[str, Any]:
@@ -218,20 +236,44 @@ class VideoLM(Component):
             return tokens
         return torch.cat([tokens[:, :1], tokens[:, 1:] - tokens[:, :-1]], dim=1)
 
+    def still_targets(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Whether keyframes ``1 … S-1`` of ``(B, S, N, D)`` tokens repeat the previous one: ``(B, S-1)`` bool.
+
+        A repeat differs from the previous keyframe by at most ``still_tolerance`` in every value.
+        """
+        change = (tokens[:, 1:] - tokens[:, :-1]).abs().amax(dim=(-2, -1))
+        return change <= self.config.still_tolerance
+
+    def _still_logits(self, bov_hidden: torch.Tensor) -> torch.Tensor:
+        if self.still_head is None:
+            raise ValueError("this VideoLM has no still gate (build it with still_gate=True)")
+        return self.still_head(bov_hidden).squeeze(-1).float()
+
     # ------------------------------------------------------------------ training
-    def forward(self, backbone: nn.Module, input_ids: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        backbone: nn.Module,
+        input_ids: torch.Tensor,
+        tokens: torch.Tensor,
+        *,
+        return_still_logits: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Head inputs that predict every token: ``(B, S, N, head_hidden_size)`` (teacher forcing).
 
         The hidden state at [BOV] predicts a keyframe's first token, the one at token ``n`` predicts token
-        ``n + 1``.
+        ``n + 1``. With ``return_still_logits`` (a model with ``still_gate``), also the gate's logits that
+        keyframes ``1 … S-1`` repeat the previous one, ``(B, S-1)`` fp32.
         """
         self.check_text(input_ids)
         self.check_tokens(tokens)
         b, s, n, _ = tokens.shape
         seq = torch.cat([self.embed_text(backbone, input_ids), self.embed_keyframes(tokens)], dim=1)
         hidden = _hidden_states(backbone(inputs_embeds=seq, use_cache=False))
-        visual = hidden[:, input_ids.shape[1] :].reshape(b, s, n + 1, -1)[:, :, :n]
-        return self.output_proj(visual)
+        visual = hidden[:, input_ids.shape[1] :].reshape(b, s, n + 1, -1)
+        head_inputs = self.output_proj(visual[:, :, :n])
+        if not return_still_logits:
+            return head_inputs
+        return head_inputs, self._still_logits(visual[:, 1:, 0])
 
     def loss(
         self,
@@ -243,6 +285,9 @@ class VideoLM(Component):
     ) -> dict[str, torch.Tensor]:
         """Next-token loss of DiCoDe Eq. 2 with the head's loss; prompts dropped to null with ``text_dropout``.
 
+        With ``still_gate``, the gate's binary cross-entropy (per keyframe) is added to the loss and returned
+        as ``"still_bce"``.
+
         Returns:
             ``{"loss"}`` plus ``"nll"`` (nats per token, detached) for heads with a density.
         """
@@ -252,11 +297,19 @@ class VideoLM(Component):
             device = generator.device if generator is not None else input_ids.device
             drop = (torch.rand(input_ids.shape[0], generator=generator, device=device) < p).to(input_ids.device)
             input_ids = torch.where(drop[:, None], self.null_text(1, input_ids.device), input_ids)
-        hidden = self(backbone, input_ids, tokens)
+        gated = self.still_head is not None and tokens.shape[1] > 1
+        hidden = self(backbone, input_ids, tokens, return_still_logits=gated)
+        if gated:
+            hidden, still_logits = hidden
         target = self.head_targets(tokens.to(hidden.dtype))
         extra = {"generator": generator} if "generator" in inspect.signature(head.loss).parameters else {}
         per_token = head.loss(hidden, target, **extra)
         out = {"loss": per_token.mean()}
+        if gated:
+            labels = self.still_targets(tokens).float()
+            bce = nn.functional.binary_cross_entropy_with_logits(still_logits, labels)
+            out["loss"] = out["loss"] + bce
+            out["still_bce"] = bce.detach()
         try:
             with torch.no_grad():
                 out["nll"] = head.nll(hidden.detach(), target).mean()
@@ -298,8 +351,10 @@ class VideoLM(Component):
                 guide their means, the GMM with one component shared by both branches; diffusion-MLP guides
                 every denoising step) get both hidden states, other heads (L2) are guided in token space,
                 ``u + s (c - u)`` (DiCoDe's released code). The guided token is fed to both sequences.
-                ``1`` disables it.
-            temperature: Passed to ``head.sample``.
+                The still gate is guided on its logits the same way. ``1`` disables it.
+            temperature: Passed to ``head.sample``; with ``still_gate`` it also divides the gate's logit
+                (``0``: repeat when the gate gives a repeat more than even odds). A repeated keyframe is the
+                previous keyframe's tokens, copied.
             generator: Source of all randomness; the same seed gives the same tokens.
             use_cache: Reuse keys and values (one new position per step); ``False`` recomputes the whole
                 sequence every step (the reference the cache is tested against).
@@ -351,14 +406,14 @@ class VideoLM(Component):
         state = {"cache": None, "start": 0, "seq": None}
 
         def run(new: torch.Tensor) -> torch.Tensor:
-            """Feed new positions; return the last position's head input (rows, head_hidden)."""
+            """Feed new positions; return the last position's hidden state (rows, hidden_size)."""
             if use_cache:
                 out = backbone(inputs_embeds=new, past_key_values=state["cache"], use_cache=True)
                 state["cache"] = out.past_key_values
             else:
                 state["seq"] = new if state["seq"] is None else torch.cat([state["seq"], new], dim=1)
                 out = backbone(inputs_embeds=state["seq"], use_cache=False)
-            return self.output_proj(_hidden_states(out)[:, -1])
+            return _hidden_states(out)[:, -1]
 
         def prefill(first: int, upto: int) -> torch.Tensor:
             """Start a context: text, keyframes first..upto-1 (indices from 0), then the next [BOV]."""
@@ -371,7 +426,19 @@ class VideoLM(Component):
             parts.append(self.embed_bov(rows, upto - first))
             return run(torch.cat(parts, dim=1))
 
+        def still(h: torch.Tensor) -> torch.Tensor:
+            """The gate's choice at a [BOV] (B,) bool: guided logits, tempered like a head's choices."""
+            logit = self._still_logits(h)
+            if guided:
+                logit = logit[b:] + guidance_scale * (logit[:b] - logit[b:])
+            if temperature == 0:
+                return logit > 0
+            # Two-way Gumbel-max: "sample" (logit 0) against "repeat" (the gate's logit).
+            choice = torch.stack([torch.zeros_like(logit), logit], dim=-1) / temperature
+            return (choice + gumbel((b, 2), generator, choice.device)).argmax(-1).bool()
+
         def draw(h: torch.Tensor) -> torch.Tensor:
+            h = self.output_proj(h)
             if not guided:
                 return head.sample(h, temperature=temperature, generator=generator, **sample_kwargs)
             cond, uncond = h[:b], h[b:]
@@ -393,10 +460,14 @@ class VideoLM(Component):
                 h = prefill(first, k)
             tokens = []
             base = frames[-1] if residual and frames else None  # the previous keyframe (B, N, D)
+            repeat = still(h) if self.still_head is not None and frames else None
             for i in range(n):
                 token = draw(h).to(self.dtype)  # (B, D)
                 if base is not None:
                     token = token + base[:, i]
+                if repeat is not None:
+                    # Drawn for every row all the same, so the random stream does not depend on the gate.
+                    token = torch.where(repeat[:, None], frames[-1][:, i], token)
                 tokens.append(token)
                 feed = torch.cat([token, token]) if guided else token
                 new = self.embed_token(feed, k - state["start"], i)
