@@ -298,9 +298,8 @@ class VideoLM(Component):
             drop = (torch.rand(input_ids.shape[0], generator=generator, device=device) < p).to(input_ids.device)
             input_ids = torch.where(drop[:, None], self.null_text(1, input_ids.device), input_ids)
         gated = self.still_head is not None and tokens.shape[1] > 1
-        hidden = self(backbone, input_ids, tokens, return_still_logits=gated)
-        if gated:
-            hidden, still_logits = hidden
+        forward = self(backbone, input_ids, tokens, return_still_logits=gated)
+        hidden, still_logits = forward if gated else (forward, None)
         target = self.head_targets(tokens.to(hidden.dtype))
         extra = {"generator": generator} if "generator" in inspect.signature(head.loss).parameters else {}
         per_token = head.loss(hidden, target, **extra)
@@ -466,7 +465,7 @@ class VideoLM(Component):
                 if base is not None:
                     token = token + base[:, i]
                 if repeat is not None:
-                    # Drawn for every row all the same, so the random stream does not depend on the gate.
+                    # The head draws for every row anyway: one row's repeat does not shift the others' noise.
                     token = torch.where(repeat[:, None], frames[-1][:, i], token)
                 tokens.append(token)
                 feed = torch.cat([token, token]) if guided else token
