@@ -39,6 +39,19 @@ def test_output_layout(pipe):
     assert frames.shape == out.frames.shape and tokens.shape == out.tokens.shape
 
 
+def test_latent_output_skips_the_decoder(pipe, monkeypatch):
+    expected = _run(pipe).tokens
+
+    def no_decode(*args, **kwargs):
+        raise AssertionError("output_type='latent' must not decode")
+
+    monkeypatch.setattr(pipe.video_tokenizer, "decode", no_decode)
+    out = _run(pipe, output_type="latent")
+    assert out.frames is None and torch.equal(out.tokens, expected)  # the same tokens for the same seed
+    frames, tokens = _run(pipe, output_type="latent", return_dict=False)
+    assert frames is None and torch.equal(tokens, expected)
+
+
 def test_batches_and_videos_per_prompt(pipe):
     out = pipe(
         [PROMPT, "a small blue square stays still"],

@@ -45,7 +45,8 @@ class TextToVideoOutput(VideoPipelineOutput):
     [`ImageToVideo`][vidtok.pipelines.image_to_video.ImageToVideo] share it.
 
     Attributes:
-        frames: The videos (see [`VideoPipelineOutput`][vidtok.pipelines.pipeline_output.VideoPipelineOutput]).
+        frames: The videos (see [`VideoPipelineOutput`][vidtok.pipelines.pipeline_output.VideoPipelineOutput]);
+            ``None`` with ``output_type="latent"`` (then, as in diffusers' outputs, ``out[0]`` is ``tokens``).
         tokens: The generated deep tokens ``(B, S, N, D)`` (prefix included).
         fps: Frame rate to play or save the frames at (``vidtok.io.save_video(frames[0], path, fps)``).
     """

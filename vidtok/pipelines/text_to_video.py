@@ -215,7 +215,8 @@ class TextToVideo(VidtokPipeline):
             use_cache: KV cache (``False`` recomputes the sequence every step; slower, same result).
             head_kwargs: Extra arguments of ``head.sample`` (e.g. ``num_inference_steps`` of a diffusion head).
             output_type: ``"np"`` (``(B, T, H, W, C)`` in ``[0, 1]``), ``"pt"`` (``(B, C, T, H, W)`` in
-                ``[-1, 1]``) or ``"pil"``.
+                ``[-1, 1]``), ``"pil"``, or ``"latent"``: the tokens only, without decoding (``frames`` is
+                ``None``), as diffusers' ``output_type="latent"`` skips the VAE.
             return_dict: Return a :class:`~vidtok.pipelines.pipeline_output.TextToVideoOutput`, else
                 ``(frames, tokens)``.
             progress: Progress bars (keyframes, then decoding).
@@ -227,8 +228,8 @@ class TextToVideo(VidtokPipeline):
             TypeError: A prompt that is not a string.
             ValueError: An empty or too long prompt, or an invalid argument (named in the message).
         """
-        if output_type not in ("np", "pt", "pil"):
-            raise ValueError(f"output_type must be 'np', 'pt' or 'pil', got {output_type!r}")
+        if output_type not in ("np", "pt", "pil", "latent"):
+            raise ValueError(f"output_type must be 'np', 'pt', 'pil' or 'latent', got {output_type!r}")
         if num_keyframes is not None and duration is not None:
             raise ValueError("give num_keyframes or duration, not both")
         if num_videos_per_prompt < 1:
@@ -272,6 +273,8 @@ class TextToVideo(VidtokPipeline):
             head_kwargs=head_kwargs,
             progress=progress,
         )
+        if output_type == "latent":
+            return TextToVideoOutput(frames=None, tokens=tokens, fps=self.fps) if return_dict else (None, tokens)
         tok = self.video_tokenizer
         dec = _decode_kwargs(
             tok,
