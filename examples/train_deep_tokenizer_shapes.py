@@ -130,10 +130,15 @@ class EvalAndExport(Callback):
         self.start = time.time()
         self.log = Path(args.output_dir) / "eval.jsonl"
         self.best = float("-inf")
-        if args.resume and self.log.exists():
-            # The export holds the best evaluation logged so far (by a run this one continues).
-            logged = [self._value(json.loads(line)) for line in self.log.read_text().splitlines()]
-            self.best = max(logged, default=self.best)
+
+    def on_train_start(self, trainer: Trainer) -> None:
+        if not self.log.exists():
+            return
+        # A resumed run continues from its checkpoint: evaluations logged after it (or all of them, when no
+        # checkpoint was found) belong to a run that is discarded. The best of the rest is what to beat.
+        kept = [line for line in self.log.read_text().splitlines() if json.loads(line)["step"] <= trainer.global_step]
+        self.log.write_text("".join(line + "\n" for line in kept))
+        self.best = max((self._value(json.loads(line)) for line in kept), default=self.best)
 
     def _value(self, result: dict) -> float:
         """What ``--export`` keeps the best of: held-out PSNR of the full decoding, or its Shapes score."""
@@ -143,7 +148,8 @@ class EvalAndExport(Callback):
         model = trainer.accelerator.unwrap_model(trainer.model)
         t0 = time.time()
         result = evaluate(model, self.videos, self.captions, steps=self.args.eval_steps)
-        record = {"step": step, "train_minutes": (t0 - self.start) / 60, "eval_seconds": time.time() - t0, **result}
+        minutes = trainer.training_seconds / 60  # the runs before a --resume included
+        record = {"step": step, "train_minutes": minutes, "eval_seconds": time.time() - t0, **result}
         with self.log.open("a") as f:
             f.write(json.dumps(record) + "\n")
         print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()}), flush=True)
@@ -156,7 +162,7 @@ class EvalAndExport(Callback):
         over = self.args.minutes is not None and time.time() - self.start > self.args.minutes * 60
         if step % self.args.eval_every == 0 or over or step == trainer.config.total_steps:
             self._run(trainer, step)
-        if over:
+        if over and step < trainer.config.total_steps:  # at the last step the trainer finishes as usual
             trainer.save_checkpoint()  # so that --resume continues from here
             raise KeyboardInterrupt(f"time budget of {self.args.minutes} minutes reached at step {step}")
 

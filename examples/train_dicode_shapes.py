@@ -348,7 +348,10 @@ def main() -> None:
             # Only a part this run adds (a still gate on a model saved without one) may start fresh.
             new = [k for k in missing if not k.startswith("still_head.")]
             if new or unexpected:
-                raise ValueError(f"--init-from {args.init_from}: {name} is missing {new}, has unexpected {unexpected}")
+                hint = " (a model with a still gate needs --video-lm '{\"still_gate\": true}')" if unexpected else ""
+                raise ValueError(
+                    f"--init-from {args.init_from}: {name} is missing {new}, has unexpected {unexpected}{hint}"
+                )
             if missing:
                 print(f"{name}: {len(missing)} tensors of the still gate start fresh", flush=True)
         args.l2_fraction = 0.0

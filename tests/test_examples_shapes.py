@@ -104,10 +104,13 @@ def test_train_deep_tokenizer_shapes_then_a_new_decoder_on_its_tokens(tmp_path):
                str(base), "--preview-steps", "3", "--steps", "0", *common)  # fmt: skip
     out = _run(script, *stopped, "--minutes", "0", cwd=tmp_path)
     assert "time budget of 0.0 minutes reached at step 1" in out
+    # An evaluation logged after the checkpoint (as a crash would leave it) belongs to a discarded run.
+    with (tmp_path / "run2" / "eval.jsonl").open("a") as f:
+        f.write(json.dumps({"step": 2, "psnr": 99.0, "score_overall": 1.0}) + "\n")
     _run(script, *stopped, "--resume", cwd=tmp_path)
     assert json.loads((tmp_path / "run2" / "summary.json").read_text())["steps"] == 3
     log = (tmp_path / "run2" / "eval.jsonl").read_text().splitlines()
-    assert [json.loads(line)["step"] for line in log] == [1, 2, 3]
+    assert [json.loads(line)["step"] for line in log] == [1, 2, 3] and json.loads(log[1])["psnr"] < 99
     a, b = DeepTokenizer.from_pretrained(base).eval(), DeepTokenizer.from_pretrained(new).eval()
     assert b.config.denoiser_kwargs["spatial_refine_channels"] == 8
     video = torch.rand(1, 3, 9, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1

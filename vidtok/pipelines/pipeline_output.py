@@ -46,7 +46,8 @@ class TextToVideoOutput(VideoPipelineOutput):
 
     Attributes:
         frames: The videos (see [`VideoPipelineOutput`][vidtok.pipelines.pipeline_output.VideoPipelineOutput]);
-            ``None`` with ``output_type="latent"`` (then, as in diffusers' outputs, ``out[0]`` is ``tokens``).
+            ``None`` with ``output_type="latent"`` (read the fields by name then: diffusers' outputs leave
+            ``None`` fields out of ``out[i]``, so ``out[0]`` is ``tokens``).
         tokens: The generated deep tokens ``(B, S, N, D)`` (prefix included).
         fps: Frame rate to play or save the frames at (``vidtok.io.save_video(frames[0], path, fps)``).
     """
