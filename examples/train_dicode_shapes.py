@@ -343,17 +343,19 @@ def main() -> None:
         # Continue training a saved pipeline: its language model, video LM and head weights, this recipe's
         # configs (e.g. the head's sampler settings), the same tokenizer.
         saved = TextToVideo.from_pretrained(args.init_from)
+        gate_saved, gate_new = saved.video_lm.still_head is not None, parts["video_lm"].still_head is not None
+        if gate_saved and not gate_new:
+            hint = "add --video-lm '{\"still_gate\": true}'"
+            raise ValueError(f"--init-from {args.init_from} has a still gate: {hint}")
         for name in ("backbone", "video_lm", "head"):
-            missing, unexpected = parts[name].load_state_dict(getattr(saved, name).state_dict(), strict=False)
-            # Only a part this run adds (a still gate on a model saved without one) may start fresh.
-            new = [k for k in missing if not k.startswith("still_head.")]
-            if new or unexpected:
-                hint = " (a model with a still gate needs --video-lm '{\"still_gate\": true}')" if unexpected else ""
-                raise ValueError(
-                    f"--init-from {args.init_from}: {name} is missing {new}, has unexpected {unexpected}{hint}"
-                )
-            if missing:
-                print(f"{name}: {len(missing)} tensors of the still gate start fresh", flush=True)
+            state = getattr(saved, name).state_dict()
+            if name == "video_lm" and gate_new and not gate_saved:
+                # The one part this run adds (--video-lm still_gate on a model saved without it) keeps its
+                # fresh initialization; every other tensor must come from the saved model (strict load).
+                fresh = {k: v for k, v in parts[name].state_dict().items() if k.startswith("still_head.")}
+                state = {**fresh, **state}
+                print(f"video_lm: {len(fresh)} tensors of the still gate start fresh", flush=True)
+            parts[name].load_state_dict(state)
         args.l2_fraction = 0.0
     # Generation windows stay within the frame indices training has reached (past them, the video LM slides).
     video_lm = parts["video_lm"]

@@ -69,6 +69,11 @@ def test_train_dicode_shapes_trains_evaluates_exports_and_rescores(tmp_path):
     bad = subprocess.run([sys.executable, *gate, "--train-only", "nope"], capture_output=True, text=True, cwd=tmp_path)
     assert bad.returncode != 0 and "--train-only ['nope'] matches no parameter" in bad.stderr
     _run(*gate, "--train-only", "video_lm.still_head", "--export", str(tmp_path / "gated"), cwd=tmp_path)
+    # Continuing a gated model without asking for the gate would drop it: a clear error instead.
+    plain = [a if a != str(tmp_path / "export") else str(tmp_path / "gated") for a in gate]
+    plain = plain[: plain.index("--video-lm")] + plain[plain.index("--video-lm") + 2 :]
+    bad = subprocess.run([sys.executable, *plain], capture_output=True, text=True, cwd=tmp_path)
+    assert bad.returncode != 0 and "has a still gate: add --video-lm" in bad.stderr
     from vidtok.pipelines.text_to_video import TextToVideo
 
     before, after = TextToVideo.from_pretrained(tmp_path / "export"), TextToVideo.from_pretrained(tmp_path / "gated")
