@@ -455,3 +455,24 @@ def test_preview_gradient_loss_penalizes_blur():
     assert torch.allclose(sharp["diffusion_loss"], plain["diffusion_loss"])
     with pytest.raises(ValueError, match="loss weights must be >= 0"):
         _tiny(preview_gradient_weight=-1.0)
+
+
+def test_l1_preview_loss_is_the_weighted_absolute_error():
+    video = _video(b=2, t=5)
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    model = _tiny(train_strides=[4], cond_dropout=0.0, preview_loss="l1").train()
+    weight = torch.zeros(1, 1, 5, 16, 16)
+    weight[..., 3, 7] = 1.0
+    spot = model.training_step({"video": video, "loss_weight": weight}, generator=g())
+    with torch.no_grad():
+        tokens = model.encode_frames(torch.stack([video[:, :, 0], video[:, :, 4]], 1).flatten(0, 1)).view(2, 2, 4, 16)
+        stride, positions = torch.full((2,), 4.0), torch.linspace(0, 1, 5)
+        _, preview = model.denoiser.spatial_condition(tokens[:, 0], tokens[:, 1], positions, stride, 16, 16)
+    assert torch.allclose(spot["preview_loss"], (preview - video).abs()[..., 3, 7].mean(), atol=1e-6)
+    # Only the preview's loss changes: the diffusion loss is Eq. 1's MSE either way.
+    mse = _tiny(train_strides=[4], cond_dropout=0.0).train().training_step({"video": video}, generator=g())
+    l1 = model.training_step({"video": video}, generator=g())
+    assert torch.allclose(mse["diffusion_loss"], l1["diffusion_loss"])
+    assert not torch.allclose(mse["preview_loss"], l1["preview_loss"])
+    with pytest.raises(ValueError, match="preview_loss must be one of"):
+        _tiny(preview_loss="l2")

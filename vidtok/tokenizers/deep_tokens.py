@@ -58,6 +58,7 @@ SHAPES_DEFAULT_PATH = os.path.join(
 embedded default pipeline, so it ships once."""
 
 _UNCOND = ("grey", "learned")
+_PREVIEW_LOSSES = ("mse", "l1")
 
 
 def _randn(shape: tuple[int, ...], generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
@@ -160,6 +161,10 @@ class DeepTokenizer(VideoTokenizer):
             "Deep multi-scale video prediction beyond mean square error", Eq. 5 with alpha 1): the L1 distance
             between the horizontal and vertical pixel differences of preview and frames, which penalizes the
             blur an MSE regression settles for at edges and corners. ``0`` disables it.
+        preview_loss: ``"mse"`` or ``"l1"``, the preview's regression loss. Where the tokens leave an edge
+            uncertain, MSE draws the mean of the possible frames (a grey blur that rounds a small square and
+            fills a small circle alike) and L1 their per-pixel median, which is object or background: sharp
+            edges, as in the L1 reconstruction losses of VQGAN-style tokenizers.
     """
 
     # Only the frame encoder and the query transformer make the tokens: a token cache or a video LM built on
@@ -184,6 +189,7 @@ class DeepTokenizer(VideoTokenizer):
             "uncond",
             "preview_loss_weight",
             "preview_gradient_weight",
+            "preview_loss",
         }
     )
     decode_only_modules = ("autoencoder.", "denoiser.", "null_tokens")
@@ -224,6 +230,7 @@ class DeepTokenizer(VideoTokenizer):
         uncond: str = "grey",
         preview_loss_weight: float = 1.0,
         preview_gradient_weight: float = 0.0,
+        preview_loss: str = "mse",
     ) -> None:
         super().__init__()
         if uncond not in _UNCOND:
@@ -237,6 +244,8 @@ class DeepTokenizer(VideoTokenizer):
                 f"loss weights must be >= 0, got preview_loss_weight={preview_loss_weight}, "
                 f"preview_gradient_weight={preview_gradient_weight}"
             )
+        if preview_loss not in _PREVIEW_LOSSES:
+            raise ValueError(f"preview_loss must be one of {_PREVIEW_LOSSES}, got {preview_loss!r}")
         if train_frames is not None and train_frames < 2:
             raise ValueError(f"train_frames must be >= 2 (head and rear) or None, got {train_frames}")
         if vae is not None and vae_config is not None:
@@ -627,7 +636,8 @@ class DeepTokenizer(VideoTokenizer):
         if self.denoiser.spatial is not None:
             spatial = self.denoiser.spatial_condition(head, rear, positions, stride, *x0.shape[-2:])
             preview = spatial[1]
-            per_clip = _weighted_mean((preview - x0).pow(2), weight)
+            err = (preview - x0).abs() if self.config.preview_loss == "l1" else (preview - x0).pow(2)
+            per_clip = _weighted_mean(err, weight)
             if self.config.preview_gradient_weight:
                 for dim in (-1, -2):
                     diff = (preview.diff(dim=dim).abs() - x0.diff(dim=dim).abs()).abs()
