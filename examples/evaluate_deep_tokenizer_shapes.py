@@ -1,6 +1,7 @@
 """Measure a Shapes deep tokenizer on held-out videos: the numbers in docs/tokenizers/deep_tokens.md.
 
-64 held-out Shapes videos (``split="heldout"``, seed 123: (color, shape) pairs never seen in training),
+64 held-out Shapes videos (``split="heldout"``, seed 123: each has a (color, shape) pair the encoder and the
+video LM never saw; ``--split train`` for videos of the training pairs),
 32×32, 9 frames, keyframes 0 and 8; deterministic DDIM (``eta = 0``), guidance 1. Prints PSNR/SSIM of the
 diffusion decoding and of the token preview, PSNR of keyframes vs in-between frames, the Shapes scores of
 reconstructions and originals with their ratio, and the decoding time.
@@ -29,6 +30,12 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=64)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--seed", type=int, default=123)
+    parser.add_argument(
+        "--split",
+        choices=("heldout", "train", "all"),
+        default="heldout",
+        help="Shapes split of the videos: 'heldout' has a held-out (color, shape) pair in every video",
+    )
     parser.add_argument("--guidance", type=float, default=1.0, help="decoder classifier-free guidance")
     parser.add_argument("--eta", type=float, default=0.0, help="DDIM eta")
     parser.add_argument("--threads", type=int, default=None)
@@ -37,7 +44,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     tok = load_shapes_default() if args.model is None else DeepTokenizer.from_pretrained(args.model)
     tok = tok.float().eval()
-    cfg = ShapesConfig(resolution=32, num_frames=9, fps=8.0, split="heldout", seed=args.seed)
+    cfg = ShapesConfig(resolution=32, num_frames=9, fps=8.0, split=args.split, seed=args.seed)
     videos, captions = generate(args.videos, cfg)
     video = torch.from_numpy(videos.transpose(0, 4, 1, 2, 3).copy()).float().div(127.5).sub(1)
     with torch.no_grad():
@@ -57,6 +64,7 @@ def main() -> None:
     ours, ref = score_videos(recon, captions), score_videos(video, captions)
     result = {
         "videos": args.videos,
+        "split": args.split,
         "ddim_steps": args.steps,
         "guidance": args.guidance,
         "eta": args.eta,

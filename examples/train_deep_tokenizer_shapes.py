@@ -10,10 +10,13 @@ guidance 1, ``--eval-steps`` steps; the preview PSNR; Shapes scores) and exports
 held-out PSNR is the best so far, so an interrupted run is usable.
 
 Reproduce the shipped weights — 59 minutes on the 2-core CPU for the base model (3,000 preview steps +
-1,000 diffusion steps of batch 16; stopped at step 4,000 of the planned 4,200), then 12 minutes of a
-decoder-only fine-tune (``--freeze-tokens``: the tokens stay bit-identical) with a 20× loss weight on the
-objects and the preview gradient loss, whose step-900 export (kept by ``--select score``) ships, stored in
-fp16 by ``DeepTokenizer.from_pretrained(dir).half().save_pretrained(dir)``::
+1,000 diffusion steps of batch 16; stopped at step 4,000 of the planned 4,200), then two decoder-only
+fine-tunes (``--freeze-tokens``: the tokens stay bit-identical) with a 20× loss weight on the objects and
+the preview gradient loss: 12 minutes on the training split (its step-900 export, kept by ``--select
+score``, is the start of the next), then 20 minutes on videos of every (color, shape) pair (``--train-split
+all``: a decoder trained without the held-out pairs draws a small yellow circle as a square, though the
+tokens tell them apart), whose step-1,200 export ships, stored in fp16 by
+``DeepTokenizer.from_pretrained(dir).half().save_pretrained(dir)``::
 
     python examples/train_deep_tokenizer_shapes.py --output-dir runs/deep_tokens_shapes \
         --train-videos 10000 --preview-steps 3000 --steps 1200 --eval-every 500 --eval-videos 16 \
@@ -22,13 +25,17 @@ fp16 by ``DeepTokenizer.from_pretrained(dir).half().save_pretrained(dir)``::
         --init-from runs/deep_tokens_shapes/best --freeze-tokens --foreground-weight 20 --gradient-weight 1.0 \
         --lr 5e-4 --warmup 50 --preview-steps 2400 --steps 500 --eval-every 300 --eval-videos 32 \
         --select score --train-videos 10000 --threads 1 --export runs/deep_tokens_shapes_ft/best
+    python examples/train_deep_tokenizer_shapes.py --output-dir runs/deep_tokens_shapes_all \
+        --init-from runs/deep_tokens_shapes_ft/best --freeze-tokens --train-split all --foreground-weight 20 \
+        --gradient-weight 1.0 --lr 2e-4 --warmup 50 --preview-steps 1800 --steps 0 --eval-every 300 \
+        --eval-videos 32 --select score --train-videos 10000 --threads 1 --export runs/deep_tokens_shapes_all/best
 
 ``--minutes M`` stops a run after an evaluation past M minutes and saves a checkpoint; the same command with
 ``--resume`` continues it (schedules, data order and the export's best included), so a long run can be
 spread over several sessions.
 
-(The shipped runs read their 10,000 training clips from two caches rendered with seeds 100 and 101; the
-commands render them with ``--seed``.) Measure the result with ``examples/evaluate_deep_tokenizer_shapes.py``.
+(The shipped runs read their 10,000 training clips from two caches rendered with seeds 100 and 101 — seeds
+200 and 201 for the last run; the commands render them with ``--seed``.) Measure the result with ``examples/evaluate_deep_tokenizer_shapes.py``.
 """
 
 from __future__ import annotations
@@ -179,6 +186,12 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--train-videos", type=int, default=8000, help="pre-rendered training clips")
     parser.add_argument("--train-cache", default=None, help=".npz cache of the training clips")
+    parser.add_argument(
+        "--train-split",
+        choices=("train", "all"),
+        default="train",
+        help="Shapes split of the training clips: 'all' includes the held-out (color, shape) pairs",
+    )
     parser.add_argument("--eval-videos", type=int, default=32)
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--eval-steps", type=int, default=10, help="DDIM steps of the evaluation")
@@ -211,7 +224,7 @@ def main() -> None:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     caches = args.train_cache.split(",") if args.train_cache else [None]
-    parts = [render("train", args.train_videos, args.seed, c)[0] for c in caches]
+    parts = [render(args.train_split, args.train_videos, args.seed, c)[0] for c in caches]
     train_videos = np.concatenate(parts)[: args.train_videos]
     held_videos, held_captions = render("heldout", args.eval_videos, args.seed + 1, None)
     held = to_tensor(held_videos)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -99,11 +100,17 @@ def test_train_deep_tokenizer_shapes_then_a_new_decoder_on_its_tokens(tmp_path):
     base, new = tmp_path / "base", tmp_path / "new"
     _run(script, "--output-dir", str(tmp_path / "run0"), "--export", str(base), "--preview-steps", "1",
          "--steps", "1", *common, cwd=tmp_path)  # fmt: skip
-    refine = '{"denoiser_kwargs": {"spatial_refine_channels": 8}}'
+    refine = '{"denoiser_kwargs": {"spatial_refine_channels": 8}, "preview_loss": "l1"}'
+    cache = tmp_path / "all.npz"
     out = _run(script, "--output-dir", str(tmp_path / "run1"), "--export", str(new), "--init-from", str(base),
                "--freeze-tokens", "--config", refine, "--preview-steps", "2", "--steps", "0", *common,
-               cwd=tmp_path)  # fmt: skip
+               "--train-split", "all", "--train-cache", str(cache), cwd=tmp_path)  # fmt: skip
     assert "newly initialized" in out
+    # --train-split all renders from the split with the held-out (color, shape) pairs.
+    from vidtok.data.shapes import ShapesConfig, generate
+
+    expected = generate(4, ShapesConfig(resolution=32, num_frames=9, fps=8.0, split="all", seed=0))[1]
+    assert [str(c) for c in np.load(cache)["captions"]] == expected
     # --minutes stops after an evaluation with a checkpoint; --resume finishes the same run from it.
     stopped = ("--output-dir", str(tmp_path / "run2"), "--export", str(tmp_path / "run2_best"), "--init-from",
                str(base), "--preview-steps", "3", "--steps", "0", *common)  # fmt: skip
@@ -117,7 +124,7 @@ def test_train_deep_tokenizer_shapes_then_a_new_decoder_on_its_tokens(tmp_path):
     log = (tmp_path / "run2" / "eval.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in log] == [1, 2, 3] and json.loads(log[1])["psnr"] < 99
     a, b = DeepTokenizer.from_pretrained(base).eval(), DeepTokenizer.from_pretrained(new).eval()
-    assert b.config.denoiser_kwargs["spatial_refine_channels"] == 8
+    assert b.config.denoiser_kwargs["spatial_refine_channels"] == 8 and b.config.preview_loss == "l1"
     video = torch.rand(1, 3, 9, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
     assert torch.equal(a.encode(video).tokens, b.encode(video).tokens)
     # A new decoder needs frozen tokens, and only decoder keys may change.
