@@ -35,7 +35,8 @@ tokens tell them apart), whose step-1,200 export ships, stored in fp16 by
 spread over several sessions.
 
 (The shipped runs read their 10,000 training clips from two caches rendered with seeds 100 and 101 — seeds
-200 and 201 for the last run; the commands render them with ``--seed``.) Measure the result with ``examples/evaluate_deep_tokenizer_shapes.py``.
+200 and 201 for the last run; the commands render them with ``--seed``.) Measure the result with
+``examples/evaluate_deep_tokenizer_shapes.py``.
 """
 
 from __future__ import annotations
