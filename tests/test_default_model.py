@@ -26,6 +26,15 @@ def test_loads_offline_and_is_small(pipe):
         assert next(module.parameters()).dtype == torch.float32
 
 
+def test_shipped_configs_name_no_local_path():
+    """An export loaded from a folder records it as ``_name_or_path``; a shipped config must not carry it."""
+    import json
+    from pathlib import Path
+
+    for path in Path(DEFAULT_MODEL_PATH).rglob("*.json"):
+        assert "_name_or_path" not in json.loads(path.read_text()), path
+
+
 @pytest.mark.slow
 def test_follows_held_out_prompts(pipe):
     # Held-out (color, shape) pairs: never seen in training. A regression guard on 6 prompts x 1 seed; the
