@@ -423,6 +423,14 @@ def test_with_decoder_config_keeps_the_tokens_and_matching_decoder_weights():
         model.with_decoder_config(num_queries=8)
 
 
+@torch.no_grad()
+def _stride4_preview(model: DeepTokenizer, video: torch.Tensor) -> torch.Tensor:
+    """The preview of a ``(2, 3, 5, 16, 16)`` clip at stride 4: what ``training_step`` regresses."""
+    tokens = model.encode_frames(torch.stack([video[:, :, 0], video[:, :, 4]], 1).flatten(0, 1)).view(2, 2, 4, 16)
+    stride, positions = torch.full((2,), 4.0), torch.linspace(0, 1, 5)
+    return model.denoiser.spatial_condition(tokens[:, 0], tokens[:, 1], positions, stride, 16, 16)[1]
+
+
 def test_loss_weight_weights_every_pixel():
     model = _tiny(train_strides=[4], cond_dropout=0.0).train()
     video = _video(b=2, t=5)
@@ -434,10 +442,7 @@ def test_loss_weight_weights_every_pixel():
     weight = torch.zeros(1, 1, 5, 16, 16)
     weight[..., 3, 7] = 1.0
     spot = model.training_step({"video": video, "loss_weight": weight}, generator=g())
-    with torch.no_grad():
-        tokens = model.encode_frames(torch.stack([video[:, :, 0], video[:, :, 4]], 1).flatten(0, 1)).view(2, 2, 4, 16)
-        stride, positions = torch.full((2,), 4.0), torch.linspace(0, 1, 5)
-        _, preview = model.denoiser.spatial_condition(tokens[:, 0], tokens[:, 1], positions, stride, 16, 16)
+    preview = _stride4_preview(model, video)
     assert torch.allclose(spot["preview_loss"], (preview - video).pow(2)[..., 3, 7].mean(), atol=1e-6)
     with pytest.raises(ValueError, match="loss_weight of shape"):
         model.training_step({"video": video, "loss_weight": torch.ones(2, 1, 4, 16, 16)})
@@ -464,10 +469,7 @@ def test_l1_preview_loss_is_the_weighted_absolute_error():
     weight = torch.zeros(1, 1, 5, 16, 16)
     weight[..., 3, 7] = 1.0
     spot = model.training_step({"video": video, "loss_weight": weight}, generator=g())
-    with torch.no_grad():
-        tokens = model.encode_frames(torch.stack([video[:, :, 0], video[:, :, 4]], 1).flatten(0, 1)).view(2, 2, 4, 16)
-        stride, positions = torch.full((2,), 4.0), torch.linspace(0, 1, 5)
-        _, preview = model.denoiser.spatial_condition(tokens[:, 0], tokens[:, 1], positions, stride, 16, 16)
+    preview = _stride4_preview(model, video)
     assert torch.allclose(spot["preview_loss"], (preview - video).abs()[..., 3, 7].mean(), atol=1e-6)
     # Only the preview's loss changes: the diffusion loss is Eq. 1's MSE either way.
     mse = _tiny(train_strides=[4], cond_dropout=0.0).train().training_step({"video": video}, generator=g())
