@@ -54,7 +54,7 @@ _LAZY: dict[str, str] = {
             "sample_objects",
             "sample_scene",
         ),
-        "vidtok.data.shapes",
+        "vidtok.data.shapes",  # re-exports of vidtok.shapes (resolved there on first access)
     ),
     **dict.fromkeys(
         (

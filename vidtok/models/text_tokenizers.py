@@ -26,35 +26,11 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["SHAPES_WORDS", "encode_prompts", "load_text_tokenizer", "shapes_word_tokenizer", "gpt2_bpe_tokenizer"]
+# SHAPES_WORDS: the Shapes vocabulary (after the special tokens [PAD] = 0, [UNK] = 1, [SEP] = 2), derived from
+# the caption grammar in a fixed order that shipped tokenizers depend on.
+from vidtok.shapes.grammar import SHAPES_WORDS
 
-#: The Shapes vocabulary (after the special tokens ``[PAD]`` = 0, ``[UNK]`` = 1, ``[SEP]`` = 2), including
-#: ``shape`` for under-specified prompts (``"a red shape"``).
-SHAPES_WORDS: tuple[str, ...] = (
-    "a",
-    "and",
-    "small",
-    "large",
-    "red",
-    "green",
-    "blue",
-    "yellow",
-    "magenta",
-    "cyan",
-    "white",
-    "circle",
-    "square",
-    "triangle",
-    "shape",
-    "moves",
-    "left",
-    "right",
-    "up",
-    "down",
-    "stays",
-    "still",
-    "bounces",
-)
+__all__ = ["SHAPES_WORDS", "encode_prompts", "load_text_tokenizer", "shapes_word_tokenizer", "gpt2_bpe_tokenizer"]
 
 
 def shapes_word_tokenizer():
