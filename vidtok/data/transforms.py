@@ -29,7 +29,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from PIL import Image
+
+from vidtok.io.frames import resize_frames
 
 __all__ = [
     "Clip",
@@ -257,15 +258,12 @@ def center_crop(frames: np.ndarray, size: int | Sequence[int]) -> np.ndarray:
     return frames[..., top : top + th, left : left + tw, :]
 
 
-def _resize_frames(frames: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    if frames.shape[1:3] == hw:
-        return frames
-    # Pillow's bilinear filter widens its support when downscaling, so it anti-aliases (same as vidtok.io).
-    return np.stack([np.asarray(Image.fromarray(f).resize((hw[1], hw[0]), Image.Resampling.BILINEAR)) for f in frames])
-
-
 def resize_center_crop(frames: np.ndarray, size: int | Sequence[int]) -> np.ndarray:
     """Resize ``uint8`` frames ``(T, H, W, C)`` to cover ``size`` (keeping the aspect ratio), then center-crop.
+
+    The resize is [`vidtok.io.resize_frames`][vidtok.io.resize_frames] (Pillow bilinear, anti-aliased), the one
+    readers use while decoding. Model-layout tensors are cropped and resized by
+    [`vidtok.io.center_resize`][vidtok.io.center_resize] instead (crop first, then torch interpolation).
 
     Args:
         frames: ``uint8`` frames ``(T, H, W, 3)``.
@@ -277,4 +275,4 @@ def resize_center_crop(frames: np.ndarray, size: int | Sequence[int]) -> np.ndar
     if frames.ndim != 4:
         raise ValueError(f"frames must be (T, H, W, C), got shape {frames.shape}")
     plan = resize_crop_plan(frames.shape[1], frames.shape[2], size)
-    return np.ascontiguousarray(center_crop(_resize_frames(frames, plan.resize), plan.size))
+    return np.ascontiguousarray(center_crop(resize_frames(frames, plan.resize), plan.size))

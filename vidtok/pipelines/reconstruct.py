@@ -26,14 +26,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from diffusers import ModelMixin  # noqa: F401  (ModelMixin: diffusers' loader looks it up here)
 
+from vidtok.io import as_model_video, center_resize, to_output
 from vidtok.pipelines.pipeline_output import ReconstructionOutput
 from vidtok.pipelines.pipeline_utils import VidtokPipeline
-from vidtok.tokenizers.base import VideoTokenizer, check_video
+from vidtok.tokenizers.base import VideoTokenizer
 
 __all__ = ["Reconstruct", "compression_report", "reconstruct_file", "vq_token_count"]
 
@@ -153,7 +152,7 @@ class Reconstruct(VidtokPipeline):
         if output_type not in ("np", "pt", "pil"):
             raise ValueError(f"output_type must be 'np', 'pt' or 'pil', got {output_type!r}")
         tok = self.video_tokenizer
-        video = _as_model_video(video).to(tok.device, tok.dtype)
+        video = as_model_video(video).to(tok.device, tok.dtype)
         enc_kwargs = {"frame_stride": frame_stride} if frame_stride is not None else {}
         tokens = tok.encode(video, **enc_kwargs).tokens
         dec = _decode_kwargs(
@@ -169,52 +168,16 @@ class Reconstruct(VidtokPipeline):
             progress=progress,
         )
         recon = tok.decode(tokens, **dec).float()
-        frames = _to_output(recon, output_type)
+        frames = to_output(recon, output_type)
         if not return_dict:
             return frames, tokens
         return ReconstructionOutput(frames=frames, tokens=tokens, num_frames=recon.shape[2])
 
 
-def _as_model_video(video: Any) -> torch.Tensor:
-    if (
-        isinstance(video, torch.Tensor)
-        and video.is_floating_point()
-        and video.ndim in (4, 5)
-        and video.shape[-4] in (1, 3)
-    ):
-        if video.ndim == 4 and video.shape[0] in (1, 3):
-            video = video[None]
-        if video.ndim == 5 and video.shape[1] in (1, 3):
-            return check_video(video, channels=None)
-    from vidtok.io import frames_to_tensor
-
-    return check_video(frames_to_tensor(video)[None], channels=None)
-
-
-def _to_output(video: torch.Tensor, output_type: str) -> Any:
-    if output_type == "pt":
-        return video
-    frames = ((video.clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 4, 1).cpu().numpy()
-    if output_type == "np":
-        return frames
-    from PIL import Image
-
-    return [[Image.fromarray((f * 255).round().astype(np.uint8)) for f in clip] for clip in frames]
-
-
-def _center_resize(video: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Center-crop ``(C, T, H, W)`` to the aspect of ``size``, then resize (antialiased bilinear)."""
-    c, t, h, w = video.shape
-    th, tw = size
-    scale = min(h / th, w / tw)
-    ch, cw = round(th * scale), round(tw * scale)
-    top, left = (h - ch) // 2, (w - cw) // 2
-    video = video[:, :, top : top + ch, left : left + cw]
-    if (ch, cw) == (th, tw):
-        return video
-    frames = video.transpose(0, 1)
-    frames = F.interpolate(frames, size=(th, tw), mode="bilinear", align_corners=False, antialias=True)
-    return frames.transpose(0, 1).clamp(-1, 1)
+# Old private names: text_to_video.py still imports them from here.
+_as_model_video = as_model_video
+_to_output = to_output
+_center_resize = center_resize
 
 
 def reconstruct_file(
@@ -292,7 +255,7 @@ def reconstruct_file(
     used = (keyframes - 1) * f + 1
     if size is None:
         size = getattr(tok, "sample_size", None) or tuple(video.shape[-2:])
-    video = _center_resize(video[:, :used], tuple(size))
+    video = center_resize(video[:, :used], tuple(size))
     pipe = Reconstruct(tok)
     generator = torch.Generator().manual_seed(seed)
     out = pipe(
