@@ -9,7 +9,7 @@ module                      what it holds
 ``vidtok.data.video``       ``VideoDataset`` (CSV/JSONL/folder + captions, clip sampling, filters),
                             ``build_video_index``, ``load_clip``, ``read_records``
 ``vidtok.data.images``      ``ImageTextDataset`` (images as 1-frame videos)
-``vidtok.data.mixing``      ``WeightedMixture`` (weighted sources, one source per batch)
+``vidtok.data.mixing``      ``WeightedMixture`` (weighted sources, one source per batch), ``MixingPlan``
 ``vidtok.data.motion``      ``motion_score`` (DiCoDe's optical-flow motion filter; ``vidtok[motion]``)
 ``vidtok.data.shards``      ``write_shards`` / ``ShardDataset`` (WebDataset tar shards, streaming)
 ``vidtok.data.token_cache`` ``build_token_cache`` / ``TokenCacheDataset`` (train on precomputed tokens)
@@ -75,7 +75,7 @@ _LAZY: dict[str, str] = {
         "vidtok.data.video",
     ),
     "ImageTextDataset": "vidtok.data.images",
-    **dict.fromkeys(("MixtureBatchSampler", "WeightedMixture"), "vidtok.data.mixing"),
+    **dict.fromkeys(("MixingPlan", "MixtureBatchSampler", "WeightedMixture"), "vidtok.data.mixing"),
     **dict.fromkeys(("DICODE_MOTION_RANGE", "flow_magnitudes", "motion_score"), "vidtok.data.motion"),
     **dict.fromkeys(("ShardDataset", "expand_urls", "write_shards"), "vidtok.data.shards"),
     **dict.fromkeys(
@@ -108,6 +108,7 @@ __all__ = [
     "LINEAR_MOTIONS",
     "LONG_CLIP_FRAMES",
     "MOTIONS",
+    "MixingPlan",
     "MixtureBatchSampler",
     "SHAPES",
     "SIZES",
@@ -168,7 +169,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # real imports for IDEs and type checkers
     from vidtok.data.images import ImageTextDataset
-    from vidtok.data.mixing import MixtureBatchSampler, WeightedMixture
+    from vidtok.data.mixing import MixingPlan, MixtureBatchSampler, WeightedMixture
     from vidtok.data.motion import DICODE_MOTION_RANGE, flow_magnitudes, motion_score
     from vidtok.data.shapes import (
         COLORS,

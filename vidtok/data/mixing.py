@@ -21,17 +21,109 @@ sources); pass ``batch_sampler=mixture.batch_sampler(rank=rank, world_size=world
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset, Sampler
 
-__all__ = ["MixtureBatchSampler", "WeightedMixture"]
+__all__ = ["MixingPlan", "MixtureBatchSampler", "WeightedMixture"]
 
-# Stream ids that keep the per-batch source draws apart from the per-source permutations.
-_CHOICE_STREAM = 0
-_PERM_STREAM = 1
+# Tags that keep the independent random draws apart: source choices, per-pass permutations, uniform reads.
+_CHOICE, _PERMUTE, _UNIFORM = 0, 1, 2
+
+
+class MixingPlan:
+    """The seeded draws behind weighted source mixing: which source a batch reads, and in which order.
+
+    One implementation serves [`WeightedMixture`][vidtok.data.mixing.WeightedMixture] and the trainer's
+    [`ShardedBatchSampler`][vidtok.training.sampling.ShardedBatchSampler] /
+    [`ShardedStream`][vidtok.training.sampling.ShardedStream]. Every draw comes from its own generator
+    ``default_rng([*key, tag, ...])``, so any draw can be made in any order (seekable, worker-independent):
+
+    * sources: ``default_rng([*key, 0, *keys]).choice(K, size, p=probabilities)``;
+    * reading order: source ``k`` is read in passes, position ``p`` reads ``perm[p mod L]`` of the permutation
+      ``default_rng([*key, 1, k, p div L])`` of pass ``p div L`` (every sample once before any repeats); sources
+      longer than ``uniform_above`` draw each position uniformly from ``default_rng([*key, 2, k, p])`` instead,
+      so no huge permutation is built.
+
+    Args:
+        weights: Relative weight of each source; normalized. Zero-weight sources are never drawn.
+        lengths: Length of each source (needed by [`position`][vidtok.data.mixing.MixingPlan.position]);
+            ``None`` for streams, which are read as they come.
+        key: The seed words every generator starts with, e.g. ``(seed, epoch)`` or ``(seed, stream)``.
+        shuffle: Read each source in seeded random order (otherwise in index order, wrapping around).
+        uniform_above: Sources longer than this are read uniformly at random (``None``: never).
+        names: Source names for error messages (default: their indices).
+
+    Raises:
+        ValueError: If the weights are not finite, non-negative and not all zero, or a source with a positive
+            weight is empty.
+
+    Example:
+        >>> plan = MixingPlan([1, 3], lengths=[4, 6], key=(0, 0))
+        >>> plan.draw_sources(8).tolist()
+        [1, 1, 0, 0, 1, 1, 1, 1]
+        >>> [plan.position(1, p)[0] for p in range(6)]  # one pass over source 1, in a seeded order
+        [2, 4, 1, 3, 0, 5]
+    """
+
+    def __init__(
+        self,
+        weights: Sequence[float],
+        lengths: Sequence[int] | None = None,
+        *,
+        key: Sequence[int],
+        shuffle: bool = True,
+        uniform_above: int | None = None,
+        names: Sequence[str] | None = None,
+    ) -> None:
+        w = np.asarray(weights, dtype=np.float64)
+        names = list(names) if names is not None else list(range(len(w)))
+        if w.ndim != 1 or len(w) == 0 or not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
+            shown = dict(zip(names, w.tolist())) if w.ndim == 1 else list(weights)
+            raise ValueError(f"weights must be finite, >= 0 and not all 0, got {shown}")
+        self.probabilities = w / w.sum()
+        self.active = np.flatnonzero(self.probabilities > 0)
+        self.lengths = None if lengths is None else [int(n) for n in lengths]
+        if self.lengths is not None:
+            if len(self.lengths) != len(w):
+                raise ValueError(f"{len(w)} weights for {len(self.lengths)} sources")
+            empty = [names[i] for i in self.active if self.lengths[i] == 0]
+            if empty:
+                raise ValueError(f"sources {empty} are empty but have a positive weight")
+        self.key = tuple(int(k) for k in key)
+        self.shuffle = bool(shuffle)
+        self.uniform_above = uniform_above
+        self._perms: dict[tuple[int, int], np.ndarray] = {}
+
+    def rng(self, tag: int, *keys: int) -> np.random.Generator:
+        """The generator of one independent draw: ``default_rng([*key, tag, *keys])``."""
+        return np.random.default_rng([*self.key, tag, *keys])
+
+    def draw_sources(self, size: int, *keys: int) -> np.ndarray:
+        """``size`` source ids drawn with the weights from the generator of ``keys`` (e.g. a batch number)."""
+        if len(self.active) == 1:  # the draw's outcome is certain: skip the generator
+            return np.full(size, self.active[0], dtype=np.int64)
+        return self.rng(_CHOICE, *keys).choice(len(self.probabilities), size=size, p=self.probabilities)
+
+    def position(self, source: int, position: int) -> tuple[int, int]:
+        """``(index in the source, pass)`` read at ``position`` of the source's reading order."""
+        length = self.lengths[source]
+        epoch_pass, offset = divmod(position, length)
+        if not self.shuffle:
+            return offset, epoch_pass
+        if self.uniform_above is not None and length > self.uniform_above:
+            return int(self.rng(_UNIFORM, source, position).integers(length)), epoch_pass
+        key = (source, epoch_pass)
+        perm = self._perms.get(key)
+        if perm is None:
+            perm = self.rng(_PERMUTE, source, epoch_pass).permutation(length)
+            # A batch spans at most two passes of a source: drop older permutations.
+            for old in [k for k in self._perms if k[0] == source and k[1] < epoch_pass - 1]:
+                del self._perms[old]
+            self._perms[key] = perm
+        return int(perm[offset]), epoch_pass
 
 
 class WeightedMixture(Dataset):
@@ -86,33 +178,32 @@ class WeightedMixture(Dataset):
         unknown = sorted(set(weights) - set(self.names))
         if unknown:
             raise ValueError(f"weights name unknown sources {unknown}; sources are {self.names}")
-        w = np.array([float(weights.get(name, 0.0)) for name in self.names])
-        if not np.all(np.isfinite(w)) or (w < 0).any() or w.sum() <= 0:
-            raise ValueError(f"weights must be finite, >= 0 and not all 0, got {dict(weights)}")
-        for name, wk in zip(self.names, w):
-            if wk > 0 and len(self.datasets[name]) == 0:
-                raise ValueError(f"source {name!r} is empty but has weight {wk}")
-        self.probabilities = w / w.sum()
+        self._weights = [float(weights.get(name, 0.0)) for name in self.names]
+        self._lengths = [len(self.datasets[name]) for name in self.names]
         self.batch_size = int(batch_size)
-        total = sum(len(d) for d in self.datasets.values()) if length is None else int(length)
-        self.num_batches = total // self.batch_size
-        if self.num_batches < 1:
-            raise ValueError(f"length {total} is smaller than one batch of {self.batch_size}")
         self.seed = int(seed)
         self.shuffle = bool(shuffle)
         self.epoch = 0
-        self._perm_cache: dict[tuple[int, int], np.ndarray] = {}
-        self._plan()
+        self._plan()  # validates the weights
+        self.probabilities = self._mixing.probabilities
+        total = sum(self._lengths) if length is None else int(length)
+        self.num_batches = total // self.batch_size
+        if self.num_batches < 1:
+            raise ValueError(f"length {total} is smaller than one batch of {self.batch_size}")
+        self._draw()
 
     def _plan(self) -> None:
-        rng = np.random.default_rng([self.seed, self.epoch, _CHOICE_STREAM])
-        self._choices = rng.choice(len(self.names), size=self.num_batches, p=self.probabilities)
+        self._mixing = MixingPlan(
+            self._weights, self._lengths, key=(self.seed, self.epoch), shuffle=self.shuffle, names=self.names
+        )
+
+    def _draw(self) -> None:
+        self._choices = self._mixing.draw_sources(self.num_batches)
         # How many earlier batches of the epoch drew the same source: the batch's position in that source.
         self._ordinal = np.zeros(self.num_batches, dtype=np.int64)
         for k in range(len(self.names)):
             mask = self._choices == k
             self._ordinal[mask] = np.arange(int(mask.sum()))
-        self._perm_cache.clear()
 
     def __len__(self) -> int:
         return self.num_batches * self.batch_size
@@ -121,6 +212,7 @@ class WeightedMixture(Dataset):
         """Redraw the batch sources and orders for ``epoch`` and pass the epoch on to sources that take it."""
         self.epoch = int(epoch)
         self._plan()
+        self._draw()
         for ds in self.datasets.values():
             if hasattr(ds, "set_epoch"):
                 ds.set_epoch(epoch)
@@ -143,28 +235,12 @@ class WeightedMixture(Dataset):
             raise IndexError(f"index {index} out of range for a mixture of length {n}")
         return index
 
-    def _source_index(self, k: int, position: int) -> int:
-        n = len(self.datasets[self.names[k]])
-        epoch_pass, offset = divmod(position, n)
-        if not self.shuffle:
-            return offset
-        key = (k, epoch_pass)
-        perm = self._perm_cache.get(key)
-        if perm is None:
-            rng = np.random.default_rng([self.seed, self.epoch, _PERM_STREAM, k, epoch_pass])
-            perm = rng.permutation(n)
-            # Keep only the current pass of each source (a batch may straddle two passes).
-            for old in [c for c in self._perm_cache if c[0] == k and c[1] < epoch_pass - 1]:
-                del self._perm_cache[old]
-            self._perm_cache[key] = perm
-        return int(perm[offset])
-
     def locate(self, index: int) -> tuple[str, int]:
         """``(source name, index in that source)`` of mixture sample ``index``."""
         index = self._check(index)
         b, r = divmod(index, self.batch_size)
         k = int(self._choices[b])
-        return self.names[k], self._source_index(k, int(self._ordinal[b]) * self.batch_size + r)
+        return self.names[k], self._mixing.position(k, int(self._ordinal[b]) * self.batch_size + r)[0]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         """The sample at ``index``: the chosen source's sample dict plus ``"source"``."""

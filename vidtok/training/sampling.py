@@ -11,7 +11,9 @@ which sample it gets. Three properties follow, and the trainer relies on all of 
 
 Within a dataset, samples are read in epochs: slot position ``p`` (counted over the whole stream) reads
 ``perm_e[p mod L]`` of the seeded permutation of epoch ``e = p div L`` (datasets above ``2**24`` samples are
-read uniformly at random instead, to avoid materializing huge permutations). A dataset with
+read uniformly at random instead, to avoid materializing huge permutations). The draws are those of
+[`MixingPlan`][vidtok.data.mixing.MixingPlan], the one implementation of weighted mixing that
+[`WeightedMixture`][vidtok.data.mixing.WeightedMixture] uses too, keyed by ``(seed, stream)``. A dataset with
 ``set_epoch(epoch)`` is told the epoch of each sample it serves, inside the worker that serves it.
 """
 
@@ -23,19 +25,20 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset, IterableDataset, Sampler, get_worker_info
 
+from vidtok.data.mixing import MixingPlan
+
 __all__ = ["IndexedSources", "ShardedBatchSampler", "ShardedStream"]
 
 _PERMUTATION_LIMIT = 2**24
-# Stream tags keep the independent random draws apart.
-_CHOICE, _PERMUTE, _UNIFORM = 0, 1, 2
 
 
 class _Plan:
-    """The seeded choices shared by the map-style sampler and the stream: sources and sample positions."""
+    """A [`MixingPlan`][vidtok.data.mixing.MixingPlan] keyed by ``(seed, stream)``, drawn per global batch."""
 
     def __init__(
         self,
         weights: Sequence[float],
+        lengths: Sequence[int] | None = None,
         *,
         global_batch: int,
         seed: int,
@@ -43,26 +46,18 @@ class _Plan:
         mix: str,
         shuffle: bool,
     ) -> None:
-        w = np.asarray(weights, dtype=np.float64)
-        if w.ndim != 1 or len(w) == 0 or (w < 0).any() or w.sum() <= 0:
-            raise ValueError(f"weights must be non-negative with a positive sum, got {list(weights)}")
         if mix not in ("batch", "sample"):
             raise ValueError(f"mix must be 'batch' or 'sample', got {mix!r}")
-        self.probs = w / w.sum()
-        self.active = np.flatnonzero(self.probs > 0)
+        self.mixing = MixingPlan(
+            weights, lengths, key=(seed, stream), shuffle=shuffle, uniform_above=_PERMUTATION_LIMIT
+        )
+        self.active = self.mixing.active
         self.global_batch = int(global_batch)
-        self.seed, self.stream, self.mix, self.shuffle = int(seed), int(stream), mix, bool(shuffle)
-
-    def rng(self, tag: int, *keys: int) -> np.random.Generator:
-        return np.random.default_rng([self.seed, self.stream, tag, *keys])
+        self.mix = mix
 
     def sources(self, batch: int) -> np.ndarray:
         """Source id of every slot of global batch ``batch``."""
-        if len(self.active) == 1:
-            return np.full(self.global_batch, self.active[0], dtype=np.int64)
-        rng = self.rng(_CHOICE, batch)
-        size = 1 if self.mix == "batch" else self.global_batch
-        picks = rng.choice(len(self.probs), size=size, p=self.probs)
+        picks = self.mixing.draw_sources(1 if self.mix == "batch" else self.global_batch, batch)
         return np.broadcast_to(picks, (self.global_batch,)).astype(np.int64)
 
 
@@ -113,37 +108,22 @@ class ShardedBatchSampler(Sampler[list[tuple[int, int, int]]]):
         if len(weights) != len(self.lengths):
             raise ValueError(f"{len(weights)} weights for {len(self.lengths)} datasets")
         self.plan = _Plan(
-            weights, global_batch=batch_size * num_processes, seed=seed, stream=stream, mix=mix, shuffle=shuffle
+            weights,
+            self.lengths,
+            global_batch=batch_size * num_processes,
+            seed=seed,
+            stream=stream,
+            mix=mix,
+            shuffle=shuffle,
         )
-        empty = [i for i in self.plan.active if self.lengths[i] == 0]
-        if empty:
-            raise ValueError(f"datasets {empty} are empty but have a positive weight")
         self.batch_size, self.process_index, self.start_batch = batch_size, process_index, start_batch
-        self._perms: dict[tuple[int, int], np.ndarray] = {}
-
-    def _index(self, source: int, position: int) -> tuple[int, int]:
-        length = self.lengths[source]
-        epoch, offset = divmod(position, length)
-        if not self.plan.shuffle:
-            return offset, epoch
-        if length > _PERMUTATION_LIMIT:
-            return int(self.plan.rng(_UNIFORM, source, position).integers(length)), epoch
-        key = (source, epoch)
-        perm = self._perms.get(key)
-        if perm is None:
-            perm = self.plan.rng(_PERMUTE, source, epoch).permutation(length)
-            # A batch spans at most two epochs of a source: drop older permutations.
-            for old in [k for k in self._perms if k[0] == source and k[1] < epoch - 1]:
-                del self._perms[old]
-            self._perms[key] = perm
-        return int(perm[offset]), epoch
 
     def global_batch(self, batch: int) -> list[tuple[int, int, int]]:
         """All ``(source, index, epoch)`` keys of global batch ``batch`` (every process's share)."""
         g = self.plan.global_batch
         keys = []
         for slot, source in enumerate(self.plan.sources(batch)):
-            index, epoch = self._index(int(source), batch * g + slot)
+            index, epoch = self.plan.mixing.position(int(source), batch * g + slot)
             keys.append((int(source), index, epoch))
         return keys
 
