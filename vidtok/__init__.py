@@ -25,11 +25,15 @@ _LAZY: dict[str, str] = {
     "HEADS": "vidtok.heads.base",
     "BACKBONES": "vidtok.backbones.base",
     "RECIPES": "vidtok.recipes.base",
+    "MODELS": "vidtok.models.base",
+    "REGISTRIES": "vidtok.registry",
     "Component": "vidtok.modeling_utils",
     "LoadingError": "vidtok.modeling_utils",
     # kind bases
     "VideoTokenizer": "vidtok.tokenizers.base",
     "TokenHead": "vidtok.heads.base",
+    "Backbone": "vidtok.backbones.base",
+    "VideoARModel": "vidtok.models.base",
     # heads
     "L2Head": "vidtok.heads.l2",
     "GaussianHead": "vidtok.heads.gaussian",
@@ -45,10 +49,13 @@ _LAZY: dict[str, str] = {
     # backbones, models and recipes
     "HFCausalLM": "vidtok.backbones.hf_causal_lm",
     "VideoLM": "vidtok.models.video_lm",
+    "DiCoDeLM": "vidtok.models.dicode_lm",
     "RecipeConfig": "vidtok.recipes.base",
     "ComponentSpec": "vidtok.recipes.base",
     # outputs
     "TokenizerOutput": "vidtok.outputs",
+    "TokenLevel": "vidtok.outputs",
+    "BackboneOutput": "vidtok.outputs",
     # training
     "Trainer": "vidtok.training",
     "TrainingConfig": "vidtok.training",
@@ -83,8 +90,15 @@ _SUBMODULES = (
 __all__ = [
     "BACKBONES",
     "HEADS",
+    "MODELS",
     "RECIPES",
+    "REGISTRIES",
     "TOKENIZERS",
+    "Backbone",
+    "BackboneOutput",
+    "DiCoDeLM",
+    "TokenLevel",
+    "VideoARModel",
     "CategoricalHead",
     "Component",
     "ComponentSpec",
@@ -118,7 +132,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:  # real imports for IDEs, type checkers and the docs' static analysis
-    from .backbones.base import BACKBONES
+    from .backbones.base import BACKBONES, Backbone
     from .backbones.hf_causal_lm import HFCausalLM
     from .heads.base import HEADS, TokenHead
     from .heads.categorical import CategoricalHead
@@ -128,13 +142,15 @@ if TYPE_CHECKING:  # real imports for IDEs, type checkers and the docs' static a
     from .heads.l2 import L2Head
     from .io import VideoReadError, frames_to_tensor, read_video, read_video_info, save_video, tensor_to_frames
     from .modeling_utils import Component, LoadingError
+    from .models.base import MODELS, VideoARModel
+    from .models.dicode_lm import DiCoDeLM
     from .models.video_lm import VideoLM
-    from .outputs import TokenizerOutput
+    from .outputs import BackboneOutput, TokenizerOutput, TokenLevel
     from .pipelines.image_to_video import ImageToVideo
     from .pipelines.reconstruct import Reconstruct, reconstruct_file
     from .pipelines.text_to_video import TextToVideo
     from .recipes.base import RECIPES, ComponentSpec, RecipeConfig
-    from .registry import Registry, RegistryError
+    from .registry import REGISTRIES, Registry, RegistryError
     from .tokenizers.base import TOKENIZERS, VideoTokenizer
     from .tokenizers.deep_tokens import DeepTokenizer
     from .training import Trainer, TrainingConfig

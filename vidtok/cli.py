@@ -28,15 +28,15 @@ __all__ = ["main"]
 # Exceptions a sub-command reports as a one-line usage error (exit code 2) instead of a traceback.
 _USER_ERRORS: tuple[type[BaseException], ...] = (KeyError, ValueError, FileNotFoundError, TypeError)
 
-_KINDS = {"tokenizers": "TOKENIZERS", "heads": "HEADS", "backbones": "BACKBONES", "recipes": "RECIPES"}
+_KINDS = ("tokenizers", "heads", "backbones", "models", "recipes")  # the keys of vidtok.registry.REGISTRIES
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    import vidtok
+    from vidtok.registry import REGISTRIES
 
     kinds = [args.kind] if args.kind else list(_KINDS)
     for kind in kinds:
-        registry = getattr(vidtok, _KINDS[kind])
+        registry = REGISTRIES[kind]
         names = registry.list(args.pattern)
         print(f"{kind} ({len(names)}):")
         for name in names:

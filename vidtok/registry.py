@@ -21,7 +21,7 @@ Design choices (see the concepts page on registries):
   other's entries.
 * An unknown name raises :class:`KeyError` that lists the closest registered names.
 * ``list()`` takes :mod:`fnmatch` wildcards, like ``timm.list_models``.
-* The four library registries (``TOKENIZERS``, ``HEADS``, ``BACKBONES``, ``RECIPES``) are *lazy*: each
+* The five library registries (``TOKENIZERS``, ``HEADS``, ``BACKBONES``, ``MODELS``, ``RECIPES``) are *lazy*: each
   knows the package that defines its entries and imports it on first use, so ``import vidtok`` stays
   cheap while ``vidtok.HEADS.list()`` is always complete.
 
@@ -36,10 +36,10 @@ import fnmatch
 import importlib
 import inspect
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Registry", "RegistryError"]
+__all__ = ["REGISTRIES", "Registry", "RegistryError"]
 
 T = TypeVar("T")
 
@@ -238,6 +238,37 @@ class Registry(Generic[T]):
             except BaseException:
                 self._loaded = False
                 raise
+
+
+class _RegistryMap(Mapping):
+    """Kind (``"tokenizers"``, ``"heads"``, …) → the library's registry, each imported on first access."""
+
+    _WHERE = {
+        "tokenizers": ("vidtok.tokenizers.base", "TOKENIZERS"),
+        "heads": ("vidtok.heads.base", "HEADS"),
+        "backbones": ("vidtok.backbones.base", "BACKBONES"),
+        "models": ("vidtok.models.base", "MODELS"),
+        "recipes": ("vidtok.recipes.base", "RECIPES"),
+    }
+
+    def __getitem__(self, kind: str) -> Registry:
+        if kind not in self._WHERE:
+            raise KeyError(f"unknown registry kind {kind!r}; known: {', '.join(self._WHERE)}")
+        module, attr = self._WHERE[kind]
+        return getattr(importlib.import_module(module), attr)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._WHERE)
+
+    def __len__(self) -> int:
+        return len(self._WHERE)
+
+    def __repr__(self) -> str:
+        return f"REGISTRIES({', '.join(self._WHERE)})"
+
+
+REGISTRIES: Mapping[str, Registry] = _RegistryMap()
+"""The one kind → registry map (``REGISTRIES["heads"] is vidtok.HEADS``) the CLI, the trainer and the tests share."""
 
 
 def _qualname(obj: Any) -> str:

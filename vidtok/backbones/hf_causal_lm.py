@@ -1,16 +1,22 @@
 """Hugging Face causal language models as AR backbones (DiCoDe §3.3–3.4, supplementary §6).
 
 DiCoDe's AR model is a vanilla language model (GPT-2 117M/345M/762M, Llama-3.2 1B/3B) that reads the deep
-tokens through ``inputs_embeds``. These models stay ``transformers`` objects (so their own
-``save_pretrained``/``from_pretrained``, caches and attention kernels apply); the registry entry
-``hf_causal_lm`` is a *builder* that returns the base model (``AutoModel``: no LM head, the continuous head
-replaces it) from a preset, a config dict, a local folder or a hub id.
+tokens through ``inputs_embeds``. :class:`HFCausalLM` adapts such a ``transformers`` base model (``AutoModel``:
+no LM head, the AR head replaces it) to the :class:`~vidtok.backbones.base.Backbone` contract: the model is
+kept as it is in ``.model`` — its weights, its ``save_pretrained`` folder layout (``config.json`` +
+``model.safetensors``), its attention kernels — and the adapter translates the call, passing the attention
+mask and positions through and holding the key/value cache in transformers' ``Cache`` classes (never the
+deprecated tuple format).
 
 Example:
+    >>> import torch
     >>> from vidtok.backbones.hf_causal_lm import HFCausalLM
     >>> lm = HFCausalLM(**HFCausalLM.tiny_config())
-    >>> type(lm).__name__, lm.config.hidden_size
+    >>> type(lm.model).__name__, lm.hidden_size
     ('GPT2Model', 32)
+    >>> out = lm(torch.randn(1, 5, 32), use_cache=True)
+    >>> tuple(out.last_hidden_state.shape), lm.cache_length(out.past_key_values)
+    ((1, 5, 32), 5)
     >>> big = HFCausalLM(preset="gpt2_large", device="meta")  # shapes only, no memory
     >>> round(sum(p.numel() for p in big.parameters()) / 1e6)
     774
@@ -19,12 +25,19 @@ Example:
 from __future__ import annotations
 
 import copy
+import inspect
 import os
 from typing import Any
 
-from vidtok.backbones.base import BACKBONES
+import torch
+from diffusers import ModelMixin
+from torch import nn
 
-__all__ = ["PAPER_PARAMETERS", "PRESETS", "HFCausalLM", "hidden_size"]
+from vidtok.backbones.base import BACKBONES, Backbone
+from vidtok.modeling_utils import LoadingError
+from vidtok.outputs import BackboneOutput
+
+__all__ = ["PAPER_PARAMETERS", "PRESETS", "HFCausalLM", "as_backbone", "hidden_size"]
 
 _LLAMA3_ROPE = {
     "rope_type": "llama3",
@@ -109,7 +122,9 @@ PAPER_PARAMETERS: dict[str, float] = {
 
 
 def hidden_size(model: Any) -> int:
-    """Width of a backbone's hidden states (``config.hidden_size`` for transformers models)."""
+    """Width of a backbone's hidden states (a :class:`Backbone`, or a transformers model's ``config.hidden_size``)."""
+    if isinstance(model, Backbone):
+        return int(model.hidden_size)
     cfg = getattr(model, "config", None)
     size = getattr(cfg, "hidden_size", None)
     if size is None and isinstance(cfg, dict):
@@ -132,13 +147,74 @@ def _config_from_dict(config: dict[str, Any]):
         raise ValueError(f"transformers does not know model_type {model_type!r}: {err}") from err
 
 
-@BACKBONES.register("hf_causal_lm")
-class HFCausalLM:
-    """Builder of a transformers causal LM base model fed with ``inputs_embeds`` (DiCoDe §3.3, supp. §6).
+def _torch_dtype(torch_dtype: Any) -> torch.dtype | None:
+    if torch_dtype is None or isinstance(torch_dtype, torch.dtype):
+        return torch_dtype
+    dtype = getattr(torch, str(torch_dtype).removeprefix("torch."), None)
+    if not isinstance(dtype, torch.dtype):
+        raise ValueError(f"torch_dtype must name a torch dtype like 'bfloat16', got {torch_dtype!r}")
+    return dtype
 
-    Calling the class returns the ``transformers`` base model itself (``GPT2Model``, ``LlamaModel``, ... —
-    whatever ``AutoModel`` maps the config to), not an ``HFCausalLM`` instance: the model keeps
-    transformers' own serialization and KV caches and is a pipeline component of its own.
+
+def _build(
+    *,
+    preset: str | None,
+    config: dict[str, Any] | None,
+    pretrained: str | None,
+    overrides: dict[str, Any] | None,
+    torch_dtype: Any,
+    device: str | None,
+    attn_implementation: str | None,
+) -> nn.Module:
+    """The transformers base model for one of the three sources (see :class:`HFCausalLM`)."""
+    from transformers import AutoModel
+
+    sources = [name for name, v in (("preset", preset), ("config", config), ("pretrained", pretrained)) if v]
+    if len(sources) != 1:
+        raise ValueError(f"give exactly one of preset, config or pretrained; got {sources or 'none'}")
+    dtype = _torch_dtype(torch_dtype)
+    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    if pretrained is not None:
+        pretrained = os.fspath(pretrained)
+        looks_local = os.path.isabs(pretrained) or pretrained.startswith((".", "~")) or os.sep + os.sep in pretrained
+        if looks_local and not os.path.isdir(os.path.expanduser(pretrained)):
+            raise FileNotFoundError(f"no transformers checkpoint folder at {pretrained}")
+        model, info = AutoModel.from_pretrained(
+            os.path.expanduser(pretrained),
+            dtype=dtype,
+            device_map=device,
+            output_loading_info=True,
+            **(overrides or {}),
+            **extra,
+        )
+        # transformers only warns about missing weights; a backbone must not start half random. (Unexpected
+        # keys are expected: a causal-LM checkpoint's LM head has no place in the base model.)
+        if info.get("missing_keys"):
+            raise LoadingError(
+                f"{pretrained}: the checkpoint lacks {len(info['missing_keys'])} weights of "
+                f"{type(model).__name__} (they would stay random): {sorted(info['missing_keys'])[:8]}"
+            )
+        return model
+    if preset is not None:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown hf_causal_lm preset {preset!r}; known: {sorted(PRESETS)}")
+        config = PRESETS[preset]
+    cfg = _config_from_dict({**copy.deepcopy(config), **(overrides or {})})
+    if device == "meta":
+        with torch.device("meta"):
+            return AutoModel.from_config(cfg, dtype=dtype, **extra)
+    model = AutoModel.from_config(cfg, dtype=dtype, **extra)
+    return model.to(device) if device is not None else model
+
+
+@BACKBONES.register("hf_causal_lm")
+class HFCausalLM(ModelMixin, Backbone):
+    """A transformers causal LM base model fed with ``inputs_embeds``, as a backbone (DiCoDe §3.3, supp. §6).
+
+    The transformers model (``GPT2Model``, ``LlamaModel``, … — whatever ``AutoModel`` maps the config to) is
+    ``.model``; :meth:`save_pretrained` / :meth:`from_pretrained` write and read its own folder layout, so a
+    saved backbone is also a plain transformers checkpoint (and a transformers checkpoint a backbone). It is a
+    diffusers ``ModelMixin`` only so that pipelines save and load it as a component.
 
     Exactly one source is given:
 
@@ -159,71 +235,11 @@ class HFCausalLM:
         attn_implementation: transformers attention kernel (``"sdpa"``, ``"eager"``, ...; ``None``: its
             default).
 
-    The call returns the base model (a ``transformers.PreTrainedModel``).
-
     Raises:
         ValueError: No source or several sources, an unknown preset or model type.
         FileNotFoundError: ``pretrained`` looks like a local path that does not exist.
         LoadingError: ``pretrained`` lacks weights of the model (transformers would only warn).
     """
-
-    def __new__(  # noqa: D102  (documented on the class)
-        cls,
-        *,
-        preset: str | None = None,
-        config: dict[str, Any] | None = None,
-        pretrained: str | None = None,
-        overrides: dict[str, Any] | None = None,
-        torch_dtype: str | None = None,
-        device: str | None = None,
-        attn_implementation: str | None = None,
-    ):
-        import torch
-        from transformers import AutoModel
-
-        sources = [name for name, v in (("preset", preset), ("config", config), ("pretrained", pretrained)) if v]
-        if len(sources) != 1:
-            raise ValueError(f"give exactly one of preset, config or pretrained; got {sources or 'none'}")
-        dtype = None
-        if torch_dtype is not None:
-            dtype = getattr(torch, str(torch_dtype).removeprefix("torch."), None)
-            if not isinstance(dtype, torch.dtype):
-                raise ValueError(f"torch_dtype must name a torch dtype like 'bfloat16', got {torch_dtype!r}")
-        extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
-        if pretrained is not None:
-            looks_local = (
-                os.path.isabs(pretrained) or pretrained.startswith((".", "~")) or os.sep + os.sep in pretrained
-            )
-            if looks_local and not os.path.isdir(os.path.expanduser(pretrained)):
-                raise FileNotFoundError(f"no transformers checkpoint folder at {pretrained}")
-            model, info = AutoModel.from_pretrained(
-                os.path.expanduser(pretrained),
-                dtype=dtype,
-                device_map=device,
-                output_loading_info=True,
-                **(overrides or {}),
-                **extra,
-            )
-            # transformers only warns about missing weights; a backbone must not start half random. (Unexpected
-            # keys are expected: a causal-LM checkpoint's LM head has no place in the base model.)
-            if info.get("missing_keys"):
-                from vidtok.modeling_utils import LoadingError
-
-                raise LoadingError(
-                    f"{pretrained}: the checkpoint lacks {len(info['missing_keys'])} weights of "
-                    f"{type(model).__name__} (they would stay random): {sorted(info['missing_keys'])[:8]}"
-                )
-            return model
-        if preset is not None:
-            if preset not in PRESETS:
-                raise ValueError(f"unknown hf_causal_lm preset {preset!r}; known: {sorted(PRESETS)}")
-            config = PRESETS[preset]
-        cfg = _config_from_dict({**copy.deepcopy(config), **(overrides or {})})
-        if device == "meta":
-            with torch.device("meta"):
-                return AutoModel.from_config(cfg, dtype=dtype, **extra)
-        model = AutoModel.from_config(cfg, dtype=dtype, **extra)
-        return model.to(device) if device is not None else model
 
     def __init__(
         self,
@@ -235,10 +251,35 @@ class HFCausalLM:
         torch_dtype: str | None = None,
         device: str | None = None,
         attn_implementation: str | None = None,
+        model: nn.Module | None = None,
     ) -> None:
-        # Never runs: __new__ returns the transformers model, not an HFCausalLM. It states the signature
-        # for documentation tools and type checkers.
-        pass  # pragma: no cover
+        super().__init__()
+        if model is None:
+            model = _build(
+                preset=preset,
+                config=config,
+                pretrained=pretrained,
+                overrides=overrides,
+                torch_dtype=torch_dtype,
+                device=device,
+                attn_implementation=attn_implementation,
+            )
+        elif any(v is not None for v in (preset, config, pretrained, overrides)):
+            raise ValueError("give a model or a preset/config/pretrained source, not both")
+        self.model = model
+        # transformers 5 renamed the cache argument (``past_key_values`` -> ``cache``) and deprecated the old
+        # name; pass whichever this model's forward takes, so no FutureWarning fires on every step.
+        params = inspect.signature(model.forward).parameters
+        self._cache_arg = "cache" if "cache" in params else "past_key_values"
+
+    @classmethod
+    def from_model(cls, model: nn.Module) -> HFCausalLM:
+        """Adapt an existing transformers base model (shares its weights)."""
+        if isinstance(model, HFCausalLM):
+            return model
+        if not hasattr(model, "get_input_embeddings") or not hasattr(model, "config"):
+            raise TypeError(f"expected a transformers base model, got {type(model).__name__}")
+        return cls(model=model)
 
     @classmethod
     def tiny_config(cls) -> dict[str, Any]:
@@ -255,3 +296,87 @@ class HFCausalLM:
                 "eos_token_id": 0,
             }
         }
+
+    # ------------------------------------------------------------------ the backbone contract
+    @property
+    def config(self) -> Any:
+        """The transformers config of the wrapped model."""
+        return self.model.config
+
+    @property
+    def hidden_size(self) -> int:
+        """The language model's width."""
+        return int(self.model.config.hidden_size)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        """The language model's token embedding table (prompts are embedded with it)."""
+        return self.model.get_input_embeddings()
+
+    def forward(
+        self,
+        inputs_embeds: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_values: Any = None,
+        use_cache: bool = False,
+    ) -> BackboneOutput:
+        """Run the language model on embeddings (see :meth:`Backbone.forward`); the cache is a transformers ``Cache``.
+
+        Raises:
+            TypeError: A legacy tuple cache (transformers removes that format; pass the ``Cache`` returned here).
+        """
+        if isinstance(past_key_values, (tuple, list)):
+            raise TypeError(
+                "past_key_values must be a transformers Cache (as returned by this backbone), not the deprecated "
+                "tuple format"
+            )
+        kwargs = {
+            "inputs_embeds": inputs_embeds,
+            "attention_mask": attention_mask,
+            "position_ids": position_ids,
+            "use_cache": bool(use_cache),
+            self._cache_arg: past_key_values,
+        }
+        out = self.model(**kwargs, return_dict=True)
+        cache = None
+        if use_cache:
+            cache = out["cache"] if "cache" in out else out["past_key_values"]
+        return BackboneOutput(last_hidden_state=out.last_hidden_state, past_key_values=cache)
+
+    # ------------------------------------------------------------------ serialization (transformers' own)
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
+        """Write the transformers folder (``config.json`` + ``model.safetensors``), as ``model.save_pretrained``."""
+        keep = {k: kwargs[k] for k in ("max_shard_size", "push_to_hub") if k in kwargs}
+        self.model.save_pretrained(save_directory, safe_serialization=True, **keep)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> HFCausalLM:
+        """Load a transformers checkpoint folder or hub id (missing weights are a ``LoadingError``).
+
+        Args:
+            pretrained_model_name_or_path: Folder or hub id.
+            **kwargs: ``torch_dtype`` (or ``dtype``), ``device_map`` and ``attn_implementation`` are honoured; the
+                other loading options diffusers passes to every pipeline component are not used by
+                transformers models and are ignored.
+        """
+        dtype = kwargs.get("torch_dtype", kwargs.get("dtype"))
+        device = kwargs.get("device_map")
+        return cls(
+            pretrained=os.fspath(pretrained_model_name_or_path),
+            torch_dtype=dtype,
+            device=device if isinstance(device, str) else None,
+            attn_implementation=kwargs.get("attn_implementation"),
+        )
+
+
+def as_backbone(module: Any) -> Backbone:
+    """A :class:`Backbone` for ``module``: itself, or a transformers base model wrapped in :class:`HFCausalLM`.
+
+    Pipelines saved before the backbone contract stored the bare transformers model; this keeps them loading.
+
+    Raises:
+        TypeError: Neither a backbone nor a transformers model.
+    """
+    if isinstance(module, Backbone):
+        return module
+    return HFCausalLM.from_model(module)

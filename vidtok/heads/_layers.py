@@ -6,7 +6,6 @@
   Alg. 1) computed from a head's raw projection output, fused into one autograd function so that it
   neither builds ``torch.distributions`` objects nor keeps ``(..., K, d)`` intermediates alive for the
   backward pass.
-* Random draws (:func:`randn`, :func:`gumbel`) that honour a ``torch.Generator`` on any device.
 """
 
 from __future__ import annotations
@@ -22,9 +21,7 @@ __all__ = [
     "check_reduction",
     "check_temperature",
     "diagonal_gmm_nll",
-    "gumbel",
     "init_linear_",
-    "randn",
     "softplus_variance",
 ]
 
@@ -107,31 +104,6 @@ def softplus_variance(raw: torch.Tensor, floor: float) -> torch.Tensor:
     floor keeps ``1 / variance`` finite. Unlike ``exp`` of a log-variance, nothing here can overflow.
     """
     return F.softplus(raw).clamp_min(floor)
-
-
-# ----------------------------------------------------------------------------------------------- randomness
-def _device_of(generator: torch.Generator | None, device: torch.device) -> torch.device:
-    return device if generator is None else generator.device
-
-
-def randn(
-    shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device, dtype: torch.dtype
-) -> torch.Tensor:
-    """Standard normal noise drawn on the generator's device, then moved to ``device``.
-
-    Drawing where the generator lives (as diffusers' ``randn_tensor`` does) makes a CPU generator give the
-    same numbers whatever device the model runs on.
-    """
-    noise = torch.randn(shape, generator=generator, device=_device_of(generator, device), dtype=dtype)
-    return noise.to(device)
-
-
-def gumbel(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """Standard Gumbel noise in fp32 (``argmax(logits + gumbel)`` samples ``softmax(logits)``)."""
-    uniform = torch.rand(shape, generator=generator, device=_device_of(generator, device), dtype=torch.float32)
-    # rand is in [0, 1): keep log(u) finite at u = 0 and -log(-log u) finite near u = 1.
-    uniform = uniform.clamp_(min=torch.finfo(torch.float32).tiny, max=1.0 - torch.finfo(torch.float32).eps)
-    return (-torch.log(-torch.log(uniform))).to(device)
 
 
 # ----------------------------------------------------------------------------------------------- GMM density

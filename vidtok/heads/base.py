@@ -39,8 +39,13 @@ class TokenHead(Component, abc.ABC):
     is_discrete: bool = False
 
     @abc.abstractmethod
-    def loss(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Per-token training loss with the leading shape of ``hidden`` (no reduction)."""
+    def loss(
+        self, hidden: torch.Tensor, target: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Per-token training loss with the leading shape of ``hidden`` (no reduction).
+
+        ``generator`` feeds heads whose loss is stochastic (diffusion timesteps and noise); the others ignore it.
+        """
 
     def nll(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Exact negative log-density (nats per token) of ``target`` given ``hidden``.
@@ -52,9 +57,27 @@ class TokenHead(Component, abc.ABC):
 
     @abc.abstractmethod
     def sample(
-        self, hidden: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None, **kwargs: Any
+        self,
+        hidden: torch.Tensor,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        guidance_scale: float = 1.0,
+        uncond_hidden: torch.Tensor | None = None,
+        **kwargs: Any,
     ) -> torch.Tensor:
-        """Draw one next token per hidden state."""
+        """Draw one next token per hidden state (every head takes these arguments; callers never introspect).
+
+        Args:
+            hidden: ``(..., hidden_size)`` conditional hidden states.
+            temperature: Sampling temperature (``0``: the head's most likely / mean token).
+            generator: The only source of randomness.
+            guidance_scale: Classifier-free guidance ``s`` against ``uncond_hidden``; ``1`` disables it and
+                then equals unguided sampling. Each head guides where it is meaningful: continuous heads their
+                means (or denoising steps), the categorical head its logits, the L2 head its prediction.
+            uncond_hidden: Hidden states of the null prompt, the shape of ``hidden``; needed when
+                ``guidance_scale != 1``.
+            **kwargs: Head-specific sampler options (``top_k``, ``num_inference_steps``, …).
+        """
 
     def _check_inputs(self, hidden: torch.Tensor, target: torch.Tensor | None = None) -> None:
         """Validate shapes against the config and raise a ValueError naming the mismatch."""

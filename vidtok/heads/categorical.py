@@ -8,8 +8,9 @@ import torch
 from diffusers import ModelMixin  # noqa: F401  (diffusers' pipeline loader looks it up in this module)
 from diffusers.configuration_utils import register_to_config
 
-from vidtok.heads._layers import build_trunk, check_temperature, gumbel, init_linear_
+from vidtok.heads._layers import build_trunk, check_guidance, check_temperature, init_linear_
 from vidtok.heads.base import HEADS, TokenHead
+from vidtok.noise import gumbel
 
 __all__ = ["CategoricalHead"]
 
@@ -144,7 +145,9 @@ class CategoricalHead(TokenHead):
         picked = log_probs.gather(-1, self._digits(target).unsqueeze(-1)).squeeze(-1)
         return -picked.sum(-1)
 
-    def loss(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def loss(
+        self, hidden: torch.Tensor, target: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Cross-entropy per token, fp32 ``(...)``; equal to :meth:`nll`."""
         return self.nll(hidden, target)
 
@@ -153,6 +156,8 @@ class CategoricalHead(TokenHead):
         hidden: torch.Tensor,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
+        guidance_scale: float = 1.0,
+        uncond_hidden: torch.Tensor | None = None,
         top_k: int | None = None,
     ) -> torch.Tensor:
         """Sample codes ``(...)`` (``int64``).
@@ -161,6 +166,10 @@ class CategoricalHead(TokenHead):
             hidden: ``(..., hidden_size)``.
             temperature: Divides the logits; ``0`` returns the most likely code (per group).
             generator: Source of randomness.
+            guidance_scale: Classifier-free guidance ``s`` in logit space, ``l_u + s (l_c − l_u)`` (per group in
+                the factorized mode), before temperature and ``top_k``; ``1`` disables it. (Guiding integer
+                codes themselves would be meaningless: the mix of two code indices is not a code.)
+            uncond_hidden: The null prompt's hidden states (``hidden``'s shape); needed when guiding.
             top_k: Keep only the ``top_k`` most likely entries of each softmax (per group when factorized).
         """
         temperature = check_temperature(temperature)
@@ -168,6 +177,9 @@ class CategoricalHead(TokenHead):
             raise ValueError(f"top_k must be >= 1, got {top_k}")
         with torch.no_grad():
             logits = self(hidden)
+            if check_guidance("CategoricalHead.sample", hidden, uncond_hidden, guidance_scale):
+                uncond = self(uncond_hidden)
+                logits = uncond + guidance_scale * (logits - uncond)
             if temperature == 0:
                 return self._compose(logits.argmax(-1))
             logits = logits / temperature

@@ -20,6 +20,7 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from vidtok.heads.base import HEADS, TokenHead
+from vidtok.noise import randint, randn
 
 __all__ = ["DiffusionMLPHead"]
 
@@ -36,19 +37,6 @@ def _timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) 
     freqs = torch.exp(torch.arange(half, device=t.device, dtype=torch.float32) * (-math.log(max_period) / half))
     args = t.float()[:, None] * freqs
     return torch.cat([torch.cos(args), torch.sin(args)], dim=-1)
-
-
-def _randn(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """fp32 Gaussian noise drawn on the generator's device, then moved (as diffusers' ``randn_tensor``)."""
-    if generator is None:
-        return torch.randn(shape, device=device)
-    return torch.randn(shape, generator=generator, device=generator.device).to(device)
-
-
-def _randint(high: int, shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device):
-    if generator is None:
-        return torch.randint(0, high, shape, device=device)
-    return torch.randint(0, high, shape, generator=generator, device=generator.device).to(device)
 
 
 class _ResBlock(nn.Module):
@@ -334,8 +322,8 @@ class DiffusionMLPHead(TokenHead):
         draws = self.config.num_timesteps_per_token
         h = hidden.reshape(-1, hidden.shape[-1]).to(dtype)
         x0 = target.reshape(-1, target.shape[-1]).float()
-        t = _randint(self.config.num_train_timesteps, (draws, h.shape[0]), generator, device)
-        noise = _randn((draws, *x0.shape), generator, device)
+        t = randint(self.config.num_train_timesteps, (draws, h.shape[0]), generator, device)
+        noise = randn((draws, *x0.shape), generator, device)
         sqrt_alpha, sqrt_sigma = self._schedule(device)
         a, s = sqrt_alpha[t].unsqueeze(-1), sqrt_sigma[t].unsqueeze(-1)
         noisy = a * x0 + s * noise
@@ -428,7 +416,7 @@ class DiffusionMLPHead(TokenHead):
             if fused is not None:
                 x = self._run_fused(predict, fused, shape, temperature, generator, device)
             else:
-                x = _randn(shape, generator, device) * (sched.init_noise_sigma * temperature)
+                x = randn(shape, generator, device) * (sched.init_noise_sigma * temperature)
                 extra = {"generator": generator} if "generator" in step_params else {}
                 if "eta" in step_params:
                     extra["eta"] = eta
@@ -497,11 +485,11 @@ class DiffusionMLPHead(TokenHead):
     @staticmethod
     def _run_fused(predict, coeffs, shape, temperature, generator, device) -> torch.Tensor:
         """The reverse loop with precomputed coefficients; draws noise in the same order as ``scheduler.step``."""
-        x = _randn(shape, generator, device)
+        x = randn(shape, generator, device)
         if not any(draws for *_, draws in coeffs):
             x = x * temperature  # deterministic sampler: temperature scales the initial noise
         for k, (a, b, std, draws) in enumerate(coeffs):
             x = torch.add(x * a, predict(x, k), alpha=b)
             if draws:
-                x.add_(_randn(shape, generator, device), alpha=std * temperature)
+                x.add_(randn(shape, generator, device), alpha=std * temperature)
         return x

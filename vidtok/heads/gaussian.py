@@ -15,10 +15,10 @@ from vidtok.heads._layers import (
     check_temperature,
     diagonal_gmm_nll,
     init_linear_,
-    randn,
     softplus_variance,
 )
 from vidtok.heads.base import HEADS, TokenHead
+from vidtok.noise import randn
 
 __all__ = ["GaussianHead"]
 
@@ -108,7 +108,9 @@ class GaussianHead(TokenHead):
         floor = self.config["variance_floor"]
         return diagonal_gmm_nll(self(hidden), target, num_components=1, variance_floor=floor, has_logits=False)
 
-    def loss(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def loss(
+        self, hidden: torch.Tensor, target: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Per-token training loss, fp32 ``(...)``: the NLL per channel or per token (``loss_reduction``)."""
         nll = self.nll(hidden, target)
         return nll / self.config["token_dim"] if self.config["loss_reduction"] == "mean" else nll

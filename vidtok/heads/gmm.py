@@ -14,12 +14,11 @@ from vidtok.heads._layers import (
     check_reduction,
     check_temperature,
     diagonal_gmm_nll,
-    gumbel,
     init_linear_,
-    randn,
     softplus_variance,
 )
 from vidtok.heads.base import HEADS, TokenHead
+from vidtok.noise import gumbel, randn
 
 __all__ = ["GMMHead"]
 
@@ -136,7 +135,9 @@ class GMMHead(TokenHead):
             variance_floor=self.config["variance_floor"],
         )
 
-    def loss(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def loss(
+        self, hidden: torch.Tensor, target: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Per-token training loss, fp32 ``(...)``: the NLL per channel or per token (``loss_reduction``)."""
         nll = self.nll(hidden, target)
         return nll / self.config["token_dim"] if self.config["loss_reduction"] == "mean" else nll

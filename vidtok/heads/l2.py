@@ -9,7 +9,7 @@ import torch
 from diffusers import ModelMixin  # noqa: F401  (diffusers' pipeline loader looks it up in this module)
 from diffusers.configuration_utils import register_to_config
 
-from vidtok.heads._layers import build_trunk, check_reduction, check_temperature, init_linear_
+from vidtok.heads._layers import build_trunk, check_guidance, check_reduction, check_temperature, init_linear_
 from vidtok.heads.base import HEADS, TokenHead
 
 __all__ = ["L2Head"]
@@ -81,7 +81,9 @@ class L2Head(TokenHead):
         weight = self.proj.weight
         return self.proj(self.trunk(hidden.to(weight.dtype)))
 
-    def loss(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def loss(
+        self, hidden: torch.Tensor, target: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Squared error per token, fp32 ``(...)``, averaged or summed over channels (``loss_reduction``)."""
         self._check_inputs(hidden, target)
         error = (self(hidden).float() - target.float()).square()
@@ -96,8 +98,22 @@ class L2Head(TokenHead):
         return error / (2.0 * sigma**2) + d * (math.log(sigma) + 0.5 * math.log(2.0 * math.pi))
 
     def sample(
-        self, hidden: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+        self,
+        hidden: torch.Tensor,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        guidance_scale: float = 1.0,
+        uncond_hidden: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The predicted mean ``μ`` in ``hidden``'s dtype; ``temperature`` and ``generator`` are ignored."""
+        """The predicted mean ``μ`` in ``hidden``'s dtype; ``temperature`` and ``generator`` are ignored.
+
+        With ``guidance_scale`` ``s != 1`` the prediction is guided in token space, ``μ_u + s (μ_c − μ_u)``, as
+        DiCoDe's released code guides its L2 model (there is no distribution to guide).
+        """
         check_temperature(temperature)
-        return self(hidden).to(hidden.dtype)
+        if not check_guidance("L2Head.sample", hidden, uncond_hidden, guidance_scale):
+            return self(hidden).to(hidden.dtype)
+        # One batched pass over both branches (the numbers of the two-branch batch the video LM used to run).
+        both = self(torch.cat([hidden, uncond_hidden.to(hidden.dtype)])).to(hidden.dtype)
+        cond, uncond = both[: hidden.shape[0]], both[hidden.shape[0] :]
+        return uncond + guidance_scale * (cond - uncond)

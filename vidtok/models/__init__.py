@@ -1,17 +1,24 @@
-"""Composite AR models: the video language model (DiCoDe §3.3) and the text tokenizers it reads prompts with."""
+"""Composite AR models (``MODELS``), the generation machinery they share, and the text tokenizers prompts use.
+
+Every file registers one model under its file's name (``dicode_lm``); :mod:`vidtok.models.generation` holds
+the shared loop pieces (backbone context with KV cache, sliding window, guidance batching).
+"""
 
 from __future__ import annotations
 
-from vidtok._lazy import lazy_exports
+from vidtok.models import dicode_lm  # noqa: F401  (registers)
+from vidtok.models.base import MODELS, VideoARModel, VideoARModelForTraining
+from vidtok.models.dicode_lm import DiCoDeLM
+from vidtok.models.text_tokenizers import encode_prompts, load_text_tokenizer
+from vidtok.models.video_lm import VideoLM, VideoLMForTraining
 
-_LAZY = {
-    "VideoLM": "vidtok.models.video_lm",
-    "VideoLMForTraining": "vidtok.models.video_lm",
-    "load_text_tokenizer": "vidtok.models.text_tokenizers",
-    "encode_prompts": "vidtok.models.text_tokenizers",
-}
-
-__all__ = sorted(_LAZY)
-
-
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
+__all__ = [
+    "MODELS",
+    "DiCoDeLM",
+    "VideoARModel",
+    "VideoARModelForTraining",
+    "VideoLM",
+    "VideoLMForTraining",
+    "encode_prompts",
+    "load_text_tokenizer",
+]

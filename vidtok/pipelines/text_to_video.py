@@ -1,18 +1,22 @@
-"""Text to video with deep tokens and a language model: DiCoDe's generation pipeline (DiCoDe §3.3–3.4, Fig. 2).
+"""Text to video with any registered AR model: DiCoDe's generation pipeline and the ones after it (DiCoDe Fig. 2).
 
-``TextToVideo`` is a diffusers ``DiffusionPipeline`` with five components:
+``TextToVideo`` is a diffusers ``DiffusionPipeline`` whose components are typed by the vidtok contracts, not
+by one method:
 
-* ``video_tokenizer`` — a [`DeepTokenizer`][vidtok.tokenizers.deep_tokens.DeepTokenizer] (any
-  [`VideoTokenizer`][vidtok.tokenizers.base.VideoTokenizer] whose tokens are ``(B, S, N, D)``) that decodes
-  the generated tokens into frames;
-* ``backbone`` — the causal language model (a ``transformers`` base model, see
-  [`hf_causal_lm`][vidtok.backbones.hf_causal_lm.HFCausalLM]);
-* ``video_lm`` — [`VideoLM`][vidtok.models.video_lm.VideoLM]: projections, [BOV], position embeddings;
-* ``head`` — the AR head (``l2``, ``gaussian``, ``gmm``, ``diffusion_mlp``);
-* ``text_tokenizer`` — the language model's tokenizer.
+* ``video_tokenizer`` — any [`VideoTokenizer`][vidtok.tokenizers.base.VideoTokenizer] (continuous tokens
+  are decoded with ``decode``, integer codes with ``decode_codes``);
+* ``backbone`` — any [`Backbone`][vidtok.backbones.base.Backbone] (e.g.
+  [`HFCausalLM`][vidtok.backbones.hf_causal_lm.HFCausalLM]);
+* ``model`` — any [`VideoARModel`][vidtok.models.base.VideoARModel] (``dicode_lm``: projections, [BOV],
+  position embeddings);
+* ``head`` — any [`TokenHead`][vidtok.heads.base.TokenHead];
+* ``text_tokenizer`` — the prompts' tokenizer, and optionally ``text_encoder`` — a frozen transformers
+  encoder whose hidden states the model reads instead of ids.
 
 so it saves and loads with ``model_index.json`` like any diffusers pipeline, and each part can be swapped:
-``TextToVideo(**{**pipe.components, "head": other_head})``.
+``TextToVideo(**{**pipe.components, "head": other_head})``. The model checks on construction that the parts
+fit (:meth:`~vidtok.models.base.VideoARModel.check_compatible`). Folders saved before this contract (a
+``video_lm`` component and a bare transformers backbone) load unchanged.
 
 Example:
     >>> import torch
@@ -35,8 +39,12 @@ import torch
 from diffusers import ModelMixin  # noqa: F401  (diffusers' loader looks it up here)
 from torch import nn
 
+from vidtok.assets import shipped_path
+from vidtok.backbones.base import Backbone
+from vidtok.backbones.hf_causal_lm import as_backbone
+from vidtok.heads.base import TokenHead
+from vidtok.models.base import VideoARModel
 from vidtok.models.text_tokenizers import encode_prompts
-from vidtok.models.video_lm import VideoLM
 from vidtok.pipelines.pipeline_output import TextToVideoOutput
 from vidtok.pipelines.pipeline_utils import VidtokPipeline
 from vidtok.pipelines.reconstruct import _as_model_video, _decode_kwargs, _to_output
@@ -44,7 +52,7 @@ from vidtok.tokenizers.base import VideoTokenizer
 
 __all__ = ["DEFAULT_MODEL_PATH", "TextToVideo", "load_default"]
 
-DEFAULT_MODEL_PATH = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets", "dicode_shapes")
+DEFAULT_MODEL_PATH = shipped_path("dicode_shapes", check=False)
 """Folder of the embedded default pipeline (``dicode_tiny`` trained on Shapes), shipped with the package."""
 
 
@@ -62,64 +70,70 @@ def _prompts(prompt: Any, allow_empty: bool = False) -> list[str]:
 
 
 class TextToVideo(VidtokPipeline):
-    """Generate video from text with deep tokens and a language model (DiCoDe §3.3–3.4, Fig. 2).
+    """Generate video from text with any tokenizer × AR model × backbone × head (DiCoDe §3.3–3.4, Fig. 2).
 
-    The prompt is tokenized to ``text_length`` ids; the video LM samples keyframe tokens one by one (KV
-    cache, optional classifier-free guidance against the null prompt, a sliding window past the trained
-    context); the tokenizer decodes every clip between consecutive keyframes.
+    The prompt is tokenized to the model's ``text_length`` ids (and encoded by the ``text_encoder`` where
+    there is one); the model samples token steps (KV cache, optional classifier-free guidance against the null
+    prompt, a sliding window past the trained context); the tokenizer decodes them.
 
     Args:
-        video_tokenizer: Decodes the deep tokens.
-        backbone: The causal language model.
-        video_lm: Projections and embeddings around the language model.
+        video_tokenizer: Decodes the tokens (or codes).
+        backbone: The AR backbone (a bare transformers base model is adapted with ``HFCausalLM``).
+        model: The AR model (what the method adds around backbone + head).
         head: The AR head.
-        text_tokenizer: The language model's text tokenizer.
+        text_tokenizer: The prompts' tokenizer.
+        text_encoder: Optional frozen text encoder (``None``: the model embeds prompt ids itself).
     """
 
-    model_cpu_offload_seq = "backbone->video_lm->head->video_tokenizer"
+    model_cpu_offload_seq = "text_encoder->backbone->model->head->video_tokenizer"
+    _optional_components = ["text_encoder"]
     #: Whether an empty prompt (the null prompt) is accepted; ImageToVideo allows it.
     allow_empty_prompt = False
 
     def __init__(
         self,
         video_tokenizer: VideoTokenizer,
-        backbone: nn.Module,
-        video_lm: VideoLM,
-        head: nn.Module,
+        backbone: Backbone,
+        model: VideoARModel,
+        head: TokenHead,
         text_tokenizer: Any,
+        text_encoder: nn.Module | None = None,
     ) -> None:
         super().__init__()
+        for name, value, base in (
+            ("video_tokenizer", video_tokenizer, VideoTokenizer),
+            ("model", model, VideoARModel),
+            ("head", head, TokenHead),
+        ):
+            if not isinstance(value, base):
+                raise TypeError(f"TextToVideo {name} must be a {base.__name__}, got {type(value).__name__}")
         self.register_modules(
             video_tokenizer=video_tokenizer,
-            backbone=backbone,
-            video_lm=video_lm,
+            backbone=as_backbone(backbone),
+            model=model,
             head=head,
             text_tokenizer=text_tokenizer,
+            text_encoder=text_encoder,
         )
         self._check_wiring()
 
-    def _check_wiring(self) -> None:
-        """Raise a ``ValueError`` when the components' sizes do not fit together."""
-        from vidtok.backbones.hf_causal_lm import hidden_size
+    @property
+    def video_lm(self) -> VideoARModel:
+        """The AR model under the name it had when DiCoDe's video LM was the only one."""
+        return self.model
 
-        lm, tok, head = self.video_lm.config, self.video_tokenizer, self.head.config
+    def _check_wiring(self) -> None:
+        """Raise one ``ValueError`` listing every way the components do not fit together."""
         problems = []
-        if hidden_size(self.backbone) != lm.hidden_size:
-            problems.append(f"backbone width {hidden_size(self.backbone)} != video_lm.hidden_size {lm.hidden_size}")
-        if tok.token_dim != lm.token_dim:
-            problems.append(f"video_tokenizer.token_dim {tok.token_dim} != video_lm.token_dim {lm.token_dim}")
-        per_step = tok.tokens_per_step(*getattr(tok, "sample_size", (0, 0)))
-        if per_step != lm.num_tokens:
-            problems.append(f"video_tokenizer gives {per_step} tokens per keyframe, video_lm expects {lm.num_tokens}")
-        if head["hidden_size"] != (lm.head_hidden_size or lm.hidden_size):
+        try:
+            self.model.check_compatible(self.video_tokenizer, self.backbone, self.head)
+        except ValueError as err:
+            problems.append(str(err))
+        table = self.backbone.get_input_embeddings()
+        if self.text_encoder is None and table is not None and len(self.text_tokenizer) > table.num_embeddings:
             problems.append(
-                f"head.hidden_size {head['hidden_size']} != video_lm output {lm.head_hidden_size or lm.hidden_size}"
+                f"text tokenizer has {len(self.text_tokenizer)} tokens, the backbone embeds {table.num_embeddings}"
             )
-        if head.get("token_dim") != lm.token_dim:
-            problems.append(f"head.token_dim {head.get('token_dim')} != video_lm.token_dim {lm.token_dim}")
-        vocab = self.backbone.get_input_embeddings().num_embeddings
-        if len(self.text_tokenizer) > vocab:
-            problems.append(f"text tokenizer has {len(self.text_tokenizer)} tokens, the backbone embeds {vocab}")
         if problems:
             raise ValueError("TextToVideo components do not fit: " + "; ".join(problems))
 
@@ -134,6 +148,8 @@ class TextToVideo(VidtokPipeline):
         from vidtok.recipes.base import build_components
 
         built = {**build_components(recipe), **components}
+        if "video_lm" in built:  # the model's name before the AR-model contract
+            built["model"] = built.pop("video_lm")
         for module in built.values():
             if isinstance(module, nn.Module):
                 module.eval()  # as from_pretrained does: no dropout at generation time
@@ -143,7 +159,7 @@ class TextToVideo(VidtokPipeline):
     @property
     def fps(self) -> float:
         """Frame rate of the generated videos."""
-        return float(self.video_lm.config.fps)
+        return self.model.fps
 
     @property
     def frame_stride(self) -> int:
@@ -157,17 +173,28 @@ class TextToVideo(VidtokPipeline):
         return max(2, math.ceil((seconds * self.fps - 1) / self.frame_stride) + 1)
 
     def encode_prompt(self, prompt: Any, num_videos_per_prompt: int = 1) -> torch.Tensor:
-        """Prompt ids ``(B * num_videos_per_prompt, text_length)``; raises on empty, non-string or too long."""
+        """What the model reads of the prompts, repeated per video.
+
+        Ids ``(B', text_length)``, or the text encoder's hidden states ``(B', text_length, D)`` where there is
+        one. Raises on empty, non-string or too long prompts.
+        """
         prompts = _prompts(prompt, allow_empty=self.allow_empty_prompt)
-        ids = encode_prompts(self.text_tokenizer, prompts, length=self.video_lm.config.text_length)
-        return ids.repeat_interleave(num_videos_per_prompt, dim=0).to(self.video_lm.device)
+        ids = encode_prompts(self.text_tokenizer, prompts, length=self.model.text_length)
+        ids = ids.repeat_interleave(num_videos_per_prompt, dim=0).to(self.model.device)
+        if self.text_encoder is None:
+            return ids
+        ids = ids.to(self.text_encoder.device)
+        return self.text_encoder(input_ids=ids).last_hidden_state
 
     @torch.no_grad()
     def encode_video(self, video: Any) -> torch.Tensor:
-        """Deep tokens ``(B, S, N, D)`` of a video (or image, one keyframe) for prefilling."""
+        """What the model continues from for a video (or image, one step): tokens ``(B, S, N, D)`` or codes."""
         tok = self.video_tokenizer
         video = _as_model_video(video).to(tok.device, tok.dtype)
-        return tok.encode(video).tokens
+        out = tok.encode(video)
+        if self.model.generates_codes:
+            return out.indices[-1] if isinstance(out.indices, (list, tuple)) else out.indices
+        return out.tokens[-1] if isinstance(out.tokens, (list, tuple)) else out.tokens
 
     # ------------------------------------------------------------------ call
     @torch.no_grad()
@@ -201,7 +228,7 @@ class TextToVideo(VidtokPipeline):
                 ``(S - 1) f + 1`` frames.
             duration: Alternatively, the length in seconds (rounded up to whole keyframe intervals).
             guidance_scale: Classifier-free guidance of the language model against the null prompt (1 = off).
-            temperature: Sampling temperature of the head (default: the model's ``video_lm.config.temperature``).
+            temperature: Sampling temperature of the head (default: the model's ``config.temperature``).
             num_inference_steps: Denoising steps of the tokenizer's diffusion decoder.
             decoder_guidance_scale: CFG of the diffusion decoder against its unconditional tokens.
             eta: DDIM eta of the decoder (0 deterministic).
@@ -209,14 +236,14 @@ class TextToVideo(VidtokPipeline):
             num_videos_per_prompt: Videos per prompt.
             video: Continue this video (``(B, C, T, H, W)`` in ``[-1, 1]`` or frames): its keyframes are
                 encoded and prefilled; the output starts with their reconstruction.
-            prefix_tokens: Alternatively, the deep tokens ``(B, P, N, D)`` to continue from.
-            context_keyframes: Sliding-window size of the language model's context (default: the video
-                LM's ``context_keyframes``, the sequence length it was trained on, else its maximum).
+            prefix_tokens: Alternatively, the tokens ``(B, P, N, D)`` (codes ``(B, P, N)``) to continue from.
+            context_keyframes: Sliding-window size of the model's context (default: the model's
+                ``context_keyframes``, the sequence length it was trained on, else its maximum).
             use_cache: KV cache (``False`` recomputes the sequence every step; slower, same result).
             head_kwargs: Extra arguments of ``head.sample`` (e.g. ``num_inference_steps`` of a diffusion head).
             output_type: ``"np"`` (``(B, T, H, W, C)`` in ``[0, 1]``), ``"pt"`` (``(B, C, T, H, W)`` in
-                ``[-1, 1]``), ``"pil"``, or ``"latent"``: the tokens only, without decoding (``frames`` is
-                ``None``), as diffusers' ``output_type="latent"`` skips the VAE.
+                ``[-1, 1]``), ``"pil"``, or ``"latent"``: the tokens (or codes) only, without decoding
+                (``frames`` is ``None``), as diffusers' ``output_type="latent"`` skips the VAE.
             return_dict: Return a :class:`~vidtok.pipelines.pipeline_output.TextToVideoOutput`, else
                 ``(frames, tokens)``.
             progress: Progress bars (keyframes, then decoding).
@@ -258,13 +285,13 @@ class TextToVideo(VidtokPipeline):
         if not isinstance(num_keyframes, int) or num_keyframes < 1:
             raise ValueError(f"num_keyframes must be a positive int, got {num_keyframes!r}")
         if temperature is None:
-            temperature = float(self.video_lm.config.temperature)
-        tokens = self.video_lm.generate(
+            temperature = self.model.default_temperature
+        tokens = self.model.generate(
             self.backbone,
             self.head,
             ids,
             num_keyframes,
-            prefix_tokens=prefix_tokens,
+            prefix=prefix_tokens,
             guidance_scale=guidance_scale,
             temperature=temperature,
             generator=generator,
@@ -284,7 +311,10 @@ class TextToVideo(VidtokPipeline):
             generator=generator,
             progress=progress,
         )
-        frames = tok.decode(tokens.to(tok.device, tok.dtype), **dec).float()
+        if self.model.generates_codes:
+            frames = tok.decode_codes(tokens.to(tok.device), **dec).float()
+        else:
+            frames = tok.decode(tokens.to(tok.device, tok.dtype), **dec).float()
         frames = _to_output(frames, output_type)
         if not return_dict:
             return frames, tokens

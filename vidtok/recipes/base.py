@@ -1,16 +1,17 @@
 """The ``RECIPES`` registry of factory functions, and the recipe description they return.
 
 A recipe is a function, registered timm-style under a name such as ``dicode_tiny``, that returns a
-complete, JSON-serializable :class:`RecipeConfig` — which tokenizer, backbone, head and video LM, with their
-keyword arguments and where their weights come from — with keyword overrides for ablations:
-``RECIPES.create("dicode_tiny", head="gaussian")``. :func:`build_components` turns it into the pipeline's
-components (``TextToVideo.from_recipe`` calls it).
+complete, JSON-serializable :class:`RecipeConfig` — which tokenizer, backbone, head and AR model, with their
+keyword arguments and where their weights come from, the text tokenizer (and optional frozen text encoder),
+and the training settings — with keyword overrides for ablations: ``RECIPES.create("dicode_tiny",
+head="gaussian")``. :func:`build_components` turns any recipe into a pipeline's components
+(``TextToVideo.from_recipe`` calls it); nothing in it is specific to one model.
 
 Example:
     >>> import vidtok
     >>> cfg = vidtok.RECIPES.create("dicode_tiny", head="gaussian", tiny=True)
-    >>> cfg.head.name, cfg.head.kwargs["hidden_size"] == cfg.video_lm["hidden_size"]
-    ('gaussian', True)
+    >>> cfg.head.name, cfg.model.name, cfg.head.kwargs["hidden_size"] == cfg.model.kwargs["hidden_size"]
+    ('gaussian', 'dicode_lm', True)
     >>> vidtok.RECIPES.create("dicode_tiny", num_components=8).head.kwargs["num_components"]
     8
 """
@@ -19,23 +20,21 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import importlib
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from vidtok.registry import Registry
 
-__all__ = ["RECIPES", "ComponentSpec", "RecipeConfig", "build_components", "resolve_weights"]
+__all__ = [
+    "RECIPES",
+    "ComponentSpec",
+    "RecipeConfig",
+    "TrainingSection",
+    "build_components",
+    "resolve_weights",
+]
 
 RECIPES: Registry = Registry("recipe", package="vidtok.recipes", callable_only=True)
-
-#: Weights shipped inside the package, addressable as ``"vidtok:<name>"`` in a :class:`ComponentSpec`: name ->
-#: the module constant that holds their folder (one source for each path).
-_SHIPPED = {
-    "deep_tokens_shapes": ("vidtok.tokenizers.deep_tokens", "SHAPES_DEFAULT_PATH"),
-    "dicode_shapes": ("vidtok.pipelines.text_to_video", "DEFAULT_MODEL_PATH"),
-}
 
 
 def resolve_weights(location: str) -> str:
@@ -47,14 +46,9 @@ def resolve_weights(location: str) -> str:
     """
     if not location.startswith("vidtok:"):
         return location
-    name = location.split(":", 1)[1]
-    if name not in _SHIPPED:
-        raise KeyError(f"no shipped weights named {name!r}; known: {sorted(_SHIPPED)}")
-    module, attr = _SHIPPED[name]
-    path = getattr(importlib.import_module(module), attr)
-    if not os.path.isdir(path):
-        raise FileNotFoundError(f"shipped weights {location} are missing from {path}")
-    return path
+    from vidtok.assets import shipped_path
+
+    return shipped_path(location)
 
 
 @dataclass(frozen=True)
@@ -62,7 +56,7 @@ class ComponentSpec:
     """One component of a recipe: registry name, constructor keyword arguments, optional weights.
 
     Attributes:
-        name: Registry name (``"deep_tokens"``, ``"gmm"``, ``"hf_causal_lm"``, ...).
+        name: Registry name (``"deep_tokens"``, ``"gmm"``, ``"hf_causal_lm"``, ``"dicode_lm"``, ...).
         kwargs: Constructor keyword arguments (JSON values).
         pretrained: Folder, hub id or ``"vidtok:<name>"`` to load weights from (``from_pretrained``);
             ``None`` builds from ``kwargs`` with random weights.
@@ -72,6 +66,101 @@ class ComponentSpec:
     kwargs: dict[str, Any] = field(default_factory=dict)
     pretrained: str | None = None
 
+    @classmethod
+    def coerce(cls, value: Any, where: str) -> ComponentSpec:
+        """A spec from a spec, a registry name or its dict form (``{"name", "kwargs", "pretrained"}``).
+
+        Raises:
+            TypeError: Anything else, or a dict with unknown keys (named with ``where``).
+        """
+        if isinstance(value, ComponentSpec):
+            return value
+        if isinstance(value, str):
+            return cls(value)
+        if isinstance(value, dict):
+            unknown = set(value) - {"name", "kwargs", "pretrained"}
+            if unknown or "name" not in value:
+                raise TypeError(
+                    f"{where}: a component spec needs 'name' and may have 'kwargs' and 'pretrained'; "
+                    f"got keys {sorted(value)}"
+                )
+            kwargs = value.get("kwargs") or {}
+            if not isinstance(kwargs, dict):
+                raise TypeError(f"{where}.kwargs must be a dict, got {type(kwargs).__name__}")
+            return cls(str(value["name"]), dict(kwargs), value.get("pretrained"))
+        raise TypeError(f"{where} must be a ComponentSpec, a registry name or its dict, got {type(value).__name__}")
+
+
+@dataclass(frozen=True)
+class TrainingSection:
+    """The training settings a recipe recommends (read by ``vidtok train`` and the example scripts).
+
+    Attributes:
+        stages: Trainer stages, each ``{"name", "fraction" or "steps", "options"}`` (e.g. DiCoDe's L2 → GMM
+            schedule, supplementary §6: ``options: {"head": "l2"}``).
+        lr: Peak learning rate.
+        batch_size: Samples per optimizer step.
+        steps_per_sample: Token steps (keyframes) per training sequence, or ``None`` for the data's length.
+        max_steps: Optimizer steps, or ``None`` to leave it to the run.
+        options: Further method-specific settings (JSON values).
+    """
+
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    lr: float = 1e-4
+    batch_size: int = 32
+    steps_per_sample: int | None = None
+    max_steps: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    #: Keys of the dict form that earlier recipes used, and their field now.
+    _RENAMED = {"keyframes": "steps_per_sample"}
+
+    @classmethod
+    def coerce(cls, value: Any) -> TrainingSection:
+        """A section from a section or its dict form (unknown keys are an error naming them).
+
+        Raises:
+            TypeError: On a non-dict or a value of the wrong type.
+            ValueError: On unknown keys or out-of-range values.
+        """
+        if isinstance(value, TrainingSection):
+            return value
+        if value is None:
+            return cls()
+        if not isinstance(value, dict):
+            raise TypeError(f"training must be a dict or a TrainingSection, got {type(value).__name__}")
+        data = {cls._RENAMED.get(k, k): v for k, v in value.items()}
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"training: unknown keys {unknown}; known: {sorted(names)}")
+        if not isinstance(data.get("stages", []), list):
+            raise TypeError(f"training.stages must be a list, got {type(data['stages']).__name__}")
+        for key in ("batch_size", "steps_per_sample", "max_steps"):
+            v = data.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ValueError(f"training.{key} must be a positive int, got {v!r}")
+        lr = data.get("lr", 1e-4)
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+            raise ValueError(f"training.lr must be a positive number, got {lr!r}")
+        if not isinstance(data.get("options", {}), dict):
+            raise TypeError("training.options must be a dict")
+        return cls(**{**data, "lr": float(lr), "stages": copy.deepcopy(data.get("stages", []))})
+
+    def __getitem__(self, key: str) -> Any:
+        """Dict-style reads (``recipe.training["stages"]``), as when the section was a plain dict."""
+        key = self._RENAMED.get(key, key)
+        if key not in {f.name for f in dataclasses.fields(self)}:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """Dict-style ``get``."""
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
 
 @dataclass(frozen=True)
 class RecipeConfig:
@@ -80,20 +169,33 @@ class RecipeConfig:
     Attributes:
         name: The recipe's name.
         video_tokenizer: The tokenizer spec (``TOKENIZERS``).
-        backbone: The language model spec (``BACKBONES``).
+        backbone: The backbone spec (``BACKBONES``).
         head: The AR head spec (``HEADS``).
-        video_lm: Keyword arguments of :class:`~vidtok.models.video_lm.VideoLM`.
+        model: The AR model spec (``MODELS``): what the method adds around backbone + head.
         text_tokenizer: Text tokenizer name, folder or hub id (see ``vidtok.models.text_tokenizers``).
-        training: Training settings the recipe's example script reads (stages, steps, learning rate).
+        text_encoder: An optional frozen text encoder (a transformers model folder or hub id, e.g. NOVA's
+            Phi-2) whose hidden states condition the model instead of the backbone's own embedding of ids.
+        training: The recommended training settings (:class:`TrainingSection`).
     """
 
     name: str
     video_tokenizer: ComponentSpec
     backbone: ComponentSpec
     head: ComponentSpec
-    video_lm: dict[str, Any]
+    model: ComponentSpec
     text_tokenizer: str
-    training: dict[str, Any] = field(default_factory=dict)
+    text_encoder: str | None = None
+    training: TrainingSection = field(default_factory=TrainingSection)
+
+    def __post_init__(self) -> None:
+        for key in ("video_tokenizer", "backbone", "head", "model"):
+            object.__setattr__(self, key, ComponentSpec.coerce(getattr(self, key), f"recipe {self.name}: {key}"))
+        object.__setattr__(self, "training", TrainingSection.coerce(self.training))
+
+    @property
+    def video_lm(self) -> dict[str, Any]:
+        """The AR model's kwargs (the field's name when DiCoDe's video LM was the only model)."""
+        return self.model.kwargs
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serializable dict (``RecipeConfig.from_dict`` reads it back)."""
@@ -101,31 +203,39 @@ class RecipeConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RecipeConfig:
-        """Rebuild from :meth:`to_dict` output.
+        """Rebuild from :meth:`to_dict` output (older dicts with a ``video_lm`` field are migrated).
 
         Raises:
             ValueError: On missing or unknown fields.
         """
         data = copy.deepcopy(dict(data))
+        if "video_lm" in data and "model" not in data:  # written before the AR-model contract: DiCoDe's video LM
+            data["model"] = {"name": "dicode_lm", "kwargs": data.pop("video_lm")}
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown, missing = set(data) - names, {n for n in names - set(data) if n != "training"}
+        optional = {"training", "text_encoder"}
+        unknown, missing = set(data) - names, {n for n in names - set(data) if n not in optional}
         if unknown or missing:
             raise ValueError(f"recipe dict: unknown fields {sorted(unknown)}, missing fields {sorted(missing)}")
-        for key in ("video_tokenizer", "backbone", "head"):
-            data[key] = ComponentSpec(**data[key])
         return cls(**data)
 
 
 def build_components(recipe: RecipeConfig | dict[str, Any]) -> dict[str, Any]:
-    """Instantiate a recipe's components: ``video_tokenizer``, ``backbone``, ``video_lm``, ``head``, ``text_tokenizer``.
+    """Instantiate any recipe's components for a pipeline.
+
+    Returns:
+        ``video_tokenizer``, ``backbone``, ``model``, ``head``, ``text_tokenizer`` and ``text_encoder`` (``None``
+        unless the recipe names one). The model's config is completed from the other components
+        (:meth:`~vidtok.models.base.VideoARModel.complete_config`) and checked against them
+        (:meth:`~vidtok.models.base.VideoARModel.check_compatible`).
 
     Raises:
         TypeError: If ``recipe`` is neither a :class:`RecipeConfig` nor its dict.
+        ValueError: Components that do not fit together (every mismatch listed).
     """
     from vidtok.backbones.base import BACKBONES
     from vidtok.heads.base import HEADS
+    from vidtok.models.base import MODELS
     from vidtok.models.text_tokenizers import load_text_tokenizer
-    from vidtok.models.video_lm import VideoLM
     from vidtok.tokenizers.base import TOKENIZERS
 
     if isinstance(recipe, dict):
@@ -133,43 +243,36 @@ def build_components(recipe: RecipeConfig | dict[str, Any]) -> dict[str, Any]:
     if not isinstance(recipe, RecipeConfig):
         raise TypeError(f"expected a RecipeConfig (vidtok.RECIPES.create(...)), got {type(recipe).__name__}")
 
-    def component(registry: Registry, spec: ComponentSpec) -> Any:
+    def component(registry: Registry, spec: ComponentSpec, **extra: Any) -> Any:
         cls = registry.get(spec.name)
         if spec.pretrained is not None:
             return cls.from_pretrained(resolve_weights(spec.pretrained))
-        return cls(**spec.kwargs)
+        return cls(**{**spec.kwargs, **extra})
 
-    backbone_kwargs = dict(recipe.backbone.kwargs)
-    if recipe.backbone.pretrained is not None:
-        backbone_kwargs = {"pretrained": resolve_weights(recipe.backbone.pretrained)}
     text_tokenizer = load_text_tokenizer(recipe.text_tokenizer)
     video_tokenizer = component(TOKENIZERS, recipe.video_tokenizer)
-    _check_token_shape(recipe, video_tokenizer)
+    backbone = component(BACKBONES, recipe.backbone)
+    head = component(HEADS, recipe.head)
+    model_cls = MODELS.get(recipe.model.name)
+    if recipe.model.pretrained is not None:
+        model = model_cls.from_pretrained(resolve_weights(recipe.model.pretrained))
+    else:
+        model = model_cls(**model_cls.complete_config(recipe.model.kwargs, text_tokenizer=text_tokenizer))
+    text_encoder = None
+    if recipe.text_encoder is not None:
+        from transformers import AutoModel
+
+        text_encoder = AutoModel.from_pretrained(resolve_weights(recipe.text_encoder)).eval().requires_grad_(False)
+    try:
+        model.check_compatible(video_tokenizer, backbone, head)
+    except ValueError as err:
+        hint = " (pass num_deep_tokens=N to the recipe)" if "tokens per keyframe" in str(err) else ""
+        raise ValueError(f"{recipe.name}: {err}{hint}") from None
     return {
         "video_tokenizer": video_tokenizer,
-        "backbone": BACKBONES.create(recipe.backbone.name, **backbone_kwargs),
-        "video_lm": VideoLM(**{"pad_token_id": text_tokenizer.pad_token_id, **recipe.video_lm}),
-        "head": component(HEADS, recipe.head),
+        "backbone": backbone,
+        "model": model,
+        "head": head,
         "text_tokenizer": text_tokenizer,
+        "text_encoder": text_encoder,
     }
-
-
-def _check_token_shape(recipe: RecipeConfig, tokenizer: Any) -> None:
-    """Refuse a video LM sized for other tokens than the tokenizer makes.
-
-    A pretrained tokenizer's own config wins over the recipe's, so a folder trained with 8 deep tokens under
-    a recipe that expects 16 would otherwise build a video LM that cannot read its tokens.
-    """
-    expected = {"token_dim": int(tokenizer.token_dim)}
-    size = getattr(tokenizer, "sample_size", None)
-    if size is not None:
-        expected["num_tokens"] = int(tokenizer.tokens_per_step(*size))
-    wrong = {
-        key: (recipe.video_lm[key], value)
-        for key, value in expected.items()
-        if key in recipe.video_lm and int(recipe.video_lm[key]) != value
-    }
-    if wrong:
-        details = ", ".join(f"video_lm {k}={lm} but the tokenizer makes {tok}" for k, (lm, tok) in wrong.items())
-        hint = " (pass num_deep_tokens=N to the recipe)" if "num_tokens" in wrong else ""
-        raise ValueError(f"{recipe.name}: {details}{hint}")

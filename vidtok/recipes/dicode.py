@@ -19,7 +19,8 @@ Every recipe takes the same overrides, so an ablation is one keyword:
   ``tokenizer_pretrained`` points at one trained with that many: a folder whose token count differs from
   the recipe's is refused when the components are built);
 * ``tokenizer_pretrained=``, ``backbone_pretrained=`` (a transformers folder or hub id), ``text_tokenizer=``;
-* ``backbone_overrides={...}`` (transformers config fields), ``video_lm={...}``;
+* ``backbone_overrides={...}`` (transformers config fields), ``model_kwargs={...}`` (the ``dicode_lm``
+  model's arguments; ``video_lm={...}`` is the same override under its earlier name);
 * ``tiny=True``: every component at its unit-test size (builds in well under a second).
 """
 
@@ -55,12 +56,12 @@ _HEAD_DEFAULTS: dict[str, dict[str, Any]] = {
 
 def _tiny_parts() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     from vidtok.backbones.hf_causal_lm import HFCausalLM
-    from vidtok.models.video_lm import VideoLM
+    from vidtok.models.dicode_lm import DiCoDeLM
     from vidtok.tokenizers.deep_tokens import DeepTokenizer
 
     tok = DeepTokenizer.tiny_config()
     backbone = HFCausalLM.tiny_config()
-    lm = {**VideoLM.tiny_config(), "token_dim": tok["token_dim"], "num_tokens": tok["num_queries"], "text_length": 8}
+    lm = {**DiCoDeLM.tiny_config(), "token_dim": tok["token_dim"], "num_tokens": tok["num_queries"], "text_length": 8}
     return tok, backbone, lm
 
 
@@ -78,6 +79,10 @@ def _recipe(
 ) -> RecipeConfig:
     """Apply the shared overrides and wire the sizes (hidden width, token width, tokens per keyframe)."""
     overrides = dict(overrides)
+    if "model_kwargs" in overrides:
+        if "video_lm" in overrides:
+            raise TypeError(f"{name}: give model_kwargs or its old name video_lm, not both")
+        overrides["video_lm"] = overrides.pop("model_kwargs")
     for key in ("head_kwargs", "backbone_overrides", "video_lm", "training"):
         if overrides.get(key) is not None and not isinstance(overrides[key], dict):
             raise TypeError(f"{name}: the {key} override must be a dict, got {type(overrides[key]).__name__}")
@@ -117,8 +122,8 @@ def _recipe(
     if overrides:
         raise TypeError(
             f"{name}: unknown overrides {sorted(overrides)}; known: head, head_kwargs, num_components, "
-            "num_deep_tokens, tokenizer_pretrained, backbone_pretrained, backbone_overrides, video_lm, "
-            "text_tokenizer, training, tiny"
+            "num_deep_tokens, tokenizer_pretrained, backbone_pretrained, backbone_overrides, model_kwargs "
+            "(or video_lm), text_tokenizer, training, tiny"
         )
     from vidtok.backbones.hf_causal_lm import PRESETS
 
@@ -139,7 +144,7 @@ def _recipe(
         video_tokenizer=ComponentSpec("deep_tokens", tokenizer, tokenizer_pretrained),
         backbone=ComponentSpec("hf_causal_lm", backbone, backbone_pretrained),
         head=ComponentSpec(head_name, head_kwargs),
-        video_lm=video_lm,
+        model=ComponentSpec("dicode_lm", video_lm),
         text_tokenizer=text_tokenizer,
         training=training,
     )
@@ -184,7 +189,7 @@ def dicode_tiny(**overrides: Any) -> RecipeConfig:
         "fps": 8.0,
         "temperature": 0.1,
     }
-    training = {"stages": PROGRESSIVE_STAGES, "lr": 1e-3, "batch_size": 32, "keyframes": 4}
+    training = {"stages": PROGRESSIVE_STAGES, "lr": 1e-3, "batch_size": 32, "steps_per_sample": 4}
     return _recipe(
         "dicode_tiny",
         tokenizer=DeepTokenizer.shapes_config(),

@@ -8,36 +8,31 @@ one per file in this package, each registered under its file's name.
 from __future__ import annotations
 
 import abc
-import math
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 
 from vidtok.modeling_utils import Component
-from vidtok.outputs import TokenizerOutput
+from vidtok.outputs import TokenizerOutput, TokenLevel
 from vidtok.registry import Registry
 
-__all__ = ["TOKENIZERS", "VideoTokenizer", "check_video"]
+__all__ = ["TOKENIZERS", "TokenLevel", "VideoTokenizer", "check_video"]
 
 
 class VideoTokenizer(Component, abc.ABC):
-    """Base class of video tokenizers.
+    """Base class of video tokenizers (ARCHITECTURE §4).
 
-    Subclasses implement :meth:`encode` and :meth:`decode` and describe their compression through
-    :attr:`temporal_compression`, :attr:`spatial_compression`, :attr:`tokens_per_step` and :attr:`token_dim`.
-    Discrete tokenizers also set :attr:`codebook_size` (per level for hierarchical ones).
+    The one thing a subclass describes is :meth:`token_layout`: per level (coarsest first) the token steps,
+    tokens per step, channels, codebook size (``None`` if continuous) and frames per step of what
+    :meth:`encode` returns. Everything else derives from it — :attr:`temporal_compression`,
+    :meth:`tokens_per_step`, :attr:`token_dim`, :attr:`codebook_size`, :attr:`is_discrete`,
+    :meth:`tokens_per_second` and :meth:`bits_per_pixel` — and AR models check their compatibility against it.
+
+    Subclasses implement :meth:`token_layout`, :meth:`encode`, :meth:`decode` and :meth:`training_step`;
+    discrete tokenizers also :meth:`codes_to_tokens` (then :meth:`decode_codes` works). A tokenizer with a
+    native frame size sets ``sample_size`` in its config (an int or ``[H, W]``); the valid frame counts are
+    ``1 + k * temporal_compression`` unless :meth:`valid_num_frames` says otherwise.
     """
-
-    #: Size of the code vocabulary for discrete tokenizers (``None`` for continuous ones).
-    codebook_size: int | list[int] | None = None
-
-    #: Config keys that change only decoding or training, never the tokens :meth:`encode` returns. A token cache
-    #: stays valid for a tokenizer that differs from its builder only in these (e.g. a decoder-only fine-tune).
-    decode_only_config: ClassVar[frozenset[str]] = frozenset()
-
-    #: ``state_dict`` prefixes of submodules :meth:`encode` never uses, left out of the token weights digest
-    #: (:func:`vidtok.data.token_cache.tokenizer_provenance`).
-    decode_only_modules: ClassVar[tuple[str, ...]] = ()
 
     def with_decoder_config(self, **changes: Any) -> tuple[VideoTokenizer, list[str]]:
         """A copy with another decoder: same tokens, new decoder configuration.
@@ -86,36 +81,107 @@ class VideoTokenizer(Component, abc.ABC):
         new.load_state_dict(state, strict=True)
         return new.train(self.training), reinitialized
 
+    # ------------------------------------------------------------------ the contract
+    @abc.abstractmethod
+    def token_layout(self, num_frames: int, height: int, width: int) -> list[TokenLevel]:
+        """What :meth:`encode` returns for a ``(B, C, num_frames, height, width)`` video, one entry per level.
+
+        Levels are listed coarsest first; a single-level tokenizer returns a one-element list.
+        """
+
     @abc.abstractmethod
     def encode(self, video: torch.Tensor, **kwargs: Any) -> TokenizerOutput:
-        """Encode a video ``(B, C, T, H, W)`` in ``[-1, 1]`` into tokens."""
+        """Encode a video ``(B, C, T, H, W)`` in ``[-1, 1]`` into tokens (and codes, for discrete tokenizers)."""
 
     @abc.abstractmethod
-    def decode(self, tokens: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        """Decode tokens back into a video ``(B, C, T, H, W)`` in ``[-1, 1]``."""
+    def decode(self, tokens: Any, **kwargs: Any) -> torch.Tensor:
+        """Decode tokens (a tensor, or one per level coarsest first) into a video ``(B, C, T, H, W)`` in ``[-1, 1]``."""
+
+    @abc.abstractmethod
+    def training_step(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> dict[str, Any]:
+        """One training step's losses for a batch ``{"video": (B, C, T, H, W), ...}``: ``{"loss": scalar, ...}``."""
+
+    def codes_to_tokens(self, indices: torch.Tensor, level: int = 0) -> torch.Tensor:
+        """Integer codes ``(B, S, N)`` of ``level`` → the quantized tokens ``(B, S, N, D)`` :meth:`decode` reads.
+
+        Raises:
+            TypeError: For continuous tokenizers (and discrete ones that do not implement it).
+        """
+        raise TypeError(f"{type(self).__name__} has no discrete codes: codes_to_tokens is for discrete tokenizers")
+
+    def decode_codes(self, indices: Any, **kwargs: Any) -> torch.Tensor:
+        """Decode integer codes (a tensor, or one per level coarsest first) into a video.
+
+        Raises:
+            TypeError: For continuous tokenizers.
+        """
+        if not self.is_discrete:
+            raise TypeError(f"{type(self).__name__} is continuous: decode its tokens with decode(), not codes")
+        if isinstance(indices, (list, tuple)):
+            return self.decode([self.codes_to_tokens(codes, level) for level, codes in enumerate(indices)], **kwargs)
+        return self.decode(self.codes_to_tokens(indices, 0), **kwargs)
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def sample_size(self) -> tuple[int, int] | None:
+        """The native frame size ``(H, W)`` (config ``sample_size``), or ``None`` when any size works."""
+        size = self.config.get("sample_size")
+        if size is None:
+            return None
+        return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+    def _reference_size(self) -> tuple[int, int]:
+        size = self.sample_size
+        if size is None:
+            raise ValueError(f"{type(self).__name__} has no sample_size: give height and width")
+        return size
+
+    def valid_num_frames(self, num_frames: int) -> bool:
+        """Whether a video of ``num_frames`` frames tokenizes without leftover frames (``1 + k f``)."""
+        return num_frames >= 1 and (num_frames - 1) % self.temporal_compression == 0
+
+    def num_frames_for(self, steps: int) -> int:
+        """Frames that ``steps`` token steps decode to: ``(steps - 1) f + 1``."""
+        return (int(steps) - 1) * self.temporal_compression + 1
+
+    # ------------------------------------------------------------------ derived from the layout
+    def _finest(self, height: int | None = None, width: int | None = None) -> TokenLevel:
+        h, w = (height, width) if height is not None and width is not None else self._reference_size()
+        return self.token_layout(1, h, w)[-1]
 
     @property
-    @abc.abstractmethod
     def temporal_compression(self) -> int:
-        """Input frames per token step (the keyframe stride for deep tokens)."""
+        """Input frames per token step of the finest level (the keyframe stride for deep tokens)."""
+        size = self.sample_size or (64, 64)
+        return self.token_layout(1, *size)[-1].frames_per_step
 
     @property
-    @abc.abstractmethod
-    def spatial_compression(self) -> int | None:
-        """Pixels per token side, or ``None`` when tokens have no spatial layout (deep tokens)."""
-
-    @property
-    @abc.abstractmethod
     def token_dim(self) -> int:
-        """Channels ``D`` of one continuous token."""
+        """Channels ``D`` of one token of the finest level."""
+        size = self.sample_size or (64, 64)
+        return self.token_layout(1, *size)[-1].dim
 
-    @abc.abstractmethod
+    @property
+    def codebook_size(self) -> int | list[int] | None:
+        """Code vocabulary size (a list, coarsest first, for several levels); ``None`` if continuous."""
+        size = self.sample_size or (64, 64)
+        sizes = [level.codebook_size for level in self.token_layout(1, *size)]
+        if all(s is None for s in sizes):
+            return None
+        return sizes[0] if len(sizes) == 1 else sizes
+
+    @property
+    def is_discrete(self) -> bool:
+        """Whether :meth:`encode` returns integer codes (``indices``)."""
+        return self.codebook_size is not None
+
     def tokens_per_step(self, height: int, width: int) -> int:
-        """Tokens ``N`` produced per token step for frames of the given size."""
+        """Tokens ``N`` per step of the finest level for frames of the given size."""
+        return self._finest(height, width).tokens
 
     def tokens_per_second(self, fps: float, height: int, width: int) -> float:
-        """Tokens per second of video at ``fps`` frames per second and the given frame size."""
-        return fps / self.temporal_compression * self.tokens_per_step(height, width)
+        """Tokens per second of video at ``fps`` (summed over levels; the first-frame step amortized away)."""
+        return sum(fps / lv.frames_per_step * lv.tokens for lv in self.token_layout(1, height, width))
 
     def bits_per_pixel(self, num_frames: int, height: int, width: int) -> float:
         """Bits per pixel of the discrete codes (HiTVideo's bpp), summed over hierarchy levels.
@@ -123,12 +189,11 @@ class VideoTokenizer(Component, abc.ABC):
         Raises:
             TypeError: For continuous tokenizers, which have no codebook.
         """
-        if self.codebook_size is None:
+        layout = self.token_layout(num_frames, height, width)
+        if not all(level.is_discrete for level in layout):
             raise TypeError(f"{type(self).__name__} is continuous: bits per pixel is defined for discrete codes only")
-        sizes = self.codebook_size if isinstance(self.codebook_size, list) else [self.codebook_size]
-        steps = math.ceil(num_frames / self.temporal_compression)
-        tokens = steps * self.tokens_per_step(height, width)
-        return tokens * sum(math.log2(s) for s in sizes) / (num_frames * height * width)
+        bits = sum(level.steps * level.tokens * level.bits_per_token for level in layout)
+        return bits / (num_frames * height * width)
 
 
 def check_video(video: Any, *, name: str = "video", channels: int | None = 3) -> torch.Tensor:

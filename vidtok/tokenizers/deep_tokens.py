@@ -43,7 +43,9 @@ from diffusers import (
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
-from vidtok.outputs import TokenizerOutput
+from vidtok.assets import shipped_path
+from vidtok.noise import rand, randn
+from vidtok.outputs import TokenizerOutput, TokenLevel
 from vidtok.tokenizers._frame_encoders import build_frame_encoder
 from vidtok.tokenizers._resampler import PerceiverResampler
 from vidtok.tokenizers._video_denoiser import VideoDenoiser
@@ -51,25 +53,12 @@ from vidtok.tokenizers.base import TOKENIZERS, VideoTokenizer, check_video
 
 __all__ = ["DeepTokenizer", "SHAPES_DEFAULT_PATH", "load_shapes_default"]
 
-SHAPES_DEFAULT_PATH = os.path.join(
-    os.path.dirname(os.path.dirname(__file__)), "assets", "dicode_shapes", "video_tokenizer"
-)
+SHAPES_DEFAULT_PATH = shipped_path("deep_tokens_shapes", check=False)
 """Folder of the shipped Shapes deep tokenizer (``config.json`` + safetensors): the ``video_tokenizer`` of the
 embedded default pipeline, so it ships once."""
 
 _UNCOND = ("grey", "learned")
 _PREVIEW_LOSSES = ("mse", "l1")
-
-
-def _randn(shape: tuple[int, ...], generator: torch.Generator | None, like: torch.Tensor) -> torch.Tensor:
-    """Gaussian noise drawn on the generator's device, then moved (seeded results agree across devices)."""
-    device = generator.device if generator is not None else like.device
-    return torch.randn(shape, generator=generator, device=device, dtype=like.dtype).to(like.device)
-
-
-def _rand(shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    gen_device = generator.device if generator is not None else device
-    return torch.rand(shape, generator=generator, device=gen_device).to(device)
 
 
 class _DDIMScheduler(DDIMScheduler):
@@ -437,30 +426,30 @@ class DeepTokenizer(VideoTokenizer):
         }
 
     # ------------------------------------------------------------------ compression
-    @property
-    def temporal_compression(self) -> int:
-        """The keyframe stride ``f``: one token step per ``f`` frames."""
-        return int(self.config.frame_stride)
+    def token_layout(self, num_frames: int, height: int, width: int) -> list[TokenLevel]:
+        """One level: a keyframe every ``frame_stride`` frames, ``num_queries`` deep tokens each (no grid).
+
+        ``(num_frames - 1) // f + 1`` keyframes, as :meth:`encode` takes frames ``0, f, 2f, …``; deep tokens have
+        no spatial layout, so their number does not depend on the frame size (DiCoDe §3.1).
+        """
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        f = int(self.config.frame_stride)
+        return [
+            TokenLevel(
+                name="keyframes",
+                steps=(int(num_frames) - 1) // f + 1,
+                tokens=int(self.config.num_queries),
+                dim=int(self.config.token_dim),
+                codebook_size=None,
+                frames_per_step=f,
+            )
+        ]
 
     @property
     def spatial_compression(self) -> None:
-        """Deep tokens have no spatial grid (``None``); see :meth:`tokens_per_step`."""
+        """Deep tokens have no spatial grid (``None``); see :meth:`token_layout`."""
         return None
-
-    @property
-    def token_dim(self) -> int:
-        """Width ``D`` of a deep token."""
-        return int(self.config.token_dim)
-
-    def tokens_per_step(self, height: int, width: int) -> int:
-        """``N`` deep tokens per keyframe, whatever the frame size."""
-        return int(self.config.num_queries)
-
-    @property
-    def sample_size(self) -> tuple[int, int]:
-        """Default decoded frame size ``(H, W)``."""
-        s = self.config.sample_size
-        return (int(s), int(s)) if isinstance(s, int) else (int(s[0]), int(s[1]))
 
     # ------------------------------------------------------------------ schedulers
     def _make_scheduler(self, name: str = "ddim", **overrides: Any):
@@ -598,7 +587,7 @@ class DeepTokenizer(VideoTokenizer):
         strides = [s for s in (self.config.train_strides or range(1, t)) if s <= t - 1]
         if not strides:
             raise ValueError(f"no training stride in {self.config.train_strides} fits clips of {t} frames")
-        pick = lambda n: int(_rand((1,), generator, device).item() * n)  # noqa: E731
+        pick = lambda n: int(rand((1,), generator, device).item() * n)  # noqa: E731
         f = strides[min(pick(len(strides)), len(strides) - 1)]
         start = min(pick(t - f), t - f - 1)
         clip = video[:, :, start : start + f + 1]
@@ -614,7 +603,7 @@ class DeepTokenizer(VideoTokenizer):
         tokens = tokens.reshape(b, 2, self.config.num_queries, self.config.token_dim)
         null = null.to(tokens.dtype)
         dropout = self.config.cond_dropout if self._train_diffusion else 0.0
-        keep = (_rand((b,), generator, device) >= dropout).to(tokens.dtype)
+        keep = (rand((b,), generator, device) >= dropout).to(tokens.dtype)
         tokens = keep.view(b, 1, 1, 1) * tokens + (1 - keep.view(b, 1, 1, 1)) * null
         head, rear = tokens[:, 0], tokens[:, 1]
 
@@ -622,7 +611,7 @@ class DeepTokenizer(VideoTokenizer):
         k = self.config.train_frames if self._stage_train_frames == "config" else self._stage_train_frames
         if k is not None and k < f + 1:
             # Head and rear always, plus a random sorted subset of the frames in between.
-            inner = torch.argsort(_rand((f - 1,), generator, device))[: max(k - 2, 0)] + 1
+            inner = torch.argsort(rand((f - 1,), generator, device))[: max(k - 2, 0)] + 1
             idx = torch.cat([torch.tensor([0, f], device=device), inner]).sort().values
             clip, positions = clip[:, :, idx], positions[idx]
             if weight is not None:
@@ -647,9 +636,9 @@ class DeepTokenizer(VideoTokenizer):
         if not self._train_diffusion:  # preview-only stage: no denoiser pass
             zero = torch.zeros((), device=device)
             return {"loss": preview_loss, "diffusion_loss": zero, "preview_loss": preview_loss.detach()}
-        noise = _randn(tuple(x0.shape), generator, x0)
+        noise = randn(tuple(x0.shape), generator, x0.device, x0.dtype)
         steps = self.config.num_train_timesteps
-        timesteps = (_rand((b,), generator, device) * steps).long().clamp_(max=steps - 1)
+        timesteps = (rand((b,), generator, device) * steps).long().clamp_(max=steps - 1)
         sched = self.noise_scheduler
         noisy = sched.add_noise(x0, noise, timesteps)
         if self.config.prediction_type == "v_prediction":
@@ -772,7 +761,7 @@ class DeepTokenizer(VideoTokenizer):
         clips = head.shape[0]
         channels = self.denoiser.in_channels
         if latents is None:
-            latents = _randn((clips, channels, frames, lh, lw), generator, head)
+            latents = randn((clips, channels, frames, lh, lw), generator, head.device, head.dtype)
         elif tuple(latents.shape) != (clips, channels, frames, lh, lw):
             raise ValueError(f"latents must be {(clips, channels, frames, lh, lw)}, got {tuple(latents.shape)}")
         latents = latents.to(self.device, self.dtype)

@@ -52,7 +52,8 @@ DATASET_NAMES: dict[str, str] = {
 }
 """Dataset names usable in ``data`` specs instead of an import path."""
 
-_REGISTRIES = {"tokenizers": "TOKENIZERS", "heads": "HEADS", "backbones": "BACKBONES"}
+#: The registries a ``model`` spec looks names up in (keys of :data:`vidtok.registry.REGISTRIES`).
+_REGISTRIES = ("tokenizers", "heads", "backbones", "models")
 _SECTIONS = ("model", "data", "trainer")
 _MODEL_KEYS = ("name", "registry", "target", "kwargs", "pretrained")
 _DATASET_KEYS = ("name", "target", "kwargs")
@@ -118,7 +119,7 @@ def build_model(spec: Mapping[str, Any], *, where: str = "model") -> Any:
     Raises:
         ConfigError: On unknown keys, an unknown name or import path, or arguments the model does not take.
     """
-    import vidtok
+    from vidtok.registry import REGISTRIES
 
     spec = _check_keys(spec, _MODEL_KEYS, where)
     spec = {k: v for k, v in spec.items() if v is not None}  # "--set model.target=null" removes a key
@@ -133,9 +134,9 @@ def build_model(spec: Mapping[str, Any], *, where: str = "model") -> Any:
         unknown = [k for k in kinds if k not in _REGISTRIES]
         if unknown:
             raise ConfigError(f"{where}.registry: unknown registry {unknown[0]!r}; choose one of {list(_REGISTRIES)}")
-        found = [getattr(vidtok, _REGISTRIES[k]) for k in kinds if name in getattr(vidtok, _REGISTRIES[k])]
+        found = [REGISTRIES[k] for k in kinds if name in REGISTRIES[k]]
         if not found:
-            names = sorted(n for k in kinds for n in getattr(vidtok, _REGISTRIES[k]).list())
+            names = sorted(n for k in kinds for n in REGISTRIES[k].list())
             close = difflib.get_close_matches(str(name), names, n=3)
             hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
             raise ConfigError(f"{where}.name: no registered component {name!r} in {kinds}{hint}")

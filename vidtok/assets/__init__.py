@@ -1,0 +1,38 @@
+"""Weights shipped inside the package, addressable as ``"vidtok:<name>"`` (see :func:`shipped_path`).
+
+A lower layer: recipes, pipelines and tokenizers all find the shipped folders here, so none of them imports
+another to learn a path (this cut the recipes ↔ pipelines import cycle).
+
+* ``dicode_shapes`` — the embedded default ``TextToVideo`` pipeline (``dicode_tiny`` trained on Shapes);
+* ``deep_tokens_shapes`` — its deep tokenizer (the pipeline's ``video_tokenizer`` folder, shipped once).
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["ASSETS_DIR", "SHIPPED", "shipped_path"]
+
+ASSETS_DIR = os.path.dirname(os.path.abspath(__file__))
+
+#: Shipped name -> folder, relative to :data:`ASSETS_DIR`.
+SHIPPED: dict[str, str] = {
+    "dicode_shapes": "dicode_shapes",
+    "deep_tokens_shapes": os.path.join("dicode_shapes", "video_tokenizer"),
+}
+
+
+def shipped_path(name: str, *, check: bool = True) -> str:
+    """The folder of the shipped weights ``name`` (``"vidtok:"`` prefix allowed).
+
+    Raises:
+        KeyError: An unknown name (the message lists the known ones).
+        FileNotFoundError: With ``check``, a folder missing from this installation.
+    """
+    name = name.removeprefix("vidtok:")
+    if name not in SHIPPED:
+        raise KeyError(f"no shipped weights named {name!r}; known: {sorted(SHIPPED)}")
+    path = os.path.join(ASSETS_DIR, SHIPPED[name])
+    if check and not os.path.isdir(path):
+        raise FileNotFoundError(f"shipped weights vidtok:{name} are missing from {path}")
+    return path

@@ -1,0 +1,203 @@
+"""Composite AR models: the ``VideoARModel`` contract and the ``MODELS`` registry (ARCHITECTURE §2, §5).
+
+An AR model is what a method adds around a backbone and a head — DiCoDe's input/output MLPs, [BOV] and
+position tables (``dicode_lm``), HiTVideo's per-level embeddings, NOVA's BOV slots and set-by-set decoder.
+The backbone and the head stay separate components, passed to every call, so a pipeline can swap either
+one and a transformers backbone keeps its own serialization::
+
+    model.check_compatible(tokenizer, backbone, head)          # one ValueError listing every mismatch
+    model.loss(backbone, head, text, tokens)                   # {"loss": scalar, ...named losses}
+    model.generate(backbone, head, text, num_steps, prefix=None, guidance_scale=..., temperature=...,
+                   generator=g)                                # tokens (B, num_steps, N, D) or codes (B, S, N)
+
+``text`` is what the pipeline made of the prompts: ids ``(B, text_length)`` from the text tokenizer, or the
+hidden states of a frozen text encoder where the recipe names one.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any
+
+import torch
+from torch import nn
+
+from vidtok.modeling_utils import Component
+from vidtok.registry import Registry
+
+__all__ = ["MODELS", "VideoARModel", "VideoARModelForTraining"]
+
+
+class VideoARModel(Component, abc.ABC):
+    """Base class of composite AR video models (what a method adds around backbone + head).
+
+    Subclasses implement :meth:`check_compatible`, :meth:`loss` and :meth:`generate`. Their config provides
+    ``text_length`` (prompt length in text tokens), and optionally ``pad_token_id`` (the null prompt),
+    ``fps`` (frame rate of the videos it was trained on) and ``temperature`` (the sampling temperature
+    pipelines use when the caller gives none).
+    """
+
+    #: Whether the model generates integer codes (discrete tokenizers) rather than continuous tokens.
+    generates_codes: bool = False
+
+    # ------------------------------------------------------------------ the contract
+    @abc.abstractmethod
+    def check_compatible(self, tokenizer: Any, backbone: Any, head: Any) -> None:
+        """Raise one ``ValueError`` listing every way the components do not fit this model."""
+
+    @abc.abstractmethod
+    def loss(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        text: torch.Tensor,
+        tokens: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Training losses for a batch of prompts and target tokens: ``{"loss": scalar, ...}``."""
+
+    @abc.abstractmethod
+    def generate(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        text: torch.Tensor,
+        num_steps: int,
+        *,
+        prefix: torch.Tensor | None = None,
+        guidance_scale: float = 1.0,
+        temperature: float | None = None,
+        generator: torch.Generator | None = None,
+        **sampler_options: Any,
+    ) -> torch.Tensor:
+        """Sample ``num_steps`` token steps (prefix included) for the prompts ``text``."""
+
+    # ------------------------------------------------------------------ shared conveniences
+    @classmethod
+    def complete_config(cls, kwargs: dict[str, Any], *, text_tokenizer: Any = None) -> dict[str, Any]:
+        """Fill the keyword arguments a recipe leaves to the other components (e.g. the text pad id).
+
+        ``build_components`` calls it before construction; the default fills ``pad_token_id`` from the text
+        tokenizer when the model takes one and the recipe did not set it.
+        """
+        kwargs = dict(kwargs)
+        if text_tokenizer is not None and "pad_token_id" in cls.config_keys() and "pad_token_id" not in kwargs:
+            kwargs["pad_token_id"] = text_tokenizer.pad_token_id
+        return kwargs
+
+    @classmethod
+    def config_keys(cls) -> set[str]:
+        """Names of the model's config arguments."""
+        import inspect
+
+        return set(inspect.signature(cls.__init__).parameters) - {"self", "args", "kwargs"}
+
+    @property
+    def text_length(self) -> int:
+        """Prompt length in text tokens (prompts are padded or cut to it)."""
+        return int(self.config["text_length"])
+
+    @property
+    def fps(self) -> float:
+        """Frame rate of the decoded videos the model was trained on."""
+        return float(self.config.get("fps", 8.0))
+
+    @property
+    def default_temperature(self) -> float:
+        """The sampling temperature pipelines use when the caller gives none."""
+        return float(self.config.get("temperature", 1.0))
+
+    def null_text(self, batch: int, device: torch.device | None = None) -> torch.Tensor:
+        """The null prompt (all padding) ``(batch, text_length)`` used for prompt dropout and guidance."""
+        pad = int(self.config.get("pad_token_id", 0))
+        return torch.full((batch, self.text_length), pad, device=device, dtype=torch.long)
+
+    @staticmethod
+    def raise_mismatches(name: str, problems: list[str]) -> None:
+        """Raise one ``ValueError`` listing every problem (nothing when the list is empty)."""
+        if problems:
+            raise ValueError(f"{name}: the components do not fit: " + "; ".join(problems))
+
+
+class VideoARModelForTraining(nn.Module):
+    """Backbone + AR model + head(s) (+ text tokenizer) as one module with ``training_step``.
+
+    DiCoDe trains progressively, first with the L2 loss and then with the GMM loss (supplementary §6). Give
+    several heads by name and pick one per stage with the stage option ``{"head": "gmm"}``; the backbone and
+    the model carry over. Batches are token-cache samples: ``{"tokens": (B, S, N, D), "caption": [...]}``
+    (captions are tokenized here) or ``{"tokens", "input_ids"}``.
+
+    Args:
+        backbone: The backbone.
+        model: The :class:`VideoARModel`.
+        heads: One head, or a dict name → head (the first is active until a stage picks another).
+        text_tokenizer: Tokenizes captions (needed when batches carry captions, not ids).
+        caption_transform: Optional ``f(caption, generator) -> caption`` applied in training (e.g. dropping
+            attributes so under-specified prompts are learned).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        model: VideoARModel,
+        heads: nn.Module | dict[str, nn.Module],
+        text_tokenizer: Any = None,
+        caption_transform: Any = None,
+    ) -> None:
+        super().__init__()
+        from vidtok.backbones.hf_causal_lm import as_backbone
+
+        self.backbone = as_backbone(backbone)
+        self.model = model
+        self.heads = nn.ModuleDict(heads if isinstance(heads, dict) else {"head": heads})
+        self.active = next(iter(self.heads))
+        self.text_tokenizer = text_tokenizer
+        self.caption_transform = caption_transform
+
+    @property
+    def video_lm(self) -> VideoARModel:
+        """The AR model (the name it had when only DiCoDe's existed)."""
+        return self.model
+
+    @property
+    def head(self) -> nn.Module:
+        """The head of the current stage."""
+        return self.heads[self.active]
+
+    def configure_stage(self, stage: Any) -> None:
+        """Switch the active head with the stage option ``{"head": name}``.
+
+        Raises:
+            ValueError: On an unknown head name or option.
+        """
+        options = dict(getattr(stage, "options", None) or {})
+        unknown = set(options) - {"head"}
+        if unknown:
+            raise ValueError(f"unknown stage options {sorted(unknown)}; known: head")
+        if "head" in options:
+            if options["head"] not in self.heads:
+                raise ValueError(f"stage asks for head {options['head']!r}; this model has {list(self.heads)}")
+            self.active = options["head"]
+
+    def input_ids(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> torch.Tensor:
+        """Prompt ids of a batch (from ``input_ids`` or by tokenizing ``caption``)."""
+        if "input_ids" in batch:
+            return batch["input_ids"]
+        if self.text_tokenizer is None:
+            raise ValueError("batches carry captions but the training module has no text_tokenizer")
+        from vidtok.models.text_tokenizers import encode_prompts
+
+        captions = list(batch["caption"])
+        if self.caption_transform is not None and self.training:
+            captions = [self.caption_transform(c, generator) for c in captions]
+        return encode_prompts(self.text_tokenizer, captions, length=self.model.text_length, truncate=True)
+
+    def training_step(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> dict[str, Any]:
+        """The loss of :meth:`VideoARModel.loss` with the active head."""
+        tokens = batch["tokens"]
+        ids = self.input_ids(batch, generator).to(tokens.device)
+        return self.model.loss(self.backbone, self.head, ids, tokens, generator=generator)
+
+
+MODELS: Registry[type[VideoARModel]] = Registry("model", base=VideoARModel, package="vidtok.models")
+"""Composite AR models, one per file, each registered in :data:`MODELS` under its file's name."""
