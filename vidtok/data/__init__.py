@@ -71,7 +71,15 @@ _LAZY: dict[str, str] = {
         "vidtok.data.transforms",
     ),
     **dict.fromkeys(
-        ("DICODE_VIDEO_FILTERS", "VideoDataset", "build_video_index", "load_clip", "read_records"),
+        (
+            "DICODE_VIDEO_FILTERS",
+            "FileDataset",
+            "SKIPPABLE_ERRORS",
+            "VideoDataset",
+            "build_video_index",
+            "load_clip",
+            "read_records",
+        ),
         "vidtok.data.video",
     ),
     "ImageTextDataset": "vidtok.data.images",
@@ -103,6 +111,7 @@ __all__ = [
     "DEFAULT_SPEED",
     "DICODE_MOTION_RANGE",
     "DICODE_VIDEO_FILTERS",
+    "FileDataset",
     "HELDOUT_COMBINATIONS",
     "ImageTextDataset",
     "LINEAR_MOTIONS",
@@ -113,6 +122,7 @@ __all__ = [
     "SHAPES",
     "SIZES",
     "SIZE_FRACTIONS",
+    "SKIPPABLE_ERRORS",
     "SPLITS",
     "Scene",
     "ShapeObject",
@@ -217,4 +227,12 @@ if TYPE_CHECKING:  # real imports for IDEs and type checkers
         resize_crop_plan,
         sample_clip,
     )
-    from vidtok.data.video import DICODE_VIDEO_FILTERS, VideoDataset, build_video_index, load_clip, read_records
+    from vidtok.data.video import (
+        DICODE_VIDEO_FILTERS,
+        SKIPPABLE_ERRORS,
+        FileDataset,
+        VideoDataset,
+        build_video_index,
+        load_clip,
+        read_records,
+    )

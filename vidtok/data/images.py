@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 
 from vidtok.data.transforms import center_crop
-from vidtok.data.video import MissingCaption, _FileDataset
+from vidtok.data.video import FileDataset, MissingCaption
 from vidtok.io import IMAGE_EXTENSIONS, frames_to_tensor, read_video, read_video_info
 
 __all__ = ["ImageTextDataset"]
 
 
-class ImageTextDataset(_FileDataset):
+class ImageTextDataset(FileDataset):
     """Captioned images from a CSV/JSONL list or a folder with sidecar ``.txt`` captions, as 1-frame videos.
 
     Images are resized to cover ``size`` (keeping the aspect ratio) and center-cropped, as DiCoDe's videos

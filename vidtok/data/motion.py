@@ -52,7 +52,8 @@ _FARNEBACK = {
 }
 
 
-def _require_cv2() -> Any:
+def require_cv2() -> Any:
+    """The ``cv2`` module, or an ``ImportError`` that says how to install the optional ``vidtok[motion]`` extra."""
     try:
         import cv2
     except ImportError as e:
@@ -101,7 +102,7 @@ def flow_magnitudes(frames: np.ndarray, *, resolution: int | None = DEFAULT_RESO
         ImportError: If OpenCV is not installed (the ``vidtok[motion]`` extra).
         ValueError: For fewer than two frames or a bad shape.
     """
-    cv2 = _require_cv2()
+    cv2 = require_cv2()
     gray = _gray(frames)
     if gray.shape[0] < 2:
         raise ValueError(f"need at least two frames to compute optical flow, got {gray.shape[0]}")
@@ -152,7 +153,7 @@ def motion_score(
         >>> motion_score(still, sample_fps=None, resolution=None)
         0.0
     """
-    _require_cv2()  # fail before decoding anything
+    require_cv2()  # fail before decoding anything
     if isinstance(video, (str, os.PathLike)):
         from vidtok.io import read_video, read_video_info
 

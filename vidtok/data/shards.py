@@ -40,7 +40,7 @@ from typing import IO, Any, Literal
 import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
 
-from vidtok.data.video import _SKIPPABLE, load_clip
+from vidtok.data.video import SKIPPABLE_ERRORS, load_clip
 from vidtok.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, read_video_info, save_video
 
 __all__ = ["ShardDataset", "expand_urls", "write_shards"]
@@ -509,7 +509,7 @@ class ShardDataset(IterableDataset):
         for item in raw:
             try:
                 sample = self._decode(item, epoch)
-            except _SKIPPABLE as e:
+            except SKIPPABLE_ERRORS as e:
                 self._skip(f"{item['__url__']}#{item['__key__']}", f"{type(e).__name__}: {e}")
                 continue
             sample["skipped"], self._pending_skips = self._pending_skips, 0

@@ -48,7 +48,15 @@ from torch.utils.data import Dataset
 from vidtok.data.transforms import center_crop, clip_span, parse_size, parse_stride, resize_crop_plan, sample_clip
 from vidtok.io import VIDEO_EXTENSIONS, VideoReadError, frames_to_tensor, read_video, read_video_info
 
-__all__ = ["DICODE_VIDEO_FILTERS", "VideoDataset", "build_video_index", "load_clip", "read_records"]
+__all__ = [
+    "DICODE_VIDEO_FILTERS",
+    "SKIPPABLE_ERRORS",
+    "FileDataset",
+    "VideoDataset",
+    "build_video_index",
+    "load_clip",
+    "read_records",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +67,9 @@ MissingCaption = Literal["error", "empty", "drop"]
 
 # Index columns that hold numbers (CSV stores everything as text).
 _NUMERIC_COLUMNS = {"height": int, "width": int, "num_frames": int, "fps": float, "duration": float}
-# Per-file problems that make the dataset skip a sample instead of failing the epoch. ValueError covers
-# "start past the end" and "video too short" when the container's frame count was wrong.
-_SKIPPABLE = (VideoReadError, OSError, ValueError, EOFError)
+# ValueError covers "start past the end" and "video too short" when the container's frame count was wrong.
+SKIPPABLE_ERRORS: tuple[type[Exception], ...] = (VideoReadError, OSError, ValueError, EOFError)
+"""Per-file errors after which file datasets skip a sample (and draw a replacement) instead of failing the epoch."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -199,8 +207,12 @@ def read_records(
 # --------------------------------------------------------------------------------------------------
 
 
-class _FileDataset(Dataset):
-    """Index building, filtering, per-index random generators and skip-and-replace for file datasets."""
+class FileDataset(Dataset):
+    """Base of the file datasets: index building, filtering, per-index generators and skip-and-replace.
+
+    [`VideoDataset`][vidtok.data.video.VideoDataset] and [`ImageTextDataset`][vidtok.data.images.ImageTextDataset]
+    subclass it; a subclass sets ``_default_extensions`` and ``_metadata_keys`` and implements ``_load(record, rng)``.
+    """
 
     _default_extensions: tuple[str, ...] = VIDEO_EXTENSIONS
     # Index columns the filters need; when all are present the file is not opened.
@@ -284,7 +296,7 @@ class _FileDataset(Dataset):
         """Fill height/width/num_frames/fps from the file's metadata; False if unreadable."""
         try:
             info = read_video_info(record["path"])
-        except _SKIPPABLE as e:
+        except SKIPPABLE_ERRORS as e:
             logger.warning("dropping unreadable file %s: %s", record["path"], e)
             return False
         record.update(height=info.height, width=info.width, num_frames=info.num_frames, fps=info.fps)
@@ -346,7 +358,7 @@ class _FileDataset(Dataset):
             record = self.records[j]
             try:
                 sample = self._load(record, self.rng(j))
-            except _SKIPPABLE as e:
+            except SKIPPABLE_ERRORS as e:
                 reason = f"{type(e).__name__}: {e}"
                 self.num_skipped += 1
                 self.skipped_paths[record["path"]] = reason
@@ -371,7 +383,7 @@ class _FileDataset(Dataset):
 # --------------------------------------------------------------------------------------------------
 
 
-class VideoDataset(_FileDataset):
+class VideoDataset(FileDataset):
     """Captioned video clips from a CSV/JSONL list or a folder with sidecar captions.
 
     Each sample is a clip of ``num_frames`` frames, ``stride`` source frames apart (fixed, or drawn per sample
@@ -514,7 +526,7 @@ class VideoDataset(_FileDataset):
             for r in missing:
                 try:
                     r[self.motion_column] = motion_score(r["path"])
-                except _SKIPPABLE as e:
+                except SKIPPABLE_ERRORS as e:
                     logger.warning("no motion score for %s: %s", r["path"], e)
         kept = []
         for r in records:
@@ -613,7 +625,7 @@ def _probe(args: tuple[dict[str, Any], bool, dict[str, Any]]) -> tuple[dict[str,
             from vidtok.data.motion import motion_score
 
             record["motion_score"] = motion_score(record["path"], **motion_kwargs)
-    except _SKIPPABLE as e:
+    except SKIPPABLE_ERRORS as e:
         return record, f"{type(e).__name__}: {e}"
     return record, None
 
@@ -659,9 +671,9 @@ def build_video_index(
         r["path"] = str(Path(r["path"]).resolve())
     jobs = [(r, motion, dict(motion_kwargs or {})) for r in records]
     if motion:
-        from vidtok.data.motion import _require_cv2
+        from vidtok.data.motion import require_cv2
 
-        _require_cv2()
+        require_cv2()
     if num_workers > 0:
         from concurrent.futures import ProcessPoolExecutor
 
