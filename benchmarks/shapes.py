@@ -33,9 +33,8 @@ def main(argv=None) -> list[tuple[str, float, float]]:
     parser.add_argument("--repeats", type=int, default=30)
     args = parser.parse_args(argv)
 
-    from vidtok.data.shapes import generate
     from vidtok.io import read_video, save_video
-    from vidtok.metrics.shapes import score_video
+    from vidtok.shapes import generate, score_video
 
     videos, captions = generate(args.repeats, resolution=64, num_frames=16, seed=0)
     with tempfile.TemporaryDirectory() as tmp:

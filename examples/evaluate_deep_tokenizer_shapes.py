@@ -18,9 +18,8 @@ import time
 
 import torch
 
-from vidtok.data.shapes import ShapesConfig, generate
-from vidtok.metrics.shapes import score_videos
 from vidtok.metrics.video_quality import psnr, psnr_per_frame, ssim
+from vidtok.shapes import ShapesConfig, generate, score_videos
 from vidtok.tokenizers.deep_tokens import DeepTokenizer, load_shapes_default
 
 

@@ -18,9 +18,8 @@ import time
 import numpy as np
 import torch
 
-from vidtok.data.shapes import COLORS
-from vidtok.metrics.shapes import analyze_video
 from vidtok.pipelines.text_to_video import TextToVideo, load_default
+from vidtok.shapes import COLORS, analyze_video
 
 
 def color_presence(frames: np.ndarray, color: str) -> tuple[float, float]:

@@ -50,9 +50,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vidtok.data.shapes import ShapesConfig, generate
-from vidtok.metrics.shapes import score_videos
 from vidtok.metrics.video_quality import psnr, ssim
+from vidtok.shapes import ShapesConfig, generate, score_videos
 from vidtok.tokenizers.deep_tokens import DeepTokenizer
 from vidtok.training import Callback, OptimizerConfig, Stage, Trainer, TrainingConfig
 

@@ -13,7 +13,7 @@ DiCoDe §3.3–3.4 in miniature, with the project's own parts:
    motion phrase are each dropped with probability 0.2 and the shape word becomes ``shape`` with
    probability 0.1.
 4. **Evaluation** on held-out (color, shape) prompts (two seeds each), scored from pixels by
-   :mod:`vidtok.metrics.shapes`, and export of the :class:`~vidtok.pipelines.TextToVideo` pipeline.
+   :mod:`vidtok.shapes.scorer`, and export of the :class:`~vidtok.pipelines.TextToVideo` pipeline.
 
 Reproduce the embedded default (one run, 41 min on one CPU thread; ``docs/results.md`` has the scores)::
 
@@ -53,12 +53,11 @@ import numpy as np
 import torch
 
 import vidtok
-from vidtok.data.shapes import COLORS, HELDOUT_COMBINATIONS, ShapesDataset
 from vidtok.data.token_cache import TokenCacheDataset, build_token_cache
-from vidtok.metrics.shapes import analyze_video, score_video
 from vidtok.models.video_lm import VideoLMForTraining
 from vidtok.pipelines.text_to_video import TextToVideo
 from vidtok.recipes.base import build_components
+from vidtok.shapes import COLORS, HELDOUT_COMBINATIONS, ShapesDataset, analyze_video, score_video
 from vidtok.training import Callback, OptimizerConfig, Stage, Trainer, TrainingConfig
 
 SHAPES = ("circle", "square", "triangle")

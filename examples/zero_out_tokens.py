@@ -14,9 +14,9 @@ import argparse
 
 import torch
 
-from vidtok.diagnostics import token_zeroing_grid, zero_out_tokens
 from vidtok.io import read_video, save_video
 from vidtok.tokenizers.deep_tokens import DeepTokenizer, load_shapes_default
+from vidtok.tokenizers.deep_tokens_diagnostics import token_zeroing_grid, zero_out_tokens
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
     h, w = tok.sample_size
     f = tok.temporal_compression
     if args.video is None:
-        from vidtok.data.shapes import render_video
+        from vidtok.shapes import render_video
 
         frames = render_video(args.caption, num_frames=f + 1, resolution=(h, w), seed=args.seed)
         video = torch.from_numpy(frames).permute(3, 0, 1, 2).float().div(127.5).sub(1)

@@ -38,8 +38,8 @@ def test_console_script_version_and_help():
 
 
 def test_reconstruct_command_writes_side_by_side_and_reports(tmp_path, capsys):
-    from vidtok.data.shapes import generate
     from vidtok.io import read_video, save_video
+    from vidtok.shapes import generate
 
     videos, _ = generate(1, resolution=32, num_frames=9, seed=5)
     src = save_video(videos[0], tmp_path / "clip.mp4", fps=8, lossless=True)

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from vidtok.data.mixing import WeightedMixture
-from vidtok.data.shapes import ShapesDataset
+from vidtok.shapes import ShapesDataset
 
 
 class Tagged(Dataset):

@@ -12,9 +12,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from vidtok.data.shapes import ShapesDataset
 from vidtok.data.shards import ShardDataset, expand_urls, write_shards
 from vidtok.io import save_video, tensor_to_frames
+from vidtok.shapes import ShapesDataset
 
 
 @pytest.fixture(scope="module")

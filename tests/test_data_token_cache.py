@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from vidtok.data.shapes import ShapesDataset
 from vidtok.data.token_cache import (
     TokenCacheDataset,
     TokenCacheError,
@@ -18,6 +17,7 @@ from vidtok.data.token_cache import (
     weights_digest,
 )
 from vidtok.outputs import TokenizerOutput
+from vidtok.shapes import ShapesDataset
 
 
 class PoolTokenizer(torch.nn.Module):

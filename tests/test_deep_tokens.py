@@ -294,7 +294,7 @@ def test_save_load_decodes_identically(tok, tmp_path):
 def test_trains_through_the_trainer(tmp_path):
     from accelerate.utils import set_seed
 
-    from vidtok.data.shapes import ShapesDataset
+    from vidtok.shapes import ShapesDataset
     from vidtok.training import Trainer, TrainingConfig
 
     set_seed(0)
@@ -347,7 +347,7 @@ def test_token_grid_preview_reads_square_and_oblong_token_grids(num_queries):
 def test_freeze_tokens_stage_trains_the_decoder_only(tmp_path):
     from accelerate.utils import set_seed
 
-    from vidtok.data.shapes import ShapesDataset
+    from vidtok.shapes import ShapesDataset
     from vidtok.training import Stage, Trainer, TrainingConfig
 
     set_seed(0)

@@ -15,7 +15,7 @@ MIN_PSNR = float(os.environ.get("VIDTOK_DEEP_TOKENS_MIN_PSNR", "27.0"))
 
 
 def _heldout(n: int) -> tuple[torch.Tensor, list[str]]:
-    from vidtok.data.shapes import ShapesConfig, generate
+    from vidtok.shapes import ShapesConfig, generate
 
     videos, captions = generate(n, ShapesConfig(resolution=32, num_frames=9, fps=8.0, split="heldout", seed=123))
     return torch.from_numpy(videos.transpose(0, 4, 1, 2, 3).copy()).float().div(127.5).sub(1), captions

@@ -7,8 +7,8 @@ import os
 import pytest
 import torch
 
-from vidtok.metrics.shapes import score_video
 from vidtok.pipelines.text_to_video import DEFAULT_MODEL_PATH, TextToVideo, load_default
+from vidtok.shapes import score_video
 
 
 @pytest.fixture(scope="module")

@@ -107,7 +107,7 @@ def test_train_deep_tokenizer_shapes_then_a_new_decoder_on_its_tokens(tmp_path):
                "--train-split", "all", "--train-cache", str(cache), cwd=tmp_path)  # fmt: skip
     assert "newly initialized" in out
     # --train-split all renders from the split with the held-out (color, shape) pairs.
-    from vidtok.data.shapes import ShapesConfig, generate
+    from vidtok.shapes import ShapesConfig, generate
 
     expected = generate(4, ShapesConfig(resolution=32, num_frames=9, fps=8.0, split="all", seed=0))[1]
     assert [str(c) for c in np.load(cache)["captions"]] == expected
@@ -139,7 +139,7 @@ def test_train_deep_tokenizer_shapes_then_a_new_decoder_on_its_tokens(tmp_path):
 def test_augment_caption_color_dropout(monkeypatch):
     import torch
 
-    from vidtok.data.shapes import COLORS
+    from vidtok.shapes import COLORS
 
     monkeypatch.syspath_prepend(str(EXAMPLES))
     from train_dicode_shapes import augment_caption

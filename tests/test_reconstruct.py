@@ -98,8 +98,8 @@ def test_reconstruct_file_writes_side_by_side(tok, tmp_path, capsys):
 
 
 def test_token_zeroing(tok, tmp_path):
-    from vidtok.diagnostics import token_zeroing_grid, zero_out_tokens
     from vidtok.io import save_video
+    from vidtok.tokenizers.deep_tokens_diagnostics import token_zeroing_grid, zero_out_tokens
 
     video = _video()
     rows = zero_out_tokens(tok, video, num_inference_steps=1, progress=False)

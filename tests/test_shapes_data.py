@@ -1,4 +1,4 @@
-"""Tests of the Shapes world generator (vidtok.data.shapes)."""
+"""Tests of the Shapes world generator (vidtok.shapes)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vidtok.data.shapes import (
+from vidtok.shapes import (
     COLORS,
     HELDOUT_COMBINATIONS,
     LINEAR_MOTIONS,
@@ -34,7 +34,7 @@ from vidtok.data.shapes import (
     sample_scene,
 )
 
-SHAPES_PY = Path(__file__).resolve().parents[1] / "vidtok" / "data" / "shapes.py"
+SHAPES_PY = Path(__file__).resolve().parents[1] / "vidtok" / "shapes" / "render.py"
 
 
 # ------------------------------------------------------------------------------------------------ constants

@@ -1,4 +1,4 @@
-"""Tests of the pixel-only Shapes prompt-following score (vidtok.metrics.shapes)."""
+"""Tests of the pixel-only Shapes prompt-following score (vidtok.shapes.scorer)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,19 @@ import math
 import numpy as np
 import pytest
 
-from vidtok.data.shapes import COLORS, ShapeObject, ShapesDataset, generate, parse_caption, render_video
-from vidtok.metrics.shapes import ATTRIBUTES, ShapesScore, analyze_video, score_video, score_videos
+from vidtok.shapes import (
+    ATTRIBUTES,
+    COLORS,
+    ShapeObject,
+    ShapesDataset,
+    ShapesScore,
+    analyze_video,
+    generate,
+    parse_caption,
+    render_video,
+    score_video,
+    score_videos,
+)
 
 FACTS = ATTRIBUTES  # color, shape, size, motion
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vidtok.data.shapes import COLORS, MOTIONS
 from vidtok.models.text_tokenizers import SHAPES_WORDS, encode_prompts, load_text_tokenizer
+from vidtok.shapes import COLORS, MOTIONS
 
 
 def test_shapes_vocabulary_covers_the_caption_grammar():

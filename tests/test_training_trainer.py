@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from accelerate.utils import set_seed
 from torch import nn
 
-from vidtok.data.shapes import ShapesDataset
+from vidtok.shapes import ShapesDataset
 from vidtok.training import (
     Callback,
     ConfigError,

@@ -64,8 +64,8 @@ class MixingPlan:
         >>> plan = MixingPlan([1, 3], lengths=[4, 6], key=(0, 0))
         >>> plan.draw_sources(8).tolist()
         [1, 1, 0, 0, 1, 1, 1, 1]
-        >>> [plan.position(1, p)[0] for p in range(6)]  # one pass over source 1, in a seeded order
-        [2, 4, 1, 3, 0, 5]
+        >>> plan.position(1, 0), plan.position(1, 1), plan.position(1, 6)  # (index, pass); 6 starts pass 1
+        ((2, 0), (4, 0), (1, 1))
     """
 
     def __init__(
@@ -149,7 +149,7 @@ class WeightedMixture(Dataset):
         probabilities: Normalized weights, aligned with ``names``.
 
     Example:
-        >>> from vidtok.data.shapes import ShapesDataset
+        >>> from vidtok.shapes import ShapesDataset
         >>> images = ShapesDataset(mode="image", resolution=16, length=10)
         >>> videos = ShapesDataset(resolution=16, num_frames=4, length=10)
         >>> mix = WeightedMixture({"images": images, "videos": videos}, batch_size=4, length=16, seed=0)

@@ -132,7 +132,7 @@ def write_shards(
 
     Example:
         >>> import tempfile
-        >>> from vidtok.data.shapes import ShapesDataset
+        >>> from vidtok.shapes import ShapesDataset
         >>> d = tempfile.mkdtemp()
         >>> paths = write_shards(ShapesDataset(resolution=16, num_frames=4, length=5), f"{d}/s-%03d.tar", maxcount=2)
         >>> len(paths), paths[0].name
@@ -366,7 +366,7 @@ class ShardDataset(IterableDataset):
 
     Example:
         >>> import tempfile
-        >>> from vidtok.data.shapes import ShapesDataset
+        >>> from vidtok.shapes import ShapesDataset
         >>> d = tempfile.mkdtemp()
         >>> _ = write_shards(ShapesDataset(resolution=16, num_frames=4, length=4), f"{d}/s-%03d.tar", maxcount=2)
         >>> ds = ShardDataset(f"{d}/s-{{000..001}}.tar", num_frames=4, size=16)

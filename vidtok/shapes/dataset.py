@@ -11,8 +11,9 @@ configuration, so datasets need no storage and any index can be rendered on dema
 Example:
     >>> from vidtok.shapes.dataset import ShapesDataset
     >>> ds = ShapesDataset("heldout", resolution=32, num_frames=8, length=10)
-    >>> tuple(ds[0]["video"].shape)
-    (3, 8, 32, 32)
+    >>> item = ds[0]
+    >>> tuple(item["video"].shape), item["caption"].startswith("a ")
+    ((3, 8, 32, 32), True)
 """
 
 from __future__ import annotations

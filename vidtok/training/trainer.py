@@ -163,7 +163,7 @@ class Trainer:
 
     Example:
         >>> from accelerate.utils import set_seed
-        >>> from vidtok.data.shapes import ShapesDataset
+        >>> from vidtok.shapes import ShapesDataset
         >>> from vidtok.training import Trainer, TrainingConfig, TinyVideoAutoencoder
         >>> set_seed(0)
         >>> model = TinyVideoAutoencoder(**TinyVideoAutoencoder.tiny_config())
