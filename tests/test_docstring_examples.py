@@ -10,7 +10,8 @@ import pytest
 MODULES = [
     "vidtok.backbones.hf_causal_lm",
     "vidtok.models.text_tokenizers",
-    "vidtok.models.video_lm",
+    "vidtok.models.dicode_lm",
+    "vidtok.models.generation",
     "vidtok.pipelines.image_to_video",
     "vidtok.pipelines.text_to_video",
     "vidtok.recipes.base",

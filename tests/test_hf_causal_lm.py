@@ -22,7 +22,7 @@ def test_presets_match_the_paper_parameter_counts(preset):
     # The paper quotes OpenAI's GPT-2 figures (117M/345M/762M); HF's base models count 124.4/354.8/774.0M.
     assert abs(count - PAPER_PARAMETERS[preset]) / PAPER_PARAMETERS[preset] < 0.07, (preset, count)
     expected = "GPT2Model" if preset.startswith("gpt2") else "LlamaModel"
-    assert type(model).__name__ == expected
+    assert type(model.model).__name__ == expected  # the transformers model, adapted to the backbone contract
 
 
 def test_tiny_forward_with_inputs_embeds_and_gradients():
@@ -57,7 +57,7 @@ def test_llama_config_dict_builds():
         "vocab_size": 64,
     }
     model = HFCausalLM(config=cfg)
-    assert type(model).__name__ == "LlamaModel"
+    assert type(model.model).__name__ == "LlamaModel"
     assert model(inputs_embeds=torch.randn(1, 3, 32)).last_hidden_state.shape == (1, 3, 32)
 
 
@@ -73,8 +73,14 @@ def test_local_folder_round_trip_and_causal_lm_checkpoint(tmp_path):
     lm = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50, n_positions=32))
     lm.save_pretrained(tmp_path / "lm")
     base = HFCausalLM(pretrained=str(tmp_path / "lm"))
-    assert type(base).__name__ == "GPT2Model"
-    assert torch.equal(base.wte.weight, lm.transformer.wte.weight)
+    assert type(base.model).__name__ == "GPT2Model"
+    assert torch.equal(base.model.wte.weight, lm.transformer.wte.weight)
+    # The saved folder is transformers' own layout: transformers reads it without vidtok.
+    from transformers import AutoModel
+
+    plain = AutoModel.from_pretrained(tmp_path / "base")
+    assert torch.equal(plain.wte.weight, model.model.wte.weight)
+    assert sorted(p.name for p in (tmp_path / "base").iterdir()) == ["config.json", "model.safetensors"]
 
 
 def test_pretrained_with_missing_weights_is_an_error(tmp_path):

@@ -45,7 +45,7 @@ def test_recipe_json_round_trip(name):
 def test_head_swap_builds_the_expected_class(head, cls):
     parts = build_components(vidtok.RECIPES.create("dicode_tiny", head=head, tiny=True))
     assert type(parts["head"]) is cls
-    assert parts["head"].config["hidden_size"] == parts["video_lm"].config.hidden_size
+    assert parts["head"].config["hidden_size"] == parts["model"].config.hidden_size
 
 
 def test_ablation_overrides():
@@ -97,11 +97,13 @@ def test_pretrained_tokenizer_with_another_token_count(tmp_path):
     DeepTokenizer(**{**DeepTokenizer.tiny_config(), "num_queries": 8}).save_pretrained(tmp_path)
     # The folder's 8 tokens win over the recipe's 16: the video LM must be sized for them.
     cfg = vidtok.RECIPES.create("dicode_tiny", tiny=True, tokenizer_pretrained=str(tmp_path))
-    with pytest.raises(ValueError, match=r"num_tokens=4 but the tokenizer makes 8.*num_deep_tokens"):
+    with pytest.raises(
+        ValueError, match=r"tokenizer gives 8 tokens per keyframe, the model expects 4.*num_deep_tokens"
+    ):
         build_components(cfg)
     cfg = vidtok.RECIPES.create("dicode_tiny", tiny=True, tokenizer_pretrained=str(tmp_path), num_deep_tokens=8)
     parts = build_components(cfg)
-    assert parts["video_tokenizer"].tokens_per_step(32, 32) == parts["video_lm"].config.num_tokens == 8
+    assert parts["video_tokenizer"].tokens_per_step(32, 32) == parts["model"].config.num_tokens == 8
 
 
 @pytest.mark.parametrize(

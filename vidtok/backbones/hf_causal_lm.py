@@ -267,6 +267,7 @@ class HFCausalLM(ModelMixin, Backbone):
         elif any(v is not None for v in (preset, config, pretrained, overrides)):
             raise ValueError("give a model or a preset/config/pretrained source, not both")
         self.model = model
+        self.training = model.training  # a checkpoint loads in eval mode: so does its adapter
         # transformers 5 renamed the cache argument (``past_key_values`` -> ``cache``) and deprecated the old
         # name; pass whichever this model's forward takes, so no FutureWarning fires on every step.
         params = inspect.signature(model.forward).parameters

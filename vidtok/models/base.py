@@ -72,6 +72,15 @@ class VideoARModel(Component, abc.ABC):
     ) -> torch.Tensor:
         """Sample ``num_steps`` token steps (prefix included) for the prompts ``text``."""
 
+    @classmethod
+    def tiny_companions(cls) -> dict[str, Any]:
+        """Registry name + kwargs of a tokenizer, backbone and head that fit :meth:`tiny_config` (for tests).
+
+        Returns:
+            ``{"video_tokenizer": (name, kwargs), "backbone": (name, kwargs), "head": (name, kwargs)}``.
+        """
+        raise NotImplementedError(f"{cls.__name__} names no tiny companions")
+
     # ------------------------------------------------------------------ shared conveniences
     @classmethod
     def complete_config(cls, kwargs: dict[str, Any], *, text_tokenizer: Any = None) -> dict[str, Any]:

@@ -21,7 +21,8 @@ Every recipe takes the same overrides, so an ablation is one keyword:
 * ``tokenizer_pretrained=``, ``backbone_pretrained=`` (a transformers folder or hub id), ``text_tokenizer=``;
 * ``backbone_overrides={...}`` (transformers config fields), ``model_kwargs={...}`` (the ``dicode_lm``
   model's arguments; ``video_lm={...}`` is the same override under its earlier name);
-* ``tiny=True``: every component at its unit-test size (builds in well under a second).
+* ``tiny=True``: every component at its unit-test size, with the word-level Shapes prompts (builds in well under
+  a second). Every registered recipe takes ``tiny``: the recipe contract tests build each one this way.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ def _recipe(
     if tiny:
         tokenizer, backbone, video_lm = _tiny_parts()
         tokenizer_pretrained = None
+        text_tokenizer = "shapes_words"  # fits the tiny backbone's 64-entry vocabulary (GPT-2's BPE would not)
     tokenizer, backbone, video_lm = copy.deepcopy(tokenizer), copy.deepcopy(backbone), copy.deepcopy(video_lm)
     head = overrides.pop("head", "gmm")
     head_kwargs = dict(overrides.pop("head_kwargs", {}) or {})

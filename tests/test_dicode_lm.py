@@ -1,4 +1,4 @@
-"""VideoLM: teacher-forced loss, KV-cached generation, CFG, sliding window, text dropout, errors."""
+"""dicode_lm (DiCoDe's video LM): teacher-forced loss, KV-cached generation, CFG, sliding window, errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import torch
 from vidtok.backbones.hf_causal_lm import HFCausalLM
 from vidtok.heads.gmm import GMMHead
 from vidtok.heads.l2 import L2Head
-from vidtok.models.video_lm import VideoLM, VideoLMForTraining
+from vidtok.models.base import VideoARModelForTraining
+from vidtok.models.dicode_lm import DiCoDeLM
 
 N, D, H, L = 4, 8, 32, 4
 
@@ -17,7 +18,7 @@ N, D, H, L = 4, 8, 32, 4
 @pytest.fixture
 def parts():
     torch.manual_seed(0)
-    lm = VideoLM(**VideoLM.tiny_config()).eval()
+    lm = DiCoDeLM(**DiCoDeLM.tiny_config()).eval()
     backbone = HFCausalLM(**HFCausalLM.tiny_config()).eval()
     return lm, backbone
 
@@ -40,21 +41,21 @@ def test_forward_shapes_and_causality(parts):
     assert not torch.allclose(hidden[:, 1, 1:], again[:, 1, 1:])
 
 
-def _variant(lm: VideoLM, **changes) -> VideoLM:
+def _variant(lm: DiCoDeLM, **changes) -> DiCoDeLM:
     """The same weights under changed config options (a new still gate starts from its own init)."""
     config = {k: v for k, v in lm.config.items() if not k.startswith("_")}
     torch.manual_seed(1)
-    out = VideoLM(**{**config, **changes}).eval()
+    out = DiCoDeLM(**{**config, **changes}).eval()
     missing, unexpected = out.load_state_dict(lm.state_dict(), strict=False)
     assert not unexpected and all(k.startswith("still_head.") for k in missing)
     return out
 
 
-def _residual(lm: VideoLM) -> VideoLM:
+def _residual(lm: DiCoDeLM) -> DiCoDeLM:
     return _variant(lm, keyframe_residual=True)
 
 
-def _set_gate(lm: VideoLM, logit: float) -> VideoLM:
+def _set_gate(lm: DiCoDeLM, logit: float) -> DiCoDeLM:
     """Make the still gate answer ``logit`` everywhere."""
     with torch.no_grad():
         for layer in lm.still_head:
@@ -74,7 +75,7 @@ def test_kv_cache_generation_equals_uncached(parts, head_cls, window, variant):
     lm, backbone = parts
     lm = _variant(lm, **VARIANTS[variant])
     head = head_cls(hidden_size=H, token_dim=D).eval()
-    kw = {"num_keyframes": 6, "context_keyframes": window, "progress": False}
+    kw = {"num_steps": 6, "context_keyframes": window, "progress": False}
     a = lm.generate(backbone, head, _text(), generator=torch.Generator().manual_seed(5), **kw)
     b = lm.generate(backbone, head, _text(), generator=torch.Generator().manual_seed(5), use_cache=False, **kw)
     assert a.shape == (2, 6, N, D)
@@ -86,7 +87,7 @@ def test_generation_matches_teacher_forcing(parts):
     # With the deterministic L2 head, the generated tokens are fixed points of the teacher-forced forward.
     lm, backbone = parts
     head = L2Head(hidden_size=H, token_dim=D).eval()
-    tokens = lm.generate(backbone, head, _text(), num_keyframes=3, progress=False)
+    tokens = lm.generate(backbone, head, _text(), num_steps=3, progress=False)
     predicted = head.sample(lm(backbone, _text(), tokens))
     torch.testing.assert_close(predicted, tokens, atol=1e-4, rtol=1e-4)
 
@@ -103,14 +104,14 @@ def test_keyframe_residual_models_the_change_from_the_previous_keyframe(parts):
     expected = head.loss(lm(backbone, _text(), tokens), targets).mean()
     torch.testing.assert_close(res.loss(backbone, head, _text(), tokens)["loss"], expected)
     # Generated tokens are fixed points of the teacher-forced forward, in change space.
-    out = res.generate(backbone, head, _text(), num_keyframes=3, progress=False)
+    out = res.generate(backbone, head, _text(), num_steps=3, progress=False)
     torch.testing.assert_close(head.sample(res(backbone, _text(), out)), res.head_targets(out), atol=1e-4, rtol=1e-4)
     # A head that predicts no change copies the last known keyframe (a still scene), past the window too.
     with torch.no_grad():
         head.proj.weight.zero_()
         head.proj.bias.zero_()
     prefix = torch.randn(2, 1, N, D)
-    kw = {"num_keyframes": 7, "prefix_tokens": prefix, "context_keyframes": 3, "progress": False}
+    kw = {"num_steps": 7, "prefix": prefix, "context_keyframes": 3, "progress": False}
     still = res.generate(backbone, head, _text(), **kw)
     torch.testing.assert_close(still, prefix.expand(2, 7, N, D))
     assert torch.equal(lm.generate(backbone, head, _text(), **kw)[:, 1:], torch.zeros(2, 6, N, D))
@@ -125,8 +126,12 @@ def test_still_gate_targets_loss_and_exact_repeats(parts):
     tokens[0, 3] = tokens[0, 2]
     tokens[1, 2] = tokens[1, 1] + 1e-3  # a near repeat is no repeat at tolerance 0
     expected = torch.tensor([[True, False, True], [False, False, False]])
-    assert torch.equal(gated.still_targets(tokens), expected)
-    assert _variant(lm, still_gate=True, still_tolerance=1e-2).still_targets(tokens)[1].tolist() == [False, True, False]
+    assert torch.equal(gated.still_head.targets(tokens), expected)
+    assert _variant(lm, still_gate=True, still_tolerance=1e-2).still_head.targets(tokens)[1].tolist() == [
+        False,
+        True,
+        False,
+    ]
     # The loss is the head's (unchanged, so NLLs compare) plus the gate's BCE on keyframes 1..S-1.
     hidden, logits = gated(backbone, _text(), tokens, return_still_logits=True)
     torch.testing.assert_close(hidden, lm(backbone, _text(), tokens))
@@ -137,14 +142,14 @@ def test_still_gate_targets_loss_and_exact_repeats(parts):
     torch.testing.assert_close(out["loss"], head.loss(hidden, tokens).mean() + bce)
     # A gate that always repeats copies the prefix exactly, across window slides and under CFG.
     prefix = torch.randn(2, 1, N, D)
-    kw = {"num_keyframes": 7, "prefix_tokens": prefix, "context_keyframes": 3, "progress": False}
+    kw = {"num_steps": 7, "prefix": prefix, "context_keyframes": 3, "progress": False}
     _set_gate(gated, 30.0)
     for extra in ({}, {"guidance_scale": 3.0}, {"temperature": 0.0}):
         torch.testing.assert_close(gated.generate(backbone, head, _text(), **kw, **extra), prefix.expand(2, 7, N, D))
     # A gate that never repeats samples like the model without it (deterministic at temperature 0).
     _set_gate(gated, -30.0)
     gmm = GMMHead(hidden_size=H, token_dim=D).eval()
-    kw = {"num_keyframes": 4, "temperature": 0.0, "progress": False}
+    kw = {"num_steps": 4, "temperature": 0.0, "progress": False}
     torch.testing.assert_close(gated.generate(backbone, gmm, _text(), **kw), lm.generate(backbone, gmm, _text(), **kw))
     with pytest.raises(ValueError, match="no still gate"):
         lm(backbone, _text(), tokens, return_still_logits=True)
@@ -154,8 +159,8 @@ def test_still_gate_learns_which_prompts_stay_still(parts):
     # Prompt A: a still scene (every keyframe the same); prompt B: a new random keyframe each time.
     _, backbone = parts
     torch.manual_seed(0)
-    lm = VideoLM(**{**VideoLM.tiny_config(), "text_dropout": 0.0, "still_gate": True})
-    model = VideoLMForTraining(backbone.train(), lm, GMMHead(hidden_size=H, token_dim=D))
+    lm = DiCoDeLM(**{**DiCoDeLM.tiny_config(), "text_dropout": 0.0, "still_gate": True})
+    model = VideoARModelForTraining(backbone.train(), lm, GMMHead(hidden_size=H, token_dim=D))
     ids = torch.tensor([[1, 2, 0, 0], [3, 4, 0, 0]])
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     for _ in range(40):
@@ -167,7 +172,7 @@ def test_still_gate_learns_which_prompts_stay_still(parts):
         opt.step()
     assert out["still_bce"] < 0.05
     model.eval()
-    video = lm.generate(model.backbone, model.head, ids, num_keyframes=4, progress=False)
+    video = lm.generate(model.backbone, model.head, ids, num_steps=4, progress=False)
     assert torch.equal(video[0], video[0, :1].expand(4, N, D))  # exact repeats
     assert (video[1, 1:] - video[1, :-1]).abs().amax() > 0.1
 
@@ -176,13 +181,13 @@ def test_cfg_scale_one_is_no_cfg_and_guides_in_token_space(parts):
     lm, backbone = parts
     head = GMMHead(hidden_size=H, token_dim=D, num_components=3).eval()
     plain = lm.generate(
-        backbone, head, _text(), num_keyframes=2, generator=torch.Generator().manual_seed(1), progress=False
+        backbone, head, _text(), num_steps=2, generator=torch.Generator().manual_seed(1), progress=False
     )
     one = lm.generate(
         backbone,
         head,
         _text(),
-        num_keyframes=2,
+        num_steps=2,
         guidance_scale=1.0,
         generator=torch.Generator().manual_seed(1),
         progress=False,
@@ -191,13 +196,13 @@ def test_cfg_scale_one_is_no_cfg_and_guides_in_token_space(parts):
     # L2: the first token is u + s (c - u) of the conditional and null-prompt predictions.
     l2 = L2Head(hidden_size=H, token_dim=D).eval()
     s = 3.0
-    guided = lm.generate(backbone, l2, _text(), num_keyframes=1, guidance_scale=s, progress=False)
+    guided = lm.generate(backbone, l2, _text(), num_steps=1, guidance_scale=s, progress=False)
     first = torch.zeros(2, 1, N, D)
     c = l2.sample(lm(backbone, _text(), first))[:, 0, 0]
     u = l2.sample(lm(backbone, lm.null_text(2), first))[:, 0, 0]
     torch.testing.assert_close(guided[:, 0, 0], u + s * (c - u), atol=1e-5, rtol=1e-5)
     # GMM guides inside the mixture (one component for both branches): the LM hands it the null prompt's states.
-    guided = lm.generate(backbone, head, _text(), num_keyframes=1, guidance_scale=s, temperature=0.0, progress=False)
+    guided = lm.generate(backbone, head, _text(), num_steps=1, guidance_scale=s, temperature=0.0, progress=False)
     hc, hu = lm(backbone, _text(), first)[:, 0, 0], lm(backbone, lm.null_text(2), first)[:, 0, 0]
     expected = head.sample(hc, temperature=0.0, guidance_scale=s, uncond_hidden=hu)
     torch.testing.assert_close(guided[:, 0, 0], expected, atol=1e-5, rtol=1e-5)
@@ -213,30 +218,30 @@ def test_sliding_window_keeps_memory_flat(parts):
 
     handle = backbone.register_forward_hook(hook, with_kwargs=True)
     try:
-        out = lm.generate(backbone, head, _text(1), num_keyframes=20, context_keyframes=4, progress=False)
+        out = lm.generate(backbone, head, _text(1), num_steps=20, context_keyframes=4, progress=False)
     finally:
         handle.remove()
     assert out.shape == (1, 20, N, D) and torch.isfinite(out).all()
     assert max(lengths) <= L + 4 * (N + 1), max(lengths)
     # More keyframes than frame-index embeddings work (windowed); one context that large does not.
     with pytest.raises(ValueError, match="context_keyframes"):
-        lm.generate(backbone, head, _text(1), num_keyframes=3, context_keyframes=99, progress=False)
+        lm.generate(backbone, head, _text(1), num_steps=3, context_keyframes=99, progress=False)
     # A model trained on shorter sequences declares its window in the config; generation uses it by default.
-    short = VideoLM(**{**{k: v for k, v in lm.config.items() if not k.startswith("_")}, "context_keyframes": 4})
+    short = DiCoDeLM(**{**{k: v for k, v in lm.config.items() if not k.startswith("_")}, "context_keyframes": 4})
     short.load_state_dict(lm.state_dict())
     gen = torch.Generator
-    kw = {"num_keyframes": 9, "progress": False}
+    kw = {"num_steps": 9, "progress": False}
     windowed = lm.generate(backbone, head, _text(1), context_keyframes=4, generator=gen().manual_seed(0), **kw)
     torch.testing.assert_close(short.generate(backbone, head, _text(1), generator=gen().manual_seed(0), **kw), windowed)
     with pytest.raises(ValueError, match="context_keyframes must be in"):
-        VideoLM(**{**VideoLM.tiny_config(), "context_keyframes": 9})
+        DiCoDeLM(**{**DiCoDeLM.tiny_config(), "context_keyframes": 9})
 
 
 def test_prefix_is_kept_and_continued(parts):
     lm, backbone = parts
     head = GMMHead(hidden_size=H, token_dim=D, num_components=2).eval()
     prefix = torch.randn(2, 2, N, D)
-    out = lm.generate(backbone, head, _text(), num_keyframes=4, prefix_tokens=prefix, progress=False)
+    out = lm.generate(backbone, head, _text(), num_steps=4, prefix=prefix, progress=False)
     assert torch.equal(out[:, :2], prefix) and out.shape == (2, 4, N, D)
 
 
@@ -244,7 +249,7 @@ def test_seeded_generation_is_deterministic(parts):
     lm, backbone = parts
     head = GMMHead(hidden_size=H, token_dim=D, num_components=2).eval()
     run = lambda s: lm.generate(  # noqa: E731
-        backbone, head, _text(), num_keyframes=2, generator=torch.Generator().manual_seed(s), progress=False
+        backbone, head, _text(), num_steps=2, generator=torch.Generator().manual_seed(s), progress=False
     )
     assert torch.equal(run(0), run(0)) and not torch.equal(run(0), run(1))
 
@@ -253,7 +258,7 @@ def test_text_dropout_replaces_prompts_by_the_null_prompt(parts):
     lm, backbone = parts
     head = L2Head(hidden_size=H, token_dim=D)
     tokens = torch.randn(2, 2, N, D)
-    dropper = VideoLM(**{**VideoLM.tiny_config(), "text_dropout": 0.999}).train()
+    dropper = DiCoDeLM(**{**DiCoDeLM.tiny_config(), "text_dropout": 0.999}).train()
     dropper.load_state_dict(lm.state_dict())
     dropped = dropper.loss(backbone, head, _text(), tokens, generator=torch.Generator().manual_seed(0))["loss"]
     null = lm.loss(backbone, head, lm.null_text(2), tokens)["loss"]
@@ -274,8 +279,8 @@ def test_training_learns_text_conditioned_tokens(parts):
     # Two prompts, two fixed token patterns: a few dozen steps must separate them.
     _, backbone = parts
     torch.manual_seed(0)
-    lm = VideoLM(**{**VideoLM.tiny_config(), "text_dropout": 0.0})
-    model = VideoLMForTraining(backbone.train(), lm, {"l2": L2Head(hidden_size=H, token_dim=D)})
+    lm = DiCoDeLM(**{**DiCoDeLM.tiny_config(), "text_dropout": 0.0})
+    model = VideoARModelForTraining(backbone.train(), lm, {"l2": L2Head(hidden_size=H, token_dim=D)})
     ids = torch.tensor([[1, 2, 0, 0], [3, 4, 0, 0]])
     tokens = torch.stack([torch.ones(2, N, D), -torch.ones(2, N, D)])
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -288,7 +293,7 @@ def test_training_learns_text_conditioned_tokens(parts):
         opt.step()
     assert loss.item() < 0.1 * first, (first, loss.item())
     model.eval()
-    out = lm.generate(model.backbone, model.head, ids, num_keyframes=2, progress=False)
+    out = lm.generate(model.backbone, model.head, ids, num_steps=2, progress=False)
     assert (out[0] > 0).float().mean() > 0.9 and (out[1] < 0).float().mean() > 0.9
 
 
@@ -296,7 +301,7 @@ def test_stage_switches_heads(parts):
     lm, backbone = parts
     from vidtok.training import Stage
 
-    model = VideoLMForTraining(
+    model = VideoARModelForTraining(
         backbone, lm, {"l2": L2Head(hidden_size=H, token_dim=D), "gmm": GMMHead(hidden_size=H, token_dim=D)}
     )
     assert isinstance(model.head, L2Head)
@@ -304,13 +309,13 @@ def test_stage_switches_heads(parts):
     assert isinstance(model.head, GMMHead)
     with pytest.raises(ValueError, match="head 'nope'"):
         model.configure_stage(Stage("x", 1, options={"head": "nope"}))
-    with pytest.raises(ValueError, match="unknown VideoLM stage options"):
+    with pytest.raises(ValueError, match="unknown stage options"):
         model.configure_stage(Stage("x", 1, options={"lr": 1}))
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_save_load_round_trip(tmp_path, variant):
-    loaded = contracts.check_save_load(VideoLM(**VideoLM.tiny_config(), **VARIANTS[variant]), tmp_path)
+    loaded = contracts.check_save_load(DiCoDeLM(**DiCoDeLM.tiny_config(), **VARIANTS[variant]), tmp_path)
     for key, value in VARIANTS[variant].items():
         assert loaded.config[key] is value
     assert (loaded.still_head is not None) is (variant == "still_gate")
@@ -328,10 +333,10 @@ def test_save_load_round_trip(tmp_path, variant):
         (lambda lm, bb, h: lm(bb, _text(), torch.zeros(2, 1, N + 1, D)), ValueError, "deep tokens must be"),
         (lambda lm, bb, h: lm(bb, _text(), torch.full((2, 1, N, D), float("nan"))), ValueError, "NaN"),
         (lambda lm, bb, h: lm(bb, torch.full((2, L), 999), torch.zeros(2, 1, N, D)), ValueError, "vocabulary"),
-        (lambda lm, bb, h: lm.generate(bb, h, _text(), 0, progress=False), ValueError, "num_keyframes"),
+        (lambda lm, bb, h: lm.generate(bb, h, _text(), 0, progress=False), ValueError, "num_steps"),
         (lambda lm, bb, h: lm.generate(bb, h, _text(), 2, temperature=-1, progress=False), ValueError, "temperature"),
         (
-            lambda lm, bb, h: lm.generate(bb, h, _text(), 1, prefix_tokens=torch.zeros(2, 2, N, D), progress=False),
+            lambda lm, bb, h: lm.generate(bb, h, _text(), 1, prefix=torch.zeros(2, 2, N, D), progress=False),
             ValueError,
             "prefix",
         ),
@@ -345,8 +350,8 @@ def test_bad_inputs_raise_clear_errors(parts, call, error, match):
 
 def test_bad_config():
     with pytest.raises(ValueError, match="text_dropout"):
-        VideoLM(**{**VideoLM.tiny_config(), "text_dropout": 1.5})
+        DiCoDeLM(**{**DiCoDeLM.tiny_config(), "text_dropout": 1.5})
     with pytest.raises(ValueError, match="mlp_layers"):
-        VideoLM(**{**VideoLM.tiny_config(), "mlp_layers": 0})
+        DiCoDeLM(**{**DiCoDeLM.tiny_config(), "mlp_layers": 0})
     with pytest.raises(ValueError, match="still_tolerance"):
-        VideoLM(**{**VideoLM.tiny_config(), "still_gate": True, "still_tolerance": -1.0})
+        DiCoDeLM(**{**DiCoDeLM.tiny_config(), "still_gate": True, "still_tolerance": -1.0})
