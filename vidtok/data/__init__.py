@@ -14,7 +14,7 @@ module                      what it holds
 ``vidtok.data.shards``      ``write_shards`` / ``ShardDataset`` (WebDataset tar shards, streaming)
 ``vidtok.data.token_cache`` ``build_token_cache`` / ``TokenCacheDataset`` (train on precomputed tokens)
 ``vidtok.data.transforms``  clip sampling and resize + center crop
-``vidtok.data.shapes``      the synthetic Shapes world
+``vidtok.data.shapes``      re-exports of the Shapes world, which lives in ``vidtok.shapes``
 ==========================  =========================================================================
 
 Names are imported lazily (PEP 562): ``import vidtok.data`` imports nothing heavy, and
