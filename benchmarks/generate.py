@@ -31,13 +31,14 @@ from vidtok.recipes.base import build_components
 
 
 def run(parts: dict, keyframes: int, *, use_cache: bool, window: int | None) -> tuple[list[float], float]:
-    lm, backbone, head = parts["video_lm"], parts["backbone"], parts["head"]
+    lm, backbone, head = parts["model"], parts["backbone"], parts["head"]
     ids = lm.null_text(1)
     positions = []  # sequence length the backbone holds after each call (cache, or the recomputed sequence)
 
     def hook(module, args, kwargs, output):
         cache = getattr(output, "past_key_values", None)
-        positions.append(cache.get_seq_length() if cache is not None else kwargs["inputs_embeds"].shape[1])
+        embeds = args[0] if args else kwargs["inputs_embeds"]
+        positions.append(cache.get_seq_length() if cache is not None else embeds.shape[1])
 
     handle = backbone.register_forward_hook(hook, with_kwargs=True)
     stamps = [time.perf_counter()]

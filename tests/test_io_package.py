@@ -111,8 +111,7 @@ def test_check_video_matches_the_tokenizers_copy(video):
 
 
 def test_pipelines_use_the_io_path():
-    from vidtok.pipelines import reconstruct
+    from vidtok.pipelines import reconstruct, text_to_video
 
-    assert reconstruct._as_model_video is vio.as_model_video
-    assert reconstruct._to_output is vio.to_output
-    assert reconstruct._center_resize is vio.center_resize
+    for module in (reconstruct, text_to_video):
+        assert module.as_model_video is vio.as_model_video and module.to_output is vio.to_output

@@ -15,6 +15,7 @@ API_PAGES = {
     "TOKENIZERS": "docs/api/tokenizers.md",
     "HEADS": "docs/api/heads.md",
     "BACKBONES": "docs/api/backbones.md",
+    "MODELS": "docs/api/models.md",
     "RECIPES": "docs/api/recipes.md",
 }
 CITATION = re.compile(r"§|Sec\.|Section|arXiv|Alg\.|Eq\.")

@@ -126,8 +126,6 @@ OLD_PUBLIC_NAMES = {
     "vidtok.models.text_tokenizers": ["SHAPES_WORDS"],
     "vidtok.data.transforms": ["resize_center_crop", "center_crop", "resize_crop_plan"],
     "vidtok.training.sampling": ["IndexedSources", "ShardedBatchSampler", "ShardedStream"],
-    # Private names another module still imports (text_to_video.py); aliases of the vidtok.io functions.
-    "vidtok.pipelines.reconstruct": ["_as_model_video", "_to_output", "_center_resize", "_decode_kwargs"],
 }
 
 # Where each moved name lives now: the old path must give the very same object.
@@ -159,15 +157,6 @@ def test_old_dotted_paths_in_configs_resolve():
     from vidtok.shapes import ShapesDataset
 
     assert getattr(importlib.import_module(module), attr) is ShapesDataset
-
-
-def test_reconstruct_aliases_are_the_io_functions():
-    import vidtok.io as vio
-    from vidtok.pipelines import reconstruct
-
-    assert reconstruct._as_model_video is vio.as_model_video
-    assert reconstruct._to_output is vio.to_output
-    assert reconstruct._center_resize is vio.center_resize
 
 
 def test_top_level_lazy_names_still_resolve():

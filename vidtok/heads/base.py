@@ -79,8 +79,11 @@ class TokenHead(Component, abc.ABC):
             **kwargs: Head-specific sampler options (``top_k``, ``num_inference_steps``, …).
         """
 
-    def _check_inputs(self, hidden: torch.Tensor, target: torch.Tensor | None = None) -> None:
-        """Validate shapes against the config and raise a ValueError naming the mismatch."""
+    def check_inputs(self, hidden: torch.Tensor, target: torch.Tensor | None = None) -> None:
+        """Validate ``hidden`` (and ``target``) against the config; raise a ValueError/TypeError naming the mismatch.
+
+        Every built-in head calls it first; third-party heads should too.
+        """
         hidden_size = self.config["hidden_size"]
         if not isinstance(hidden, torch.Tensor) or not hidden.is_floating_point():
             raise TypeError(f"{type(self).__name__}: hidden must be a floating tensor (..., {hidden_size})")

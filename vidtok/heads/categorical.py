@@ -106,7 +106,7 @@ class CategoricalHead(TokenHead):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits ``(..., num_groups, group_size)`` (``num_groups = 1`` in the flat mode), in fp32."""
-        self._check_inputs(hidden)
+        self.check_inputs(hidden)
         weight = self.proj.weight
         logits = self.proj(self.trunk(hidden.to(weight.dtype))).float()
         return logits.unflatten(-1, (self.num_groups, self.group_size))
@@ -133,7 +133,7 @@ class CategoricalHead(TokenHead):
         Raises:
             ValueError: If a code is outside ``[0, num_codes)``.
         """
-        self._check_inputs(hidden, target)
+        self.check_inputs(hidden, target)
         target = target.long()
         if target.numel() and (bool(target.min() < 0) or bool(target.max() >= self.num_codes)):
             raise ValueError(

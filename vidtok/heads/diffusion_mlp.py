@@ -293,7 +293,7 @@ class DiffusionMLPHead(TokenHead):
         Returns:
             The prediction, ``(..., token_dim)``, in the parameters' dtype.
         """
-        self._check_inputs(hidden, noisy)
+        self.check_inputs(hidden, noisy)
         lead, dtype = hidden.shape[:-1], self.output.weight.dtype
         t = torch.as_tensor(timesteps, device=hidden.device).expand(lead).reshape(-1)
         unique, inverse = torch.unique(t, return_inverse=True)  # the timestep part once per distinct value
@@ -317,7 +317,7 @@ class DiffusionMLPHead(TokenHead):
         Returns:
             fp32 loss with the leading shape of ``hidden``.
         """
-        self._check_inputs(hidden, target)
+        self.check_inputs(hidden, target)
         lead, device, dtype = hidden.shape[:-1], hidden.device, self.output.weight.dtype
         draws = self.config.num_timesteps_per_token
         h = hidden.reshape(-1, hidden.shape[-1]).to(dtype)
@@ -377,7 +377,7 @@ class DiffusionMLPHead(TokenHead):
         Returns:
             Tokens ``(..., token_dim)`` in ``hidden``'s dtype.
         """
-        self._check_inputs(hidden)
+        self.check_inputs(hidden)
         steps = self.config.num_inference_steps if num_inference_steps is None else int(num_inference_steps)
         if steps < 1:
             raise ValueError(f"DiffusionMLPHead.sample: num_inference_steps must be >= 1, got {steps}")
@@ -428,7 +428,7 @@ class DiffusionMLPHead(TokenHead):
     def _broadcast_uncond(self, uncond_hidden: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         """``uncond_hidden`` broadcast to ``hidden``'s rows, ``(rows, hidden_size)``, or a ValueError."""
         uncond = torch.as_tensor(uncond_hidden, device=hidden.device)
-        self._check_inputs(uncond)
+        self.check_inputs(uncond)
         try:
             return uncond.expand_as(hidden).reshape(-1, hidden.shape[-1])
         except RuntimeError:

@@ -92,7 +92,7 @@ class GaussianHead(TokenHead):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """Raw distribution parameters ``(..., 2·token_dim)``: means, then raw variances."""
-        self._check_inputs(hidden)
+        self.check_inputs(hidden)
         weight = self.proj.weight
         return self.proj(self.trunk(hidden.to(weight.dtype)))
 
@@ -104,7 +104,7 @@ class GaussianHead(TokenHead):
 
     def nll(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Exact negative log-density of ``target``, fp32 nats per token ``(...)``."""
-        self._check_inputs(hidden, target)
+        self.check_inputs(hidden, target)
         floor = self.config["variance_floor"]
         return diagonal_gmm_nll(self(hidden), target, num_components=1, variance_floor=floor, has_logits=False)
 

@@ -107,7 +107,7 @@ class GMMHead(TokenHead):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """Raw mixture parameters ``(..., 2·K·d + K)``: means, raw variances, logits (DiCoDe's layout)."""
-        self._check_inputs(hidden)
+        self.check_inputs(hidden)
         weight = self.proj.weight
         return self.proj(self.trunk(hidden.to(weight.dtype)))
 
@@ -127,7 +127,7 @@ class GMMHead(TokenHead):
 
     def nll(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Exact negative log-density of ``target`` under the mixture, fp32 nats per token ``(...)``."""
-        self._check_inputs(hidden, target)
+        self.check_inputs(hidden, target)
         return diagonal_gmm_nll(
             self(hidden),
             target,

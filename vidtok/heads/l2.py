@@ -77,7 +77,7 @@ class L2Head(TokenHead):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """The predicted token ``μ`` ``(..., token_dim)`` in the head's parameter dtype."""
-        self._check_inputs(hidden)
+        self.check_inputs(hidden)
         weight = self.proj.weight
         return self.proj(self.trunk(hidden.to(weight.dtype)))
 
@@ -85,13 +85,13 @@ class L2Head(TokenHead):
         self, hidden: torch.Tensor, target: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Squared error per token, fp32 ``(...)``, averaged or summed over channels (``loss_reduction``)."""
-        self._check_inputs(hidden, target)
+        self.check_inputs(hidden, target)
         error = (self(hidden).float() - target.float()).square()
         return error.mean(-1) if self.config["loss_reduction"] == "mean" else error.sum(-1)
 
     def nll(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Negative log-density of ``target`` under ``N(μ, sigma² I)``, fp32 nats per token ``(...)``."""
-        self._check_inputs(hidden, target)
+        self.check_inputs(hidden, target)
         sigma = float(self.config["sigma"])
         d = self.config["token_dim"]
         error = (self(hidden).float() - target.float()).square().sum(-1)

@@ -68,9 +68,34 @@ class VideoARModel(Component, abc.ABC):
         guidance_scale: float = 1.0,
         temperature: float | None = None,
         generator: torch.Generator | None = None,
-        **sampler_options: Any,
+        use_cache: bool = True,
+        context_keyframes: int | None = None,
+        head_kwargs: dict[str, Any] | None = None,
+        progress: bool = True,
+        callback: Any = None,
     ) -> torch.Tensor:
-        """Sample ``num_steps`` token steps (prefix included) for the prompts ``text``."""
+        """Sample ``num_steps`` token steps (prefix included) for the prompts ``text``.
+
+        Pipelines pass every argument below; a model that has no use for one accepts and ignores it.
+
+        Args:
+            backbone: The backbone.
+            head: The AR head (sampled with ``guidance_scale`` and ``uncond_hidden``, never introspected).
+            text: Prompt ids ``(B, text_length)`` (or a text encoder's hidden states).
+            num_steps: Token steps of the result, prefix included.
+            prefix: Known first steps (image-to-video, continuation), returned unchanged.
+            guidance_scale: Classifier-free guidance against the null prompt (``1``: off).
+            temperature: Sampling temperature (``None``: the config's).
+            generator: The only source of randomness.
+            use_cache: Use the backbone's key/value cache (``False``: recompute, the reference).
+            context_keyframes: The sliding window in token steps (``None``: the model's default).
+            head_kwargs: Extra keyword arguments of ``head.sample``.
+            progress: Show a progress bar.
+            callback: ``callback(step, tokens)`` after each generated step.
+
+        Returns:
+            Tokens ``(B, num_steps, N, D)``, or integer codes ``(B, num_steps, N)`` (:attr:`generates_codes`).
+        """
 
     @classmethod
     def tiny_companions(cls) -> dict[str, Any]:

@@ -14,7 +14,7 @@ import json
 import os
 from typing import Any
 
-from diffusers import DiffusionPipeline
+from diffusers import DiffusionPipeline, ModelMixin
 
 __all__ = ["VidtokPipeline", "import_vidtok_components"]
 
@@ -71,7 +71,7 @@ def migrate_index(index: dict[str, Any]) -> dict[str, Any]:
     """An older ``model_index.json`` as the current pipelines read it (the folder on disk is not changed).
 
     * a component renamed since (``video_lm`` → ``model``, :data:`LEGACY_COMPONENTS`) is listed under its new
-      name (its weights stay in the old sub-folder; :func:`legacy_components` loads them);
+      name (its weights stay in the old sub-folder; :func:`own_components` loads them);
     * a ``backbone`` saved as a bare transformers model (``["transformers", "GPT2Model"]``) is read through
       :class:`~vidtok.backbones.hf_causal_lm.HFCausalLM` — same folder layout — which adapts it to the
       backbone contract and loads it strictly (transformers alone only warns about missing weights).
@@ -86,25 +86,44 @@ def migrate_index(index: dict[str, Any]) -> dict[str, Any]:
     return index
 
 
-def legacy_components(path_or_id: Any, passed: dict[str, Any], **load_kwargs: Any) -> dict[str, Any]:
-    """Load the components an older folder keeps under their old sub-folder name (see :func:`migrate_index`).
+def _own_class(entry: Any) -> type | None:
+    """The class of an index entry that :func:`own_components` loads (a ModelMixin outside diffusers/transformers)."""
+    if not isinstance(entry, list) or len(entry) != 2 or entry[0] is None:
+        return None
+    library, class_name = entry
+    if library.split(".")[0] in ("transformers", "diffusers"):
+        return None
+    cls = getattr(importlib.import_module(library), class_name, None)
+    return cls if isinstance(cls, type) and issubclass(cls, ModelMixin) else None
+
+
+def own_components(path_or_id: Any, passed: dict[str, Any], **load_kwargs: Any) -> dict[str, Any]:
+    """Load the components whose classes are not transformers' or diffusers' own, with their own ``from_pretrained``.
+
+    diffusers finds a component's loading method by looking up its base classes in the component's *module*,
+    so a vidtok or third-party module without a ``ModelMixin`` name in it would not load; and folders saved
+    before a component was renamed keep its weights under the old sub-folder (:func:`migrate_index`). Both
+    are loaded here — strictly, as vidtok components always load — and handed to diffusers as ready objects.
+    Of diffusers' loading options only ``torch_dtype`` applies to them.
 
     Returns:
-        Current component name -> loaded object, for the renamed components the caller did not pass.
+        Component name -> loaded object, for the components the caller did not pass.
     """
     folder = _local_folder(path_or_id, load_kwargs.get("revision"))
     index_path = os.path.join(folder, "model_index.json") if folder else None
     if index_path is None or not os.path.isfile(index_path):
         return {}
     with open(index_path) as f:
-        index = json.load(f)
+        raw = json.load(f)
+    renamed = {new: old for old, new in LEGACY_COMPONENTS.items() if old in raw and new not in raw}
     dtype = load_kwargs.get("torch_dtype")
     out: dict[str, Any] = {}
-    for old, new in LEGACY_COMPONENTS.items():
-        entry = index.get(old)
-        if new not in index and new not in passed and isinstance(entry, list) and entry and entry[0]:
-            cls = getattr(importlib.import_module(entry[0]), entry[1])
-            out[new] = cls.from_pretrained(os.path.join(folder, old), **({"torch_dtype": dtype} if dtype else {}))
+    for name, entry in migrate_index(raw).items():
+        cls = None if name.startswith("_") or name in passed else _own_class(entry)
+        if cls is None:
+            continue  # passed by the caller, or loaded by diffusers' own rules (tokenizers, schedulers, ...)
+        kwargs = {"torch_dtype": dtype} if dtype is not None else {}
+        out[name] = cls.from_pretrained(os.path.join(folder, renamed.get(name, name)), **kwargs)
     return out
 
 
@@ -115,20 +134,23 @@ class VidtokPipeline(DiffusionPipeline):
     def from_pretrained(cls, pretrained_model_name_or_path: Any, **kwargs: Any) -> Any:
         """Load a saved pipeline from a local folder or a hub id (diffusers' ``from_pretrained``).
 
-        The vidtok modules the folder's ``model_index.json`` names are imported first; components saved under
-        an earlier name or layout are loaded by :func:`legacy_components`, so old folders need no re-export.
+        The vidtok modules the folder's ``model_index.json`` names are imported first; vidtok and plugin
+        components (also those saved under an earlier name or layout) are loaded by :func:`own_components`, so
+        old folders need no re-export and plugin modules need no diffusers import.
 
         Raises:
             FileNotFoundError: A local path that does not exist.
         """
         import_vidtok_components(pretrained_model_name_or_path, kwargs.get("revision"))
-        kwargs.update(legacy_components(pretrained_model_name_or_path, kwargs, **kwargs))
+        kwargs.update(own_components(pretrained_model_name_or_path, kwargs, **kwargs))
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     @classmethod
     def load_config(cls, *args: Any, **kwargs: Any) -> Any:
         """Diffusers' ``load_config``, with an older pipeline index migrated (:func:`migrate_index`)."""
         out = super().load_config(*args, **kwargs)
-        if isinstance(out, tuple):
-            return (migrate_index(out[0]), *out[1:])
-        return migrate_index(out)
+        config = out[0] if isinstance(out, tuple) else out
+        # Components from_pretrained loads itself (own_components) are left out of what diffusers sees: its
+        # loader would look for ModelMixin in their modules. They reach __init__ as ready objects.
+        config = {k: v for k, v in migrate_index(config).items() if k.startswith("_") or _own_class(v) is None}
+        return (config, *out[1:]) if isinstance(out, tuple) else config

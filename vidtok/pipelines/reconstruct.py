@@ -20,7 +20,6 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 from pathlib import Path
@@ -94,14 +93,6 @@ def compression_report(
     }
 
 
-def _decode_kwargs(tokenizer: VideoTokenizer, **kwargs: Any) -> dict[str, Any]:
-    """The keyword arguments ``tokenizer.decode`` accepts (diffusion settings only reach diffusion decoders)."""
-    params = inspect.signature(tokenizer.decode).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return kwargs
-    return {k: v for k, v in kwargs.items() if k in params}
-
-
 class Reconstruct(VidtokPipeline):
     """Video → tokens → video with one tokenizer (DiCoDe §3.1–3.2 for deep tokens, Fig. 3).
 
@@ -155,8 +146,7 @@ class Reconstruct(VidtokPipeline):
         video = as_model_video(video).to(tok.device, tok.dtype)
         enc_kwargs = {"frame_stride": frame_stride} if frame_stride is not None else {}
         tokens = tok.encode(video, **enc_kwargs).tokens
-        dec = _decode_kwargs(
-            tok,
+        dec = tok.decode_options(
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,
             guidance_rescale=guidance_rescale,
@@ -172,12 +162,6 @@ class Reconstruct(VidtokPipeline):
         if not return_dict:
             return frames, tokens
         return ReconstructionOutput(frames=frames, tokens=tokens, num_frames=recon.shape[2])
-
-
-# Old private names: text_to_video.py still imports them from here.
-_as_model_video = as_model_video
-_to_output = to_output
-_center_resize = center_resize
 
 
 def reconstruct_file(

@@ -43,11 +43,11 @@ from vidtok.assets import shipped_path
 from vidtok.backbones.base import Backbone
 from vidtok.backbones.hf_causal_lm import as_backbone
 from vidtok.heads.base import TokenHead
+from vidtok.io import as_model_video, to_output
 from vidtok.models.base import VideoARModel
 from vidtok.models.text_tokenizers import encode_prompts
 from vidtok.pipelines.pipeline_output import TextToVideoOutput
 from vidtok.pipelines.pipeline_utils import VidtokPipeline
-from vidtok.pipelines.reconstruct import _as_model_video, _decode_kwargs, _to_output
 from vidtok.tokenizers.base import VideoTokenizer
 
 __all__ = ["DEFAULT_MODEL_PATH", "TextToVideo", "load_default"]
@@ -190,7 +190,7 @@ class TextToVideo(VidtokPipeline):
     def encode_video(self, video: Any) -> torch.Tensor:
         """What the model continues from for a video (or image, one step): tokens ``(B, S, N, D)`` or codes."""
         tok = self.video_tokenizer
-        video = _as_model_video(video).to(tok.device, tok.dtype)
+        video = as_model_video(video).to(tok.device, tok.dtype)
         out = tok.encode(video)
         if self.model.generates_codes:
             return out.indices[-1] if isinstance(out.indices, (list, tuple)) else out.indices
@@ -303,8 +303,7 @@ class TextToVideo(VidtokPipeline):
         if output_type == "latent":
             return TextToVideoOutput(frames=None, tokens=tokens, fps=self.fps) if return_dict else (None, tokens)
         tok = self.video_tokenizer
-        dec = _decode_kwargs(
-            tok,
+        dec = tok.decode_options(
             num_inference_steps=num_inference_steps,
             guidance_scale=decoder_guidance_scale,
             eta=eta,
@@ -315,7 +314,7 @@ class TextToVideo(VidtokPipeline):
             frames = tok.decode_codes(tokens.to(tok.device), **dec).float()
         else:
             frames = tok.decode(tokens.to(tok.device, tok.dtype), **dec).float()
-        frames = _to_output(frames, output_type)
+        frames = to_output(frames, output_type)
         if not return_dict:
             return frames, tokens
         return TextToVideoOutput(frames=frames, tokens=tokens, fps=self.fps)

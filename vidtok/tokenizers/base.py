@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from vidtok.io import check_video
 from vidtok.modeling_utils import Component
 from vidtok.outputs import TokenizerOutput, TokenLevel
 from vidtok.registry import Registry
@@ -121,6 +122,19 @@ class VideoTokenizer(Component, abc.ABC):
             return self.decode([self.codes_to_tokens(codes, level) for level, codes in enumerate(indices)], **kwargs)
         return self.decode(self.codes_to_tokens(indices, 0), **kwargs)
 
+    def decode_options(self, **options: Any) -> dict[str, Any]:
+        """The subset of decoder settings (steps, guidance, eta, generator, ...) this tokenizer's ``decode`` takes.
+
+        Pipelines pass every decoder setting they have through this, so a diffusion decoder gets its sampler
+        options and a plain decoder is not handed arguments it does not know.
+        """
+        import inspect
+
+        params = inspect.signature(self.decode).parameters
+        if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+            return options
+        return {k: v for k, v in options.items() if k in params}
+
     # ------------------------------------------------------------------ sizes
     @property
     def sample_size(self) -> tuple[int, int] | None:
@@ -194,40 +208,6 @@ class VideoTokenizer(Component, abc.ABC):
             raise TypeError(f"{type(self).__name__} is continuous: bits per pixel is defined for discrete codes only")
         bits = sum(level.steps * level.tokens * level.bits_per_token for level in layout)
         return bits / (num_frames * height * width)
-
-
-def check_video(video: Any, *, name: str = "video", channels: int | None = 3) -> torch.Tensor:
-    """Validate a model-side video tensor and return it.
-
-    Args:
-        video: Expected ``(B, C, T, H, W)`` floating tensor in ``[-1, 1]``.
-        name: Name used in error messages.
-        channels: Required ``C`` (``None`` accepts any).
-
-    Raises:
-        TypeError: If it is not a floating-point tensor.
-        ValueError: On a wrong number of dimensions or channels, non-finite values or values outside
-            ``[-1, 1]`` (beyond a small tolerance).
-    """
-    if not isinstance(video, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor (B, C, T, H, W) in [-1, 1], got {type(video).__name__}")
-    if not video.is_floating_point():
-        raise TypeError(
-            f"{name} must be floating point in [-1, 1], got dtype {video.dtype}; "
-            "use vidtok.io.frames_to_tensor to convert uint8 frames"
-        )
-    if video.ndim != 5:
-        raise ValueError(f"{name} must be (B, C, T, H, W), got shape {tuple(video.shape)}")
-    if channels is not None and video.shape[1] != channels:
-        raise ValueError(
-            f"{name} must have {channels} channels in dim 1 (B, C, T, H, W), got shape {tuple(video.shape)}"
-        )
-    if not torch.isfinite(video).all():
-        raise ValueError(f"{name} contains NaN or inf")
-    lo, hi = video.min().item(), video.max().item()
-    if lo < -1.001 or hi > 1.001:
-        raise ValueError(f"{name} values must lie in [-1, 1], found [{lo:.3g}, {hi:.3g}]")
-    return video
 
 
 TOKENIZERS: Registry[type[VideoTokenizer]] = Registry("tokenizer", base=VideoTokenizer, package="vidtok.tokenizers")
