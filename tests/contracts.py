@@ -38,24 +38,54 @@ def _probe_head(head, generator):
         target = head.sample(hidden, generator=generator)
     else:
         target = torch.randn(2, 3, cfg["token_dim"], generator=generator)
-    # Heads whose loss is stochastic (diffusion timesteps and noise) take the generator, so the probe is
-    # deterministic for a seed.
-    extra = {"generator": generator} if "generator" in inspect.signature(head.loss).parameters else {}
-    loss = head.loss(hidden, target, **extra)
+    # Every head's loss takes the generator (the stochastic ones draw timesteps and noise from it), so the probe
+    # is deterministic for a seed.
+    loss = head.loss(hidden, target, generator=generator)
     assert loss.shape == (2, 3), f"loss must be per token (2, 3), got {tuple(loss.shape)}"
     return loss.mean()
 
 
 @probe("tokenizer")
 def _probe_tokenizer(tokenizer, generator):
-    # A clip of one keyframe interval at the tokenizer's own size, then its training loss (which encodes).
-    size = getattr(tokenizer, "sample_size", (16, 16))
+    # A clip of one step interval at the tokenizer's own size; what encode returns must be what token_layout
+    # says, level by level; then its training loss (which encodes).
+    size = tokenizer.sample_size or (16, 16)
     channels = tokenizer.config.get("in_channels", 3)
-    video = torch.rand(2, channels, tokenizer.temporal_compression + 1, *size, generator=generator) * 2 - 1
-    tokens = tokenizer.encode(video).tokens
-    assert tokens.ndim == 4 and tokens.shape[0] == 2, f"tokens must be (B, S, N, D), got {tuple(tokens.shape)}"
-    extra = {"generator": generator} if "generator" in inspect.signature(tokenizer.training_step).parameters else {}
-    return tokenizer.training_step({"video": video}, **extra)["loss"]
+    frames = tokenizer.num_frames_for(2)
+    assert tokenizer.valid_num_frames(frames)
+    video = torch.rand(2, channels, frames, *size, generator=generator) * 2 - 1
+    out = tokenizer.encode(video)
+    layout = tokenizer.token_layout(frames, *size)
+    tokens = out.tokens if isinstance(out.tokens, (list, tuple)) else [out.tokens]
+    assert len(tokens) == len(layout), f"{len(tokens)} token levels, token_layout lists {len(layout)}"
+    for level, t in zip(layout, tokens):
+        assert tuple(t.shape) == (2, level.steps, level.tokens, level.dim), (level, tuple(t.shape))
+    if tokenizer.is_discrete:
+        codes = out.indices if isinstance(out.indices, (list, tuple)) else [out.indices]
+        for level, c in zip(layout, codes):
+            assert tuple(c.shape) == (2, level.steps, level.tokens) and not c.is_floating_point()
+            assert int(c.min()) >= 0 and int(c.max()) < level.codebook_size
+    return tokenizer.training_step({"video": video}, generator=generator)["loss"]
+
+
+@probe("model")
+def _probe_model(model, generator):
+    # The model's training loss with its tiny companions (a backbone and a head that fit its tiny config).
+    import vidtok
+
+    parts = {}
+    for role, (name, kwargs) in model.tiny_companions().items():
+        torch.manual_seed(0)
+        parts[role] = vidtok.REGISTRIES[
+            {"video_tokenizer": "tokenizers", "backbone": "backbones", "head": "heads"}[role]
+        ].create(name, **kwargs)
+    level = parts["video_tokenizer"].token_layout(9, 16, 16)[-1]
+    text = torch.randint(1, 30, (2, model.text_length), generator=generator)
+    if model.generates_codes:
+        tokens = torch.randint(0, level.codebook_size, (2, 2, level.tokens), generator=generator)
+    else:
+        tokens = torch.randn(2, 2, level.tokens, level.dim, generator=generator)
+    return model.loss(parts["backbone"].eval(), parts["head"].eval(), text, tokens, generator=generator)["loss"]
 
 
 def build_tiny(cls: type) -> Component:

@@ -43,7 +43,11 @@ def _probe_plugin(model, generator):
     return model(x).square().mean()
 
 
-REGISTRIES = {"tokenizer": vidtok.TOKENIZERS, "head": vidtok.HEADS, "backbone": vidtok.BACKBONES, "plugin": PLUGINS}
+# Every library registry (vidtok.REGISTRIES, one kind -> registry map) plus the test's own plugin kind.
+REGISTRIES = {
+    **{kind.removesuffix("s"): vidtok.REGISTRIES[kind] for kind in ("tokenizers", "heads", "backbones", "models")},
+    "plugin": PLUGINS,
+}
 
 
 def _component_entries():
