@@ -56,19 +56,6 @@ def _mlp(dims: list[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-#: The tiny backbone of the unit tests (the config of ``HFCausalLM.tiny_config()``).
-_TINY_GPT2 = {
-    "model_type": "gpt2",
-    "n_layer": 2,
-    "n_embd": 32,
-    "n_head": 2,
-    "n_positions": 256,
-    "vocab_size": 64,
-    "bos_token_id": 0,
-    "eos_token_id": 0,
-}
-
-
 def _backbone(backbone: Any) -> Backbone:
     from vidtok.backbones.hf_causal_lm import as_backbone
 
@@ -181,12 +168,13 @@ class DiCoDeLM(VideoARModel):
     @classmethod
     def tiny_companions(cls) -> dict[str, Any]:
         """A tiny deep tokenizer (4 × 8 tokens), the tiny GPT-2 backbone (32 wide) and an L2 head that fit."""
+        from vidtok.backbones.hf_causal_lm import HFCausalLM
         from vidtok.tokenizers.deep_tokens import DeepTokenizer
 
         tok = {**DeepTokenizer.tiny_config(), "num_queries": 4, "token_dim": 8}
         return {
             "video_tokenizer": ("deep_tokens", tok),
-            "backbone": ("hf_causal_lm", {"config": {**_TINY_GPT2}}),
+            "backbone": ("hf_causal_lm", HFCausalLM.tiny_config()),
             "head": ("l2", {"hidden_size": 32, "token_dim": 8}),
         }
 
