@@ -21,6 +21,7 @@ import vidtok
 from vidtok.backbones.base import Backbone
 from vidtok.noise import gumbel
 from vidtok.pipelines.text_to_video import TextToVideo
+from vidtok.recipes.base import build_components
 
 BACKBONES = vidtok.BACKBONES.list()
 HEADS = vidtok.HEADS.list()
@@ -290,3 +291,57 @@ def test_token_layouts_derive_the_compression_figures():
     assert level.codebook_size is None and not deep.is_discrete and deep.codebook_size is None
     with pytest.raises(TypeError, match="continuous"):
         deep.decode_codes(torch.zeros(1, 2, 4, dtype=torch.long))
+
+
+# --------------------------------------------------------------------------------------------- text encoder
+@pytest.fixture(scope="module")
+def encoder_folder(tmp_path_factory):
+    """A tiny frozen BERT saved locally: the recipe's ``text_encoder`` (NOVA's Phi-2 in miniature)."""
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("encoder")
+    cfg = BertConfig(vocab_size=64, hidden_size=24, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    BertModel(cfg).save_pretrained(folder)
+    return str(folder)
+
+
+def test_a_recipe_with_a_frozen_text_encoder_generates_trains_and_round_trips(encoder_folder, tmp_path):
+    recipe = vidtok.RECIPES.create("dicode_tiny", tiny=True, model_kwargs={"text_embed_dim": 24})
+    recipe = vidtok.RecipeConfig.from_dict({**recipe.to_dict(), "text_encoder": encoder_folder})
+    pipe = TextToVideo.from_recipe(recipe)
+    assert pipe.text_encoder is not None and not any(p.requires_grad for p in pipe.text_encoder.parameters())
+    states = pipe.encode_prompt("a red circle moves right")
+    assert states.shape == (1, pipe.model.text_length, 24) and states.is_floating_point()
+    kw = {"num_keyframes": 2, "guidance_scale": 2.0, "output_type": "latent", "progress": False}
+    a = pipe("a red circle moves right", generator=torch.Generator().manual_seed(0), **kw).tokens
+    b = pipe("a blue square stays still", generator=torch.Generator().manual_seed(0), **kw).tokens
+    assert not torch.equal(a, b), "the encoder's states must condition the model"
+    # Training reads captions through the frozen encoder (with prompt dropout to the encoded null prompt).
+    from vidtok.models.base import VideoARModelForTraining
+
+    train = VideoARModelForTraining(
+        pipe.backbone, pipe.model.train(), pipe.head, text_tokenizer=pipe.text_tokenizer, text_encoder=pipe.text_encoder
+    )
+    n, d = pipe.model.config.num_tokens, pipe.model.config.token_dim
+    batch = {"tokens": torch.randn(2, 2, n, d), "caption": ["a red circle moves right", "a blue square"]}
+    loss = train.training_step(batch, generator=torch.Generator().manual_seed(0))["loss"]
+    loss.backward()
+    assert pipe.model.text_proj.weight.grad is not None
+    assert "text_encoder" not in dict(train.named_children())  # frozen, not part of what is trained or saved
+    pipe.model.eval()
+    pipe.save_pretrained(tmp_path)
+    again = TextToVideo.from_pretrained(tmp_path)
+    assert torch.equal(again("a red circle moves right", generator=torch.Generator().manual_seed(0), **kw).tokens, a)
+
+
+def test_text_encoder_mismatches_are_named(encoder_folder):
+    recipe = vidtok.RECIPES.create("dicode_tiny", tiny=True, model_kwargs={"text_embed_dim": 16})
+    with pytest.raises(ValueError, match="text_encoder width 24 != model text_embed_dim 16"):
+        build_components(vidtok.RecipeConfig.from_dict({**recipe.to_dict(), "text_encoder": encoder_folder}))
+    recipe = vidtok.RECIPES.create("dicode_tiny", tiny=True)
+    with pytest.raises(ValueError, match="embeds prompt ids"):
+        build_components(vidtok.RecipeConfig.from_dict({**recipe.to_dict(), "text_encoder": encoder_folder}))
+    recipe = vidtok.RECIPES.create("dicode_tiny", tiny=True, model_kwargs={"text_embed_dim": 24})
+    with pytest.raises(ValueError, match="no text_encoder"):
+        build_components(recipe)

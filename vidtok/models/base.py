@@ -40,10 +40,18 @@ class VideoARModel(Component, abc.ABC):
     #: Whether the model generates integer codes (discrete tokenizers) rather than continuous tokens.
     generates_codes: bool = False
 
+    #: Whether the prompt arrives as a frozen text encoder's hidden states rather than ids. Pipelines with a
+    #: ``text_encoder`` then also pass ``null_text`` (the encoded null prompt) to :meth:`loss` and
+    #: :meth:`generate`, and ``text_encoder`` to :meth:`check_compatible`.
+    reads_text_states: bool = False
+
     # ------------------------------------------------------------------ the contract
     @abc.abstractmethod
     def check_compatible(self, tokenizer: Any, backbone: Any, head: Any) -> None:
-        """Raise one ``ValueError`` listing every way the components do not fit this model."""
+        """Raise one ``ValueError`` listing every way the components do not fit this model.
+
+        Models that read text-encoder states also take ``text_encoder=`` (the frozen encoder) to check.
+        """
 
     @abc.abstractmethod
     def loss(
@@ -168,6 +176,7 @@ class VideoARModelForTraining(nn.Module):
         text_tokenizer: Tokenizes captions (needed when batches carry captions, not ids).
         caption_transform: Optional ``f(caption, generator) -> caption`` applied in training (e.g. dropping
             attributes so under-specified prompts are learned).
+        text_encoder: A frozen text encoder for models that read its hidden states (never trained here).
     """
 
     def __init__(
@@ -177,6 +186,7 @@ class VideoARModelForTraining(nn.Module):
         heads: nn.Module | dict[str, nn.Module],
         text_tokenizer: Any = None,
         caption_transform: Any = None,
+        text_encoder: Any = None,
     ) -> None:
         super().__init__()
         from vidtok.backbones.hf_causal_lm import as_backbone
@@ -187,6 +197,8 @@ class VideoARModelForTraining(nn.Module):
         self.active = next(iter(self.heads))
         self.text_tokenizer = text_tokenizer
         self.caption_transform = caption_transform
+        # Kept out of the module tree (not a submodule): frozen, not saved with the trained parts.
+        self.__dict__["text_encoder"] = text_encoder.eval().requires_grad_(False) if text_encoder is not None else None
 
     @property
     def video_lm(self) -> VideoARModel:
@@ -230,7 +242,13 @@ class VideoARModelForTraining(nn.Module):
         """The loss of :meth:`VideoARModel.loss` with the active head."""
         tokens = batch["tokens"]
         ids = self.input_ids(batch, generator).to(tokens.device)
-        return self.model.loss(self.backbone, self.head, ids, tokens, generator=generator)
+        if self.text_encoder is None:
+            return self.model.loss(self.backbone, self.head, ids, tokens, generator=generator)
+        with torch.no_grad():
+            text = self.text_encoder(input_ids=ids.to(self.text_encoder.device)).last_hidden_state.to(tokens.device)
+            null_ids = self.model.null_text(1, self.text_encoder.device)
+            null = self.text_encoder(input_ids=null_ids).last_hidden_state.to(tokens.device)
+        return self.model.loss(self.backbone, self.head, text, tokens, generator=generator, null_text=null)
 
 
 MODELS: Registry[type[VideoARModel]] = Registry("model", base=VideoARModel, package="vidtok.models")

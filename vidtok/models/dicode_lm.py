@@ -96,6 +96,9 @@ class DiCoDeLM(VideoARModel):
             keyframe the gate picks repeats the previous one exactly.
         still_tolerance: Largest absolute token difference at which a keyframe still counts as a copy of the
             previous one (``0``: exact repeats only).
+        text_embed_dim: Read the prompt as a frozen text encoder's hidden states ``(B, text_length,
+            text_embed_dim)`` (a recipe's ``text_encoder``), projected into the language model by a linear layer,
+            instead of ids embedded with the language model's own table (DiCoDe's way; ``None``, the default).
     """
 
     @register_to_config
@@ -118,6 +121,7 @@ class DiCoDeLM(VideoARModel):
         keyframe_residual: bool = False,
         still_gate: bool = False,
         still_tolerance: float = 0.0,
+        text_embed_dim: int | None = None,
     ) -> None:
         super().__init__()
         if temperature < 0:
@@ -150,6 +154,10 @@ class DiCoDeLM(VideoARModel):
         self.token_embedding = nn.Embedding(num_tokens, hidden_size)
         for p in (self.bov, self.frame_embedding.weight, self.token_embedding.weight):
             nn.init.trunc_normal_(p, std=0.02)
+        if text_embed_dim is not None:
+            if isinstance(text_embed_dim, bool) or text_embed_dim < 1:
+                raise ValueError(f"text_embed_dim must be a positive int or None, got {text_embed_dim!r}")
+            self.text_proj = nn.Linear(text_embed_dim, hidden_size)
         # Reads the [BOV] hidden state (before the output MLP, which serves the head): one logit.
         self.still_head = StillGate(hidden_size, still_tolerance) if still_gate else None
 
@@ -184,9 +192,19 @@ class DiCoDeLM(VideoARModel):
         """Whether the model reads and generates integer codes (``codebook_size`` is set)."""
         return self.config.codebook_size is not None
 
-    def check_compatible(self, tokenizer: Any, backbone: Any, head: Any) -> None:
-        """Raise one ``ValueError`` listing every mismatch of tokenizer, backbone and head with this model."""
+    def check_compatible(self, tokenizer: Any, backbone: Any, head: Any, text_encoder: Any = None) -> None:
+        """Raise one ``ValueError`` listing every mismatch of tokenizer, backbone, head (and text encoder)."""
         cfg, problems = self.config, []
+        if text_encoder is not None:
+            width = getattr(getattr(text_encoder, "config", None), "hidden_size", None)
+            if not self.reads_text_states:
+                problems.append("a text_encoder is given but the model embeds prompt ids (set text_embed_dim)")
+            elif width != cfg.text_embed_dim:
+                problems.append(f"text_encoder width {width} != model text_embed_dim {cfg.text_embed_dim}")
+        elif self.reads_text_states:
+            problems.append(
+                f"the model reads text-encoder states (text_embed_dim={cfg.text_embed_dim}): no text_encoder"
+            )
         if tokenizer is not None:
             size = tokenizer.sample_size or (64, 64)
             layout = tokenizer.token_layout(tokenizer.num_frames_for(2), *size)
@@ -208,7 +226,7 @@ class DiCoDeLM(VideoARModel):
             width = _backbone(backbone).hidden_size
             if width != cfg.hidden_size:
                 problems.append(f"backbone width {width} != model hidden_size {cfg.hidden_size}")
-            if _backbone(backbone).get_input_embeddings() is None:
+            if not self.reads_text_states and _backbone(backbone).get_input_embeddings() is None:
                 problems.append("the backbone has no token embedding table to embed the prompt with")
         if head is not None:
             hcfg = head.config
@@ -254,16 +272,39 @@ class DiCoDeLM(VideoARModel):
             raise ValueError("deep tokens contain NaN or inf")
 
     def check_text(self, input_ids: torch.Tensor) -> None:
-        """Raise if ``input_ids`` is not an integer ``(B, text_length)`` tensor."""
-        length = self.config.text_length
+        """Raise unless the prompt is integer ids ``(B, text_length)`` (encoder states ``(B, text_length, E)``)."""
+        length, dim = self.config.text_length, self.config.get("text_embed_dim")
+        if dim is not None:
+            if not isinstance(input_ids, torch.Tensor) or tuple(input_ids.shape[1:]) != (length, dim):
+                shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
+                raise ValueError(f"text must be text-encoder states (B, text_length={length}, {dim}), got {shape}")
+            if not input_ids.is_floating_point():
+                raise TypeError(f"text-encoder states must be floating point, got {input_ids.dtype}")
+            return
         if not isinstance(input_ids, torch.Tensor) or input_ids.ndim != 2 or input_ids.shape[1] != length:
             shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
             raise ValueError(f"input_ids must be (B, text_length={length}), got {shape}")
         if input_ids.is_floating_point():
             raise TypeError(f"input_ids must be integer token ids, got {input_ids.dtype}")
 
+    @property
+    def reads_text_states(self) -> bool:  # type: ignore[override]
+        """Whether the prompt arrives as text-encoder hidden states (``text_embed_dim`` is set)."""
+        return self.config.get("text_embed_dim") is not None
+
+    def _null_like(self, text: torch.Tensor, null_text: torch.Tensor | None) -> torch.Tensor:
+        """The null prompt for ``text``'s rows: pad ids, or the given encoder states of the null prompt."""
+        if not self.reads_text_states:
+            return self.null_text(text.shape[0], text.device)
+        if null_text is None:
+            raise ValueError("a model reading text-encoder states needs null_text (the encoded null prompt)")
+        null_text = null_text.to(text.device, text.dtype)
+        return null_text.expand(text.shape[0], *null_text.shape[1:]) if null_text.shape[0] == 1 else null_text
+
     def embed_text(self, backbone: Any, input_ids: torch.Tensor) -> torch.Tensor:
-        """Prompt embeddings through the language model's own token embedding table."""
+        """Prompt embeddings: ids through the language model's own table, encoder states through ``text_proj``."""
+        if self.reads_text_states:
+            return self.text_proj(input_ids.to(self.dtype))
         table = _backbone(backbone).get_input_embeddings()
         if int(input_ids.max()) >= table.num_embeddings or int(input_ids.min()) < 0:
             raise ValueError(
@@ -342,8 +383,11 @@ class DiCoDeLM(VideoARModel):
         text: torch.Tensor,
         tokens: torch.Tensor,
         generator: torch.Generator | None = None,
+        null_text: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Next-token loss of DiCoDe Eq. 2 with the head's loss; prompts dropped to null with ``text_dropout``.
+
+        ``null_text`` is the encoded null prompt for a model that reads text-encoder states.
 
         With ``still_gate``, the gate's binary cross-entropy (per keyframe) is added to the loss and returned
         as ``"still_bce"``.
@@ -356,7 +400,13 @@ class DiCoDeLM(VideoARModel):
         p = self.config.text_dropout
         if self.training and p > 0:
             drop = rand((input_ids.shape[0],), generator, input_ids.device) < p
-            input_ids = torch.where(drop[:, None], self.null_text(1, input_ids.device), input_ids)
+            drop = drop.view(-1, *([1] * (input_ids.ndim - 1)))
+            null = (
+                self._null_like(input_ids[:1], null_text)
+                if self.reads_text_states
+                else self.null_text(1, input_ids.device)
+            )
+            input_ids = torch.where(drop, null, input_ids)
         gated = self.still_head is not None and tokens.shape[1] > 1
         forward = self(backbone, input_ids, tokens, return_still_logits=gated)
         hidden, still_logits = forward if gated else (forward, None)
@@ -392,6 +442,7 @@ class DiCoDeLM(VideoARModel):
         head_kwargs: dict[str, Any] | None = None,
         progress: bool = True,
         callback: Any = None,
+        null_text: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Sample tokens keyframe by keyframe, token by token (DiCoDe §3.4).
 
@@ -420,6 +471,8 @@ class DiCoDeLM(VideoARModel):
             head_kwargs: Extra keyword arguments of ``head.sample`` (e.g. ``num_inference_steps``).
             progress: Show a tqdm bar over keyframes.
             callback: ``callback(keyframe_index, tokens)`` after each sampled keyframe.
+            null_text: The encoded null prompt (``(1 or B, text_length, E)``), for a model that reads
+                text-encoder states; ids models build theirs from the pad id.
 
         Returns:
             ``(B, num_steps, N, D)`` tokens (``(B, num_steps, N)`` int64 codes with ``codebook_size``).
@@ -452,7 +505,8 @@ class DiCoDeLM(VideoARModel):
         cfg = Guidance(guidance_scale, b)
         options = dict(head_kwargs or {})
         residual = bool(self.config.keyframe_residual)
-        text_ids = cfg.rows(input_ids.to(device), self.null_text(b, device))
+        input_ids = input_ids.to(device)
+        text_ids = cfg.rows(input_ids, self._null_like(input_ids, null_text)) if cfg.active else input_ids
         rows = text_ids.shape[0]
         text_emb = self.embed_text(backbone, text_ids)
         context = BackboneContext(_backbone(backbone), use_cache=use_cache)

@@ -125,8 +125,9 @@ class TextToVideo(VidtokPipeline):
     def _check_wiring(self) -> None:
         """Raise one ``ValueError`` listing every way the components do not fit together."""
         problems = []
+        extra = {"text_encoder": self.text_encoder} if self.text_encoder is not None else {}
         try:
-            self.model.check_compatible(self.video_tokenizer, self.backbone, self.head)
+            self.model.check_compatible(self.video_tokenizer, self.backbone, self.head, **extra)
         except ValueError as err:
             problems.append(str(err))
         table = self.backbone.get_input_embeddings()
@@ -183,8 +184,11 @@ class TextToVideo(VidtokPipeline):
         ids = ids.repeat_interleave(num_videos_per_prompt, dim=0).to(self.model.device)
         if self.text_encoder is None:
             return ids
-        ids = ids.to(self.text_encoder.device)
-        return self.text_encoder(input_ids=ids).last_hidden_state
+        return self._encode_ids(ids)
+
+    def _encode_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        out = self.text_encoder(input_ids=ids.to(self.text_encoder.device)).last_hidden_state
+        return out.to(self.model.device, self.model.dtype)
 
     @torch.no_grad()
     def encode_video(self, video: Any) -> torch.Tensor:
@@ -299,6 +303,8 @@ class TextToVideo(VidtokPipeline):
             context_keyframes=context_keyframes,
             head_kwargs=head_kwargs,
             progress=progress,
+            # The encoded null prompt, for models that read text-encoder states (classifier-free guidance).
+            **({"null_text": self._encode_ids(self.model.null_text(1))} if self.text_encoder is not None else {}),
         )
         if output_type == "latent":
             return TextToVideoOutput(frames=None, tokens=tokens, fps=self.fps) if return_dict else (None, tokens)

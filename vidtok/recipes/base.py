@@ -264,7 +264,8 @@ def build_components(recipe: RecipeConfig | dict[str, Any]) -> dict[str, Any]:
 
         text_encoder = AutoModel.from_pretrained(resolve_weights(recipe.text_encoder)).eval().requires_grad_(False)
     try:
-        model.check_compatible(video_tokenizer, backbone, head)
+        extra = {"text_encoder": text_encoder} if text_encoder is not None else {}
+        model.check_compatible(video_tokenizer, backbone, head, **extra)
     except ValueError as err:
         hint = " (pass num_deep_tokens=N to the recipe)" if "tokens per keyframe" in str(err) else ""
         raise ValueError(f"{recipe.name}: {err}{hint}") from None
