@@ -238,7 +238,7 @@ def reconstruct_file(
     keyframes = (t - 1) // f + 1
     used = (keyframes - 1) * f + 1
     if size is None:
-        size = getattr(tok, "sample_size", None) or tuple(video.shape[-2:])
+        size = tok.sample_size or tuple(video.shape[-2:])
     video = center_resize(video[:, :used], tuple(size))
     pipe = Reconstruct(tok)
     generator = torch.Generator().manual_seed(seed)
