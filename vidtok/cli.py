@@ -4,8 +4,13 @@ Sub-commands:
 
 * ``vidtok list [KIND] [PATTERN]`` — registered tokenizers, heads, backbones and recipes.
 * ``vidtok train CONFIG [--set KEY=VALUE ...] [--stage NAME] [--resume [PATH]] [--output-dir DIR]`` — train
-  the model a run config names (see [`vidtok.training.run`][vidtok.training.run]); under ``accelerate launch``
-  it trains on several processes.
+  a recipe or a model. A file whose top level names ``recipe: dicode_tiny`` (plus ``overrides:`` for the recipe
+  factory and ``data``/``evaluation``/``trainer``/``export`` sections) trains that recipe on Shapes tokens,
+  evaluates held-out prompts and exports a ``TextToVideo`` folder (see
+  [`vidtok.training.recipe`][vidtok.training.recipe]); a run config with ``model``/``data``/``trainer``
+  sections trains the model it names (see [`vidtok.training.run`][vidtok.training.run]). ``--set`` overrides
+  any value by dotted path (``--set overrides.head=gaussian trainer.max_steps=100``). Under ``accelerate
+  launch`` it trains on several processes.
 * ``vidtok plot-log RUN_DIR_OR_LOG [-o curve.png]`` — draw a run's loss curves (needs matplotlib).
 * ``vidtok reconstruct IN OUT [--model PATH] ...`` — tokenize a video into deep tokens, decode it, write
   ``original | reconstruction`` side by side and print compression, PSNR and SSIM.
@@ -52,6 +57,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from vidtok.training.config import apply_overrides, load_mapping
+    from vidtok.training.recipe import is_recipe_config, train_recipe
     from vidtok.training.run import train_from_config
 
     overrides = list(args.overrides)
@@ -61,7 +68,20 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"trainer.resume_from={args.resume}")
     from accelerate import PartialState
 
-    out = train_from_config(args.config, overrides, stages=args.stages)
+    data = apply_overrides(load_mapping(args.config), overrides)
+    if is_recipe_config(data):
+        result = train_recipe(data, stages=args.stages)
+        if not PartialState().is_main_process:
+            return 0
+        loss = result.metrics.get("loss")
+        summary = f"trained {result.global_step} steps" + (f", last loss {loss:.6g}" if loss is not None else "")
+        if result.stopped:
+            summary += f"; {result.stopped} (continue with --resume)"
+        elif result.export_dir is not None:
+            summary += f"; pipeline exported to {result.export_dir}"
+        print(f"{summary}; run folder {result.output_dir}")
+        return 0
+    out = train_from_config(data, stages=args.stages)
     if not PartialState().is_main_process:
         return 0
     loss = out.metrics.get("loss")
@@ -182,11 +202,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p_train = sub.add_parser(
         "train",
-        help="train a model from a run config (YAML/JSON)",
-        description="Train the model a run config names. Multi-GPU / multi-node: "
+        help="train a recipe (recipe: NAME + overrides) or a model (model/data/trainer) from a YAML/JSON file",
+        description="Train a recipe (a file with 'recipe: dicode_tiny', 'overrides: {...}' and optional data, "
+        "evaluation, trainer and export sections; exports a TextToVideo folder) or the model a run config "
+        "names (model, data and trainer sections). Multi-GPU / multi-node: "
         "accelerate launch [--multi_gpu --num_processes N] -m vidtok.cli train CONFIG.",
     )
-    p_train.add_argument("config", help="run config file (.yaml, .yml or .json) with model, data and trainer sections")
+    p_train.add_argument(
+        "config",
+        help="recipe run (recipe, overrides, data, evaluation, trainer, export) or run config (model, data, "
+        "trainer): .yaml, .yml or .json",
+    )
     p_train.add_argument(
         "--set",
         dest="overrides",
@@ -194,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="extend",
         default=[],
         metavar="KEY=VALUE",
-        help="override config values by dotted path, e.g. trainer.max_steps=100 model.kwargs.hidden_channels=32",
+        help="override config values by dotted path, e.g. trainer.max_steps=100 overrides.head=gaussian "
+        "model.kwargs.hidden_channels=32",
     )
     p_train.add_argument(
         "--resume",

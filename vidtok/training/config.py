@@ -40,6 +40,7 @@ __all__ = [
     "Stage",
     "TrainingConfig",
     "apply_overrides",
+    "build_config",
     "load_mapping",
 ]
 
@@ -323,10 +324,11 @@ class TrainingConfig:
         """Load a ``.json``, ``.yaml`` or ``.yml`` file.
 
         The file is either a trainer config or a run config with a ``trainer`` section (as used by
-        ``vidtok train``), in which case that section is read.
+        ``vidtok train``, a recipe run's included), in which case that section is read as written (a recipe
+        run's defaults from its recipe are filled by [`load_recipe_run`][vidtok.training.recipe.load_recipe_run]).
         """
         data = load_mapping(path)
-        if "trainer" in data and set(data) <= {"model", "data", "trainer"}:
+        if "trainer" in data and (set(data) <= {"model", "data", "trainer"} or "recipe" in data):
             return cls.from_dict(data["trainer"] or {}, prefix="trainer")
         return cls.from_dict(data)
 
@@ -451,6 +453,22 @@ def _check_optimizer(cfg: Any) -> None:
 
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
+
+
+def build_config(cls: type, data: Any, prefix: str = "") -> Any:
+    """Build any config dataclass from a mapping, strictly (as ``TrainingConfig.from_dict`` does).
+
+    Args:
+        cls: A dataclass whose fields are JSON-like types (``int``, ``float``, ``str``, ``bool``, lists, dicts,
+            optionals, literals, nested dataclasses).
+        data: Field name → value (an instance of ``cls`` is returned as is).
+        prefix: Dotted path prepended to field names in error messages.
+
+    Raises:
+        ConfigError: On an unknown field (with close matches), a value of the wrong type or a missing required
+            field; the message starts with the field's dotted path.
+    """
+    return _build(cls, data, prefix)
 
 
 def _build(cls: type, data: Any, prefix: str) -> Any:

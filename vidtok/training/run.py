@@ -20,12 +20,15 @@ A run config has three sections::
       stages: [...]
 
 ``data`` defaults to the Shapes world (``{"train": {"name": "shapes"}}``). Dataset names known without an import
-path: ``shapes`` ([`ShapesDataset`][vidtok.data.shapes.ShapesDataset]), ``video``
+path: ``shapes`` ([`ShapesDataset`][vidtok.shapes.dataset.ShapesDataset]), ``video``
 ([`VideoDataset`][vidtok.data.video.VideoDataset]), ``images``
 ([`ImageTextDataset`][vidtok.data.images.ImageTextDataset]), ``shards``
 ([`ShardDataset`][vidtok.data.shards.ShardDataset], WebDataset tar shards, streaming) and ``token_cache``
 ([`TokenCacheDataset`][vidtok.data.token_cache.TokenCacheDataset], precomputed tokens). Anything else is given
 by import path (any class or function returning a torch ``Dataset`` or ``IterableDataset``).
+
+A file whose top level names a ``recipe`` (``recipe: dicode_tiny`` + ``overrides``) is a recipe run instead: see
+[`vidtok.training.recipe`][vidtok.training.recipe].
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from vidtok.training.config import ConfigError, TrainingConfig, apply_overrides,
 __all__ = ["DATASET_NAMES", "build_datasets", "build_model", "load_run_config", "train_from_config"]
 
 DATASET_NAMES: dict[str, str] = {
-    "shapes": "vidtok.data.shapes:ShapesDataset",
+    "shapes": "vidtok.shapes.dataset:ShapesDataset",
     "video": "vidtok.data.video:VideoDataset",
     "images": "vidtok.data.images:ImageTextDataset",
     "shards": "vidtok.data.shards:ShardDataset",
