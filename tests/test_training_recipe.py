@@ -152,3 +152,30 @@ def test_the_example_config_loads():
     assert [(s.name, s.steps) for s in run.training.stages] == [("l2", 750), ("gmm", 2250)]
     assert run.config.head.name == "gmm" and run.evaluation.select == "joint"
     assert run.training.optimizer.lr == run.config.training.lr
+
+
+def test_the_training_module_reads_captions_through_a_recipes_frozen_text_encoder(tmp_path):
+    """A recipe with a frozen text encoder (a tiny local BERT standing in for NOVA's Phi-2): its stages' heads
+    are built, the captions are encoded by the encoder, only the trained parts get gradients."""
+    from transformers import BertConfig, BertModel
+
+    import vidtok
+    from vidtok.recipes.base import build_components
+    from vidtok.training.recipe import build_training_module, pipeline_of
+
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=64, hidden_size=24, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    BertModel(cfg).save_pretrained(tmp_path / "encoder")
+    recipe = vidtok.RECIPES.create("dicode_tiny", tiny=True, model_kwargs={"text_embed_dim": 24})
+    recipe = vidtok.RecipeConfig.from_dict({**recipe.to_dict(), "text_encoder": str(tmp_path / "encoder")})
+    parts = build_components(recipe)
+    run = load_recipe_run({"recipe": "dicode_tiny", "overrides": {"tiny": True}, "trainer": {"max_steps": 4}})
+    module = build_training_module(parts, recipe, run.training.stages)
+    assert list(module.heads) == ["l2", "gmm"] and module.text_encoder is parts["text_encoder"]
+    n, d = parts["model"].config.num_tokens, parts["model"].config.token_dim
+    batch = {"tokens": torch.randn(2, 2, n, d), "caption": ["a red circle moves right", "a blue square"]}
+    loss = module.training_step(batch, generator=torch.Generator().manual_seed(0))["loss"]
+    loss.backward()
+    assert torch.isfinite(loss) and parts["model"].text_proj.weight.grad is not None
+    assert all(p.grad is None for p in parts["text_encoder"].parameters())
+    assert pipeline_of(module, parts).text_encoder is parts["text_encoder"]

@@ -478,25 +478,18 @@ def build_training_module(
     Every head a stage asks for (stage option ``{"head": name}``) other than the recipe's own is built at the
     recipe head's width (``hidden_size``, ``token_dim``): DiCoDe's progressive schedule trains with an L2 head
     first, then the GMM head, the backbone and the model carrying over (supplementary §6). Extra heads come
-    first, in stage order, then the recipe's head.
+    first, in stage order, then the recipe's head. A recipe's frozen ``text_encoder`` encodes the captions (it is
+    not trained, nor saved with the trained parts).
 
     Args:
         components: The recipe's built components.
         recipe: The [`RecipeConfig`][vidtok.recipes.base.RecipeConfig].
         stages: The trainer stages.
         caption_transform: Optional caption augmentation ``f(caption, generator) -> caption``.
-
-    Raises:
-        ConfigError: If the recipe names a frozen text encoder (training with one is not supported yet).
     """
     from vidtok.heads.base import HEADS
     from vidtok.models.base import VideoARModelForTraining
 
-    if components.get("text_encoder") is not None:
-        raise ConfigError(
-            f"recipe {recipe.name} names a frozen text encoder ({recipe.text_encoder}); training with a text "
-            "encoder is not supported by vidtok train yet"
-        )
     own = recipe.head.name
     width = {k: recipe.head.kwargs[k] for k in ("hidden_size", "token_dim") if k in recipe.head.kwargs}
     heads: dict[str, Any] = {}
@@ -512,6 +505,7 @@ def build_training_module(
         heads,
         text_tokenizer=components["text_tokenizer"],
         caption_transform=caption_transform,
+        text_encoder=components.get("text_encoder"),
     )
 
 
