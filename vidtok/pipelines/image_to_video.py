@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from diffusers import ModelMixin  # noqa: F401  (diffusers' loader looks it up here)
 
@@ -54,6 +55,15 @@ class ImageToVideo(TextToVideo):
             raise TypeError("ImageToVideo takes the image as its first argument, not video/prefix_tokens")
         if isinstance(image, torch.Tensor) and image.ndim == 4 and image.shape[1] in (1, 3):
             image = image[:, :, None]  # (B, C, H, W) -> one frame
+        elif hasattr(image, "size") and hasattr(image, "mode") and not hasattr(image, "shape"):  # a PIL image
+            image = np.array(image.convert("RGB"))[None]
+        elif isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[-1] in (1, 3, 4):
+            image = image[None]  # (H, W, C) -> one frame (T, H, W, C)
+        elif not isinstance(image, (torch.Tensor, np.ndarray, list)):
+            raise TypeError(
+                f"image must be a tensor (B, C, H, W) / (B, C, 1, H, W), an (H, W, C) array or a PIL image, "
+                f"got {type(image).__name__}"
+            )
         tokens = self.encode_video(image)[:, :1]
         prompts = [prompt] * tokens.shape[0] if isinstance(prompt, str) else prompt
         return super().__call__(prompts, num_keyframes=num_keyframes, prefix_tokens=tokens, **kwargs)

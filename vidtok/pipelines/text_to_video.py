@@ -56,6 +56,34 @@ DEFAULT_MODEL_PATH = shipped_path("dicode_shapes", check=False)
 """Folder of the embedded default pipeline (``dicode_tiny`` trained on Shapes), shipped with the package."""
 
 
+def _number(name: str, value: Any, *, low: float = 0.0, optional: bool = False) -> float | None:
+    """A finite real ``>= low``; raise naming ``name`` otherwise (NaN and inf never pass on)."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or hasattr(value, "shape"):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or value < low:
+        raise ValueError(f"{name} must be a finite number >= {low:g}, got {value!r}")
+    return float(value)
+
+
+def _count(name: str, value: Any, *, low: int = 1, optional: bool = False) -> int | None:
+    """An int ``>= low`` (not a bool); raise naming ``name`` otherwise."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return value
+
+
+def _check_generator(generator: Any) -> None:
+    if generator is not None and not isinstance(generator, torch.Generator):
+        hint = " (numpy generators and seeds are not accepted: pass torch.Generator().manual_seed(seed))"
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}{hint}")
+
+
 def _prompts(prompt: Any, allow_empty: bool = False) -> list[str]:
     if isinstance(prompt, str):
         prompt = [prompt]
@@ -86,6 +114,9 @@ class TextToVideo(VidtokPipeline):
     """
 
     model_cpu_offload_seq = "text_encoder->backbone->model->head->video_tokenizer"
+    #: The most token steps one call plans (a bound on ``duration``/``num_keyframes`` typos such as seconds
+    #: given as frames); raise it on the instance for longer videos.
+    max_num_keyframes: int = 4096
     _optional_components = ["text_encoder"]
     #: Whether an empty prompt (the null prompt) is accepted; ImageToVideo allows it.
     allow_empty_prompt = False
@@ -168,10 +199,22 @@ class TextToVideo(VidtokPipeline):
         return int(self.video_tokenizer.temporal_compression)
 
     def keyframes_for(self, seconds: float) -> int:
-        """Keyframes whose decoded video lasts at least ``seconds`` (``(S - 1) f + 1`` frames at ``fps``)."""
-        if not seconds > 0:
-            raise ValueError(f"duration must be > 0 seconds, got {seconds}")
-        return max(2, math.ceil((seconds * self.fps - 1) / self.frame_stride) + 1)
+        """Keyframes whose decoded video lasts at least ``seconds`` (``(S - 1) f + 1`` frames at ``fps``).
+
+        Raises:
+            TypeError: ``seconds`` is not a number.
+            ValueError: Not a finite positive number, or more keyframes than :attr:`max_num_keyframes`.
+        """
+        seconds = _number("duration", seconds)
+        if seconds == 0:
+            raise ValueError("duration must be > 0 seconds, got 0")
+        steps = max(2, math.ceil((seconds * self.fps - 1) / self.frame_stride) + 1)
+        if steps > self.max_num_keyframes:
+            raise ValueError(
+                f"duration={seconds:g} s needs {steps} keyframes, more than max_num_keyframes="
+                f"{self.max_num_keyframes} (set pipe.max_num_keyframes to allow longer videos)"
+            )
+        return steps
 
     def encode_prompt(self, prompt: Any, num_videos_per_prompt: int = 1) -> torch.Tensor:
         """What the model reads of the prompts, repeated per video.
@@ -263,12 +306,20 @@ class TextToVideo(VidtokPipeline):
             raise ValueError(f"output_type must be 'np', 'pt', 'pil' or 'latent', got {output_type!r}")
         if num_keyframes is not None and duration is not None:
             raise ValueError("give num_keyframes or duration, not both")
-        if num_videos_per_prompt < 1:
-            raise ValueError(f"num_videos_per_prompt must be >= 1, got {num_videos_per_prompt}")
-        if guidance_scale < 0:
-            raise ValueError(f"guidance_scale must be >= 0, got {guidance_scale}")
-        if num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+        _count("num_videos_per_prompt", num_videos_per_prompt)
+        _count("num_keyframes", num_keyframes, optional=True)
+        if num_keyframes is not None and num_keyframes > self.max_num_keyframes:
+            raise ValueError(
+                f"num_keyframes={num_keyframes} exceeds max_num_keyframes={self.max_num_keyframes} "
+                "(set pipe.max_num_keyframes to allow longer videos)"
+            )
+        guidance_scale = _number("guidance_scale", guidance_scale)
+        temperature = _number("temperature", temperature, optional=True)
+        _count("num_inference_steps", num_inference_steps)
+        decoder_guidance_scale = _number("decoder_guidance_scale", decoder_guidance_scale)
+        eta = _number("eta", eta)
+        _count("context_keyframes", context_keyframes, optional=True)
+        _check_generator(generator)
         ids = self.encode_prompt(prompt, num_videos_per_prompt)
         if video is not None and prefix_tokens is not None:
             raise ValueError("give video or prefix_tokens, not both")

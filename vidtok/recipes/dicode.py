@@ -105,6 +105,9 @@ def _recipe(
         head_kwargs = {**_HEAD_DEFAULTS.get(head, {}), **recipe_defaults, **head_kwargs}
     else:
         raise TypeError(f"head must be a registry name or a ComponentSpec, got {type(head).__name__}")
+    from vidtok.heads.base import HEADS
+
+    head_name = HEADS.canonical_name(head_name)  # an unknown name fails here (KeyError listing the heads), not later
     if "num_components" in head_kwargs and head_name != "gmm":
         raise ValueError(f"num_components applies to the gmm head, not {head_name!r}")
     if "num_deep_tokens" in overrides:
