@@ -32,6 +32,7 @@ from vidtok.io import as_model_video, center_resize, to_output
 from vidtok.pipelines.pipeline_output import ReconstructionOutput
 from vidtok.pipelines.pipeline_utils import VidtokPipeline
 from vidtok.tokenizers.base import VideoTokenizer
+from vidtok.validation import check_count, check_number
 
 __all__ = ["Reconstruct", "compression_report", "reconstruct_file", "vq_token_count"]
 
@@ -218,11 +219,27 @@ def reconstruct_file(
     from vidtok.io import read_video, read_video_info, save_video
     from vidtok.metrics.video_quality import psnr, ssim
 
+    # Every argument is checked before the model loads or a frame is read: a typo fails at once, by name.
+    check_count("frame_stride", frame_stride, optional=True)
+    check_count("num_keyframes", num_keyframes, optional=True)
+    check_count("start", start, low=0)
+    check_count("num_inference_steps", num_inference_steps)
+    check_number("guidance_scale", guidance_scale)
+    check_number("guidance_rescale", guidance_rescale, high=1.0)
+    check_number("eta", eta, high=1.0)
+    check_number("fps", fps, optional=True)
+    if fps == 0:
+        raise ValueError("fps must be > 0, got 0")
+    if size is not None:
+        if not isinstance(size, (tuple, list)) or len(size) != 2:
+            raise TypeError(f"size must be (height, width), got {size!r}")
+        for side in size:
+            check_count("size", side)
     tok = _resolve_model(model)
     if device is not None:
         tok = tok.to(device)
     tok.eval()
-    f = int(frame_stride or tok.temporal_compression)
+    f = frame_stride or tok.temporal_compression
     if fps is None:
         try:
             fps = float(read_video_info(input_path).fps) or 8.0

@@ -49,39 +49,12 @@ from vidtok.models.text_tokenizers import encode_prompts
 from vidtok.pipelines.pipeline_output import TextToVideoOutput
 from vidtok.pipelines.pipeline_utils import VidtokPipeline
 from vidtok.tokenizers.base import VideoTokenizer
+from vidtok.validation import check_count, check_generator, check_number
 
 __all__ = ["DEFAULT_MODEL_PATH", "TextToVideo", "load_default"]
 
 DEFAULT_MODEL_PATH = shipped_path("dicode_shapes", check=False)
 """Folder of the embedded default pipeline (``dicode_tiny`` trained on Shapes), shipped with the package."""
-
-
-def _number(name: str, value: Any, *, low: float = 0.0, optional: bool = False) -> float | None:
-    """A finite real ``>= low``; raise naming ``name`` otherwise (NaN and inf never pass on)."""
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or hasattr(value, "shape"):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value) or value < low:
-        raise ValueError(f"{name} must be a finite number >= {low:g}, got {value!r}")
-    return float(value)
-
-
-def _count(name: str, value: Any, *, low: int = 1, optional: bool = False) -> int | None:
-    """An int ``>= low`` (not a bool); raise naming ``name`` otherwise."""
-    if value is None and optional:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return value
-
-
-def _check_generator(generator: Any) -> None:
-    if generator is not None and not isinstance(generator, torch.Generator):
-        hint = " (numpy generators and seeds are not accepted: pass torch.Generator().manual_seed(seed))"
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}{hint}")
 
 
 def _prompts(prompt: Any, allow_empty: bool = False) -> list[str]:
@@ -205,7 +178,7 @@ class TextToVideo(VidtokPipeline):
             TypeError: ``seconds`` is not a number.
             ValueError: Not a finite positive number, or more keyframes than :attr:`max_num_keyframes`.
         """
-        seconds = _number("duration", seconds)
+        seconds = check_number("duration", seconds)
         if seconds == 0:
             raise ValueError("duration must be > 0 seconds, got 0")
         steps = max(2, math.ceil((seconds * self.fps - 1) / self.frame_stride) + 1)
@@ -306,20 +279,20 @@ class TextToVideo(VidtokPipeline):
             raise ValueError(f"output_type must be 'np', 'pt', 'pil' or 'latent', got {output_type!r}")
         if num_keyframes is not None and duration is not None:
             raise ValueError("give num_keyframes or duration, not both")
-        _count("num_videos_per_prompt", num_videos_per_prompt)
-        _count("num_keyframes", num_keyframes, optional=True)
+        check_count("num_videos_per_prompt", num_videos_per_prompt)
+        check_count("num_keyframes", num_keyframes, optional=True)
         if num_keyframes is not None and num_keyframes > self.max_num_keyframes:
             raise ValueError(
                 f"num_keyframes={num_keyframes} exceeds max_num_keyframes={self.max_num_keyframes} "
                 "(set pipe.max_num_keyframes to allow longer videos)"
             )
-        guidance_scale = _number("guidance_scale", guidance_scale)
-        temperature = _number("temperature", temperature, optional=True)
-        _count("num_inference_steps", num_inference_steps)
-        decoder_guidance_scale = _number("decoder_guidance_scale", decoder_guidance_scale)
-        eta = _number("eta", eta)
-        _count("context_keyframes", context_keyframes, optional=True)
-        _check_generator(generator)
+        guidance_scale = check_number("guidance_scale", guidance_scale)
+        temperature = check_number("temperature", temperature, optional=True)
+        check_count("num_inference_steps", num_inference_steps)
+        decoder_guidance_scale = check_number("decoder_guidance_scale", decoder_guidance_scale)
+        eta = check_number("eta", eta)
+        check_count("context_keyframes", context_keyframes, optional=True)
+        check_generator(generator)
         ids = self.encode_prompt(prompt, num_videos_per_prompt)
         if video is not None and prefix_tokens is not None:
             raise ValueError("give video or prefix_tokens, not both")

@@ -50,6 +50,7 @@ from vidtok.tokenizers._frame_encoders import build_frame_encoder
 from vidtok.tokenizers._resampler import PerceiverResampler
 from vidtok.tokenizers._video_denoiser import VideoDenoiser
 from vidtok.tokenizers.base import TOKENIZERS, VideoTokenizer, check_video
+from vidtok.validation import check_count, check_generator, check_number
 
 __all__ = ["DeepTokenizer", "SHAPES_DEFAULT_PATH", "load_shapes_default"]
 
@@ -503,16 +504,22 @@ class DeepTokenizer(VideoTokenizer):
         """
         if kwargs:
             raise TypeError(f"encode got unexpected arguments {sorted(kwargs)}")
+        if isinstance(video, torch.Tensor) and video.ndim == 5 and 0 in video.shape:
+            raise ValueError(f"video is empty: shape {tuple(video.shape)} (B, C, T, H, W) has a zero dimension")
         video = check_video(video, channels=self.config.in_channels)
-        f = int(frame_stride or self.config.frame_stride)
-        if f < 1:
-            raise ValueError(f"frame_stride must be >= 1, got {f}")
+        f = self._stride(frame_stride)
         b, c, t, h, w = video.shape
         keyframes = video[:, :, ::f]  # frames 0, f, 2f, ...
         s = keyframes.shape[2]
         frames = keyframes.transpose(1, 2).reshape(b * s, c, h, w).to(self.dtype)
         tokens = self.encode_frames(frames)
         return TokenizerOutput(tokens=tokens.reshape(b, s, *tokens.shape[1:]))
+
+    def _stride(self, frame_stride: Any) -> int:
+        """The keyframe stride: the config's for ``None``, else a positive int (``0`` is not "the default")."""
+        if frame_stride is None:
+            return int(self.config.frame_stride)
+        return check_count("frame_stride", frame_stride)
 
     def unconditional_tokens(self, height: int | None = None, width: int | None = None) -> torch.Tensor:
         """The tokens that stand for "no condition" in classifier-free guidance ``(N, D)``.
@@ -744,9 +751,24 @@ class DeepTokenizer(VideoTokenizer):
         if not isinstance(tokens, torch.Tensor) or tokens.ndim != 4 or tuple(tokens.shape[2:]) != (n, d):
             shape = tuple(tokens.shape) if isinstance(tokens, torch.Tensor) else type(tokens).__name__
             raise ValueError(f"tokens must be (B, S, {n}, {d}), got {shape}")
+        if not tokens.is_floating_point():
+            raise TypeError(
+                f"deep tokens must be floating point, got {tokens.dtype} (integer codes are not deep tokens)"
+            )
+        if 0 in tokens.shape[:2]:
+            raise ValueError(f"tokens are empty: shape {tuple(tokens.shape)} has B = 0 or S = 0")
         if not torch.isfinite(tokens).all():
             raise ValueError("tokens contain NaN or inf")
-        f = int(frame_stride or self.config.frame_stride)
+        check_count("num_inference_steps", num_inference_steps)
+        check_number("guidance_scale", guidance_scale)
+        check_number("guidance_rescale", guidance_rescale, high=1.0)
+        check_number("eta", eta, high=1.0)
+        check_number("strength", strength)
+        check_count("clip_batch_size", clip_batch_size, optional=True)
+        check_count("height", height, optional=True)
+        check_count("width", width, optional=True)
+        check_generator(generator)
+        f = self._stride(frame_stride)
         h0, w0 = self.sample_size
         h, w = height or h0, width or w0
         lh, lw = self._latent_size(h, w)
@@ -830,7 +852,7 @@ class DeepTokenizer(VideoTokenizer):
         """
         if self.denoiser.spatial is None:
             raise RuntimeError("preview needs denoiser_kwargs['spatial_condition'] = True")
-        f = int(frame_stride or self.config.frame_stride)
+        f = self._stride(frame_stride)
         b, s, n, d = tokens.shape
         tokens = tokens.to(self.device, self.dtype)
         lh, lw = self._latent_size(*self.sample_size)

@@ -1,0 +1,87 @@
+"""Tokenizer edge cases: empty videos and tokens, zero or fractional strides, zero steps, integer tokens.
+
+Each is refused by name (never a ZeroDivisionError or a silent default), and ``vidtok reconstruct`` checks
+its arguments before loading a model.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import vidtok
+from vidtok.pipelines.reconstruct import reconstruct_file
+
+
+@pytest.fixture(scope="module")
+def tok():
+    torch.manual_seed(0)
+    return vidtok.DeepTokenizer(**vidtok.DeepTokenizer.tiny_config()).eval()
+
+
+def _video(b=1, t=5, size=16):
+    return torch.rand(b, 3, t, size, size, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+
+@pytest.mark.parametrize(
+    ("video", "kwargs", "error", "match"),
+    [
+        (_video(b=0), {}, ValueError, "empty"),
+        (_video(t=0), {}, ValueError, "empty"),
+        (_video(), {"frame_stride": 0}, ValueError, "frame_stride"),
+        (_video(), {"frame_stride": -2}, ValueError, "frame_stride"),
+        (_video(), {"frame_stride": 2.5}, TypeError, "frame_stride"),
+        (_video(), {"frame_stride": True}, TypeError, "frame_stride"),
+        (_video().double().clamp(-1, 1) * float("nan"), {}, ValueError, "NaN"),
+        (_video() * 3, {}, ValueError, r"\[-1, 1\]"),
+        (_video().to(torch.uint8), {}, TypeError, "floating point"),
+    ],
+)
+def test_encode_refuses_by_name(tok, video, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        tok.encode(video, **kwargs)
+
+
+def test_a_stride_of_one_is_not_replaced_by_the_default(tok):
+    # `frame_stride or default` used to turn 0 into the default silently; 1 must stay 1.
+    assert tok.encode(_video(t=5), frame_stride=1).tokens.shape[1] == 5
+    assert tok.encode(_video(t=5)).tokens.shape[1] == 2  # the config's stride 4
+
+
+@pytest.mark.parametrize(
+    ("tokens", "kwargs", "error", "match"),
+    [
+        (torch.zeros(0, 2, 4, 16), {}, ValueError, "empty"),
+        (torch.zeros(1, 0, 4, 16), {}, ValueError, "empty"),
+        (torch.zeros(1, 2, 4, 16, dtype=torch.long), {}, TypeError, "floating point"),
+        (torch.zeros(1, 2, 4, 15), {}, ValueError, r"\(B, S, 4, 16\)"),
+        (torch.full((1, 2, 4, 16), float("inf")), {}, ValueError, "NaN or inf"),
+        (torch.zeros(1, 2, 4, 16), {"num_inference_steps": 0}, ValueError, "num_inference_steps"),
+        (torch.zeros(1, 2, 4, 16), {"num_inference_steps": 2.0}, TypeError, "num_inference_steps"),
+        (torch.zeros(1, 2, 4, 16), {"guidance_scale": float("nan")}, ValueError, "guidance_scale"),
+        (torch.zeros(1, 2, 4, 16), {"eta": 1.5}, ValueError, "eta"),
+        (torch.zeros(1, 2, 4, 16), {"frame_stride": 0}, ValueError, "frame_stride"),
+        (torch.zeros(1, 2, 4, 16), {"generator": 0}, TypeError, "generator"),
+        (torch.zeros(1, 2, 4, 16), {"height": 0}, ValueError, "height"),
+    ],
+)
+def test_decode_refuses_by_name(tok, tokens, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        tok.decode(tokens, progress=False, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"num_keyframes": 0}, ValueError, "num_keyframes"),
+        ({"num_inference_steps": 0}, ValueError, "num_inference_steps"),
+        ({"frame_stride": 0}, ValueError, "frame_stride"),
+        ({"size": (32, 0)}, ValueError, "size"),
+        ({"fps": float("inf")}, ValueError, "fps"),
+    ],
+)
+def test_reconstruct_file_checks_arguments_before_reading(tmp_path, kwargs, error, match):
+    # The input does not even exist: the argument error must come first.
+    with pytest.raises(error, match=match):
+        reconstruct_file(tmp_path / "missing.mp4", tmp_path / "out.gif", progress=False, verbose=False, **kwargs)
+    assert not (tmp_path / "out.gif").exists()
