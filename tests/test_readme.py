@@ -28,3 +28,25 @@ def test_ci_runs_the_readme_commands():
     run_main = main_cmd.rsplit("&& ", 1)[1]
     for command in (install_main, run_main, install_test, run_tests):
         assert command in ci, f"CI does not run the README command {command!r}"
+
+
+def _python_blocks():
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"```python\n(.*?)```", text, flags=re.S)
+
+
+def test_readme_python_blocks_run_as_written(tmp_path):
+    """Each README code block runs on its own, in a fresh interpreter, in an empty folder (files it reads it
+    writes first)."""
+    import os
+    import subprocess
+    import sys
+
+    blocks = _python_blocks()
+    assert len(blocks) >= 2
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    for i, block in enumerate(blocks):
+        out = subprocess.run(
+            [sys.executable, "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        )
+        assert out.returncode == 0, f"README python block {i} failed:\n{block}\n{out.stderr[-2000:]}"
