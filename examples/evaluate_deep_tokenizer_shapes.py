@@ -8,18 +8,18 @@ reconstructions and originals with their ratio, and the decoding time.
 
     python examples/evaluate_deep_tokenizer_shapes.py                       # the shipped model
     python examples/evaluate_deep_tokenizer_shapes.py --model runs/deep_tokens_shapes/model --steps 25
+
+The measurement is :func:`vidtok.shapes.evaluation.reconstruction_report`; this script loads the tokenizer.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import torch
 
-from vidtok.metrics.video_quality import psnr, psnr_per_frame, ssim
-from vidtok.shapes import ShapesConfig, generate, score_videos
+from vidtok.shapes.evaluation import reconstruction_report
 from vidtok.tokenizers.deep_tokens import DeepTokenizer, load_shapes_default
 
 
@@ -42,43 +42,15 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     tok = load_shapes_default() if args.model is None else DeepTokenizer.from_pretrained(args.model)
-    tok = tok.float().eval()
-    cfg = ShapesConfig(resolution=32, num_frames=9, fps=8.0, split=args.split, seed=args.seed)
-    videos, captions = generate(args.videos, cfg)
-    video = torch.from_numpy(videos.transpose(0, 4, 1, 2, 3).copy()).float().div(127.5).sub(1)
-    with torch.no_grad():
-        tokens = tok.encode(video).tokens
-        t0 = time.time()
-        recon = tok.decode(
-            tokens,
-            num_inference_steps=args.steps,
-            guidance_scale=args.guidance,
-            eta=args.eta,
-            generator=torch.Generator().manual_seed(0),
-            progress=False,
-        )
-        seconds = time.time() - t0
-        preview = tok.preview(tokens) if tok.denoiser.spatial is not None else None
-    per_frame = psnr_per_frame(recon, video).reshape(args.videos, -1)
-    ours, ref = score_videos(recon, captions), score_videos(video, captions)
-    result = {
-        "videos": args.videos,
-        "split": args.split,
-        "ddim_steps": args.steps,
-        "guidance": args.guidance,
-        "eta": args.eta,
-        "psnr": psnr(recon, video),
-        "ssim": ssim(recon, video),
-        "psnr_keyframes": float(per_frame[:, [0, -1]].mean()),
-        "psnr_inbetween": float(per_frame[:, 1:-1].mean()),
-        "psnr_preview": psnr(preview, video) if preview is not None else None,
-        "black_psnr": psnr(torch.full_like(video, -1), video),
-        "scores": {k: round(ours[k], 4) for k in ours},
-        "scores_original": {k: round(ref[k], 4) for k in ref},
-        "score_ratio": {k: round(ours[k] / ref[k], 4) for k in ours if ref[k] == ref[k] and ref[k] > 0},
-        "decode_seconds": seconds,
-        "decode_seconds_per_clip": seconds / args.videos,
-    }
+    result = reconstruction_report(
+        tok.float().eval(),
+        videos=args.videos,
+        split=args.split,
+        seed=args.seed,
+        num_inference_steps=args.steps,
+        guidance_scale=args.guidance,
+        eta=args.eta,
+    )
     print(json.dumps(result, indent=2))
 
 

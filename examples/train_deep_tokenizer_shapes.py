@@ -34,6 +34,11 @@ tokens tell them apart), whose step-1,200 export ships, stored in fp16 by
 ``--resume`` continues it (schedules, data order and the export's best included), so a long run can be
 spread over several sessions.
 
+The evaluation, the export of the best weights and the time budget are library code
+(:class:`vidtok.training.callbacks.EvaluationCallback` with
+:func:`vidtok.shapes.evaluation.evaluate_reconstruction`; the clips in memory are
+:class:`vidtok.shapes.training_data.ClipPool`); this script sets them up from its flags.
+
 (The shipped runs read their 10,000 training clips from two caches rendered with seeds 100 and 101 — seeds
 200 and 201 for the last run; the commands render them with ``--seed``.) Measure the result with
 ``examples/evaluate_deep_tokenizer_shapes.py``.
@@ -43,135 +48,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from vidtok.metrics.video_quality import psnr, ssim
-from vidtok.shapes import ShapesConfig, generate, score_videos
+from vidtok.shapes.evaluation import evaluate_reconstruction, render_clips, to_model_video
+from vidtok.shapes.training_data import ClipPool
 from vidtok.tokenizers.deep_tokens import DeepTokenizer
-from vidtok.training import Callback, OptimizerConfig, Stage, Trainer, TrainingConfig
+from vidtok.training import EvaluationCallback, OptimizerConfig, Stage, StopTraining, Trainer, TrainingConfig
 
 RESOLUTION, FRAMES, FPS, STRIDE = 32, 9, 8.0, 8
 
 
-class VideoPool(torch.utils.data.Dataset):
-    """Pre-rendered Shapes clips in memory (rendering on the fly costs ~35 ms per clip on this CPU).
-
-    With ``foreground_weight`` > 0 every item also carries a ``loss_weight``: ``1 + foreground_weight`` on
-    the objects (pixels brighter than 10 % over the black background, grown by one pixel to include their
-    outline) and 1 elsewhere. A plain MSE is dominated by the background; a 5-pixel object's corners — all
-    that tells a small square from a small circle — weigh almost nothing in it.
-    """
-
-    def __init__(self, videos: np.ndarray, foreground_weight: float = 0.0) -> None:
-        self.videos = videos
-        self.foreground_weight = foreground_weight
-
-    def __len__(self) -> int:
-        return len(self.videos)
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        v = torch.from_numpy(np.ascontiguousarray(self.videos[i].transpose(3, 0, 1, 2)))
-        item = {"video": v.float().div(127.5).sub(1.0)}
-        if self.foreground_weight:
-            objects = (v.amax(0, keepdim=True) > 25).float()  # (1, T, H, W)
-            objects = torch.nn.functional.max_pool3d(objects[None], (1, 3, 3), 1, (0, 1, 1))[0]
-            item["loss_weight"] = 1.0 + self.foreground_weight * objects
-        return item
-
-
 def render(split: str, n: int, seed: int, cache: str | None) -> tuple[np.ndarray, list[str]]:
-    """Render (or load from ``cache``) ``n`` clips of a split."""
-    if cache and os.path.exists(cache):
-        data = np.load(cache)
-        return data["videos"][:n], [str(c) for c in data["captions"][:n]]
-    cfg = ShapesConfig(resolution=RESOLUTION, num_frames=FRAMES, fps=FPS, split=split, seed=seed)
-    videos, captions = generate(n, cfg)
-    if cache:
-        np.savez(cache, videos=videos, captions=np.array(captions))
-    return videos, captions
+    """Render (or load from ``cache``) ``n`` clips of a split (32×32, 9 frames at 8 fps)."""
+    return render_clips(split, n, seed, cache, resolution=RESOLUTION, num_frames=FRAMES, fps=FPS)
 
 
-def to_tensor(videos: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(videos.transpose(0, 4, 1, 2, 3).copy()).float().div(127.5).sub(1.0)
-
-
-@torch.no_grad()
-def evaluate(
-    model: DeepTokenizer, videos: torch.Tensor, captions: list[str], *, steps: int, seed: int = 0, scorer: bool = True
-) -> dict[str, float]:
-    """Held-out reconstruction: DDIM (eta 0, guidance 1) and preview PSNR/SSIM, Shapes scores."""
-    was_training = model.training
-    model.eval()
-    tokens = model.encode(videos, frame_stride=STRIDE).tokens
-    recon = model.decode(
-        tokens,
-        num_inference_steps=steps,
-        guidance_scale=1.0,
-        eta=0.0,
-        frame_stride=STRIDE,
-        generator=torch.Generator().manual_seed(seed),
-        progress=False,
-    )
-    result = {"psnr": psnr(recon, videos), "ssim": ssim(recon, videos)}
-    if model.denoiser.spatial is not None:
-        result["psnr_preview"] = psnr(model.preview(tokens, frame_stride=STRIDE), videos)
-    if scorer:
-        ours, ref = score_videos(recon, captions), score_videos(videos, captions)
-        for key in ("color", "shape", "size", "motion", "overall"):
-            result[f"score_{key}"] = ours[key]
-            result[f"score_{key}_original"] = ref[key]
-    model.train(was_training)
-    return result
-
-
-class EvalAndExport(Callback):
-    """Evaluate on held-out clips, append to ``eval.jsonl``, export weights; stop after the time budget."""
-
-    def __init__(self, args: argparse.Namespace, videos: torch.Tensor, captions: list[str]) -> None:
-        self.args, self.videos, self.captions = args, videos, captions
-        self.start = time.time()
-        self.log = Path(args.output_dir) / "eval.jsonl"
-        self.best = float("-inf")
-
-    def on_train_start(self, trainer: Trainer) -> None:
-        if not self.log.exists():
-            return
-        # A resumed run continues from its checkpoint: evaluations logged after it (or all of them, when no
-        # checkpoint was found) belong to a run that is discarded. The best of the rest is what to beat.
-        kept = [line for line in self.log.read_text().splitlines() if json.loads(line)["step"] <= trainer.global_step]
-        self.log.write_text("".join(line + "\n" for line in kept))
-        self.best = max((self._value(json.loads(line)) for line in kept), default=self.best)
-
-    def _value(self, result: dict) -> float:
-        """What ``--export`` keeps the best of: held-out PSNR of the full decoding, or its Shapes score."""
-        return result["psnr"] if self.args.select == "psnr" else result["score_overall"] + 1e-3 * result["psnr"]
-
-    def _run(self, trainer: Trainer, step: int) -> None:
-        model = trainer.accelerator.unwrap_model(trainer.model)
-        t0 = time.time()
-        result = evaluate(model, self.videos, self.captions, steps=self.args.eval_steps)
-        minutes = trainer.training_seconds / 60  # the runs before a --resume included
-        record = {"step": step, "train_minutes": minutes, "eval_seconds": time.time() - t0, **result}
-        with self.log.open("a") as f:
-            f.write(json.dumps(record) + "\n")
-        print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in record.items()}), flush=True)
-        value = self._value(result)
-        if self.args.export and value > self.best:
-            self.best = value
-            model.save_pretrained(self.args.export)
-
-    def on_step_end(self, trainer: Trainer, step: int) -> None:
-        over = self.args.minutes is not None and time.time() - self.start > self.args.minutes * 60
-        if step % self.args.eval_every == 0 or over or step == trainer.config.total_steps:
-            self._run(trainer, step)
-        if over and step < trainer.config.total_steps:  # at the last step the trainer finishes as usual
-            trainer.save_checkpoint()  # so that --resume continues from here
-            raise KeyboardInterrupt(f"time budget of {self.args.minutes} minutes reached at step {step}")
+def selection(select: str):
+    """What ``--export`` keeps the best of: held-out PSNR of the full decoding, or its Shapes score."""
+    if select == "psnr":
+        return "psnr"
+    return lambda record: record["score_overall"] + 1e-3 * record["psnr"]
 
 
 def main() -> None:
@@ -227,7 +126,7 @@ def main() -> None:
     parts = [render(args.train_split, args.train_videos, args.seed, c)[0] for c in caches]
     train_videos = np.concatenate(parts)[: args.train_videos]
     held_videos, held_captions = render("heldout", args.eval_videos, args.seed + 1, None)
-    held = to_tensor(held_videos)
+    held = to_model_video(held_videos)
     print(f"training clips {train_videos.shape}, held-out clips {tuple(held.shape)}", flush=True)
 
     overrides = json.loads(args.config) if args.config else {}
@@ -278,11 +177,19 @@ def main() -> None:
         progress_bar=False,
         resume_from="latest" if args.resume else None,
     )
-    callback = EvalAndExport(args, held, held_captions)
-    trainer = Trainer(model, cfg, VideoPool(train_videos, args.foreground_weight), callbacks=[callback])
+    callback = EvaluationCallback(
+        lambda tokenizer: evaluate_reconstruction(
+            tokenizer, held, held_captions, num_inference_steps=args.eval_steps, frame_stride=STRIDE
+        ),
+        every=args.eval_every,
+        select=selection(args.select) if args.export else None,
+        export_dir=args.export,
+        minutes=args.minutes,
+    )
+    trainer = Trainer(model, cfg, ClipPool(train_videos, args.foreground_weight), callbacks=[callback])
     try:
         trainer.train()
-    except KeyboardInterrupt as stop:
+    except StopTraining as stop:
         print(f"stopped: {stop}", flush=True)
     minutes = trainer.training_seconds / 60  # the runs before a --resume included
     print(f"trained {trainer.global_step} steps in {minutes:.1f} min", flush=True)

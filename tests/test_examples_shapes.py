@@ -45,7 +45,8 @@ def test_train_dicode_shapes_trains_evaluates_exports_and_rescores(tmp_path):
     assert div["distinct"] >= 1 or div["missing"] == 2  # a video without the red object is no outcome
     stages = [json.loads(line)["stage"] for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert set(stages) <= {"l2", "gaussian"}
-    lm_config = json.loads((tmp_path / "export" / "video_lm" / "config.json").read_text())
+    assert not (tmp_path / "export" / "video_lm").exists()  # the AR model's folder is named after the component
+    lm_config = json.loads((tmp_path / "export" / "model" / "config.json").read_text())
     assert lm_config["context_keyframes"] == 3  # trained on 3-keyframe sequences
 
     out = _run(
@@ -68,7 +69,7 @@ def test_train_dicode_shapes_trains_evaluates_exports_and_rescores(tmp_path):
         *("--eval-prompts", "1", "--diversity-seeds", "1", "--val-videos", "4", "--threads", "1"),
     ]
     bad = subprocess.run([sys.executable, *gate, "--train-only", "nope"], capture_output=True, text=True, cwd=tmp_path)
-    assert bad.returncode != 0 and "--train-only ['nope'] matches no parameter" in bad.stderr
+    assert bad.returncode != 0 and "train_only: ['nope'] matches no parameter" in bad.stderr
     _run(*gate, "--train-only", "video_lm.still_head", "--export", str(tmp_path / "gated"), cwd=tmp_path)
     # Continuing a gated model without asking for the gate would drop it: a clear error instead.
     plain = [a if a != str(tmp_path / "export") else str(tmp_path / "gated") for a in gate]
@@ -78,10 +79,10 @@ def test_train_dicode_shapes_trains_evaluates_exports_and_rescores(tmp_path):
     from vidtok.pipelines.text_to_video import TextToVideo
 
     before, after = TextToVideo.from_pretrained(tmp_path / "export"), TextToVideo.from_pretrained(tmp_path / "gated")
-    assert after.video_lm.config.still_gate and after.video_lm.still_head is not None
-    for name in ("backbone", "video_lm", "head"):
+    assert after.model.config.still_gate and after.model.still_head is not None
+    for name in ("backbone", "model", "head"):
         old, new = before.components[name].state_dict(), after.components[name].state_dict()
-        assert set(new) - set(old) == ({k for k in new if k.startswith("still_head.")} if name == "video_lm" else set())
+        assert set(new) - set(old) == ({k for k in new if k.startswith("still_head.")} if name == "model" else set())
         for key, value in old.items():
             assert torch.equal(new[key], value), (name, key)
 
@@ -136,13 +137,11 @@ def test_train_deep_tokenizer_shapes_then_a_new_decoder_on_its_tokens(tmp_path):
         assert res.returncode != 0 and message in res.stderr, res.stderr[-2000:]
 
 
-def test_augment_caption_color_dropout(monkeypatch):
+def test_augment_caption_color_dropout():
     import torch
 
     from vidtok.shapes import COLORS
-
-    monkeypatch.syspath_prepend(str(EXAMPLES))
-    from train_dicode_shapes import augment_caption
+    from vidtok.shapes.training_data import augment_caption
 
     caption = "a large magenta square moves left and a small red circle stays still"
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731

@@ -35,12 +35,13 @@ width is built for names other than the recipe's own). ``trainer.optimizer.lr`` 
 (at most 1,000).
 
 Example:
-    >>> cfg = load_recipe_run({"recipe": "dicode_tiny", "overrides": {"tiny": True},
-    ...                        "trainer": {"max_steps": 8, "output_dir": "runs/x"}})
-    >>> [(s.name, s.steps, s.options) for s in cfg.training.stages]
-    [('l2', 2, {'head': 'l2'}), ('gmm', 6, {'head': 'gmm'})]
+    >>> run = {"recipe": "dicode_tiny", "overrides": {"tiny": True}, "trainer": {"max_steps": 8, "output_dir": "x"}}
+    >>> cfg = load_recipe_run(run)
+    >>> stages = {s.name: (s.steps, s.options["head"]) for s in cfg.training.stages}
+    >>> stages
+    {'l2': (2, 'l2'), 'gmm': (6, 'gmm')}
     >>> cfg.training.optimizer.lr, cfg.training.batch_size, cfg.export
-    (0.001, 32, 'runs/x/pipeline')
+    (0.001, 32, 'x/pipeline')
 """
 
 from __future__ import annotations
@@ -183,9 +184,9 @@ class RecipeRun:
         export_fp16_tokenizer: Store the exported tokenizer's weights in fp16 (as shipped: half the size,
             loaded back as fp32).
         init_from: A saved ``TextToVideo`` folder whose backbone, model and head weights training starts from.
-        init_fresh: Parameter-name prefixes that this run adds to a component of ``init_from`` (e.g. a new
-            sub-module enabled by an override) and that keep their fresh initialization; every other tensor is
-            loaded strictly.
+        init_fresh: Prefixes of ``"<component>.<parameter>"`` names (e.g. ``"model.still_head."``) that this run
+            adds to a component of ``init_from`` (a new sub-module enabled by an override) and that keep their
+            fresh initialization; every other tensor is loaded strictly.
         train_only: Train only the parameters whose names start with these (``backbone.``, ``model.``,
             ``heads.<name>.``); ``None``: all.
         raw: The file's mapping after ``--set`` overrides (written to ``OUTPUT_DIR/run_config.json``).
@@ -445,7 +446,8 @@ def load_pipeline_weights(
     Args:
         components: The recipe's built components (``backbone``, ``model``, ``head``).
         path: A saved ``TextToVideo`` folder.
-        fresh: Parameter-name prefixes (inside the component, e.g. ``"still_head."``) allowed to start fresh.
+        fresh: Prefixes of ``"<component>.<parameter>"`` names allowed to start fresh (e.g.
+            ``"model.still_head."``).
         log: Called with a message per component with fresh tensors (``None``: silent).
 
     Returns:
@@ -457,11 +459,11 @@ def load_pipeline_weights(
     for name in ("backbone", "model", "head"):
         state = getattr(saved, name).state_dict()
         new = components[name].state_dict()
-        added = {k: v for k, v in new.items() if k not in state and k.startswith(tuple(fresh))} if fresh else {}
+        added = {k: v for k, v in new.items() if k not in state and f"{name}.{k}".startswith(tuple(fresh))}
         if added:
             state = {**added, **state}
             if log is not None:
-                log(f"{name}: {len(added)} tensors ({', '.join(fresh)}) start fresh")
+                log(f"{name}: {len(added)} tensors that this run adds start fresh")
         components[name].load_state_dict(state)
     return saved
 
@@ -665,8 +667,7 @@ def train_recipe(
 
         if check_init is not None:
             check_init(TextToVideo.from_pretrained(run.init_from), components)
-        fresh = [p.split(".", 1)[1] if p.startswith(("model.", "backbone.", "head.")) else p for p in run.init_fresh]
-        saved = load_pipeline_weights(components, run.init_from, fresh=fresh, log=say)
+        saved = load_pipeline_weights(components, run.init_from, fresh=run.init_fresh, log=say)
         saved_cfg = saved.model.config
         trained = max(trained, saved_cfg.get("context_keyframes") or saved_cfg.get("max_keyframes") or trained)
     # Generation windows stay within the frame indices training has reached (past them, the model slides).
