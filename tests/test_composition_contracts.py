@@ -307,8 +307,9 @@ def encoder_folder(tmp_path_factory):
 
 
 def test_a_recipe_with_a_frozen_text_encoder_generates_trains_and_round_trips(encoder_folder, tmp_path):
-    recipe = vidtok.RECIPES.create("dicode_tiny", tiny=True, model_kwargs={"text_embed_dim": 24})
-    recipe = vidtok.RecipeConfig.from_dict({**recipe.to_dict(), "text_encoder": encoder_folder})
+    recipe = vidtok.RECIPES.create(
+        "dicode_tiny", tiny=True, model_kwargs={"text_embed_dim": 24}, text_encoder=encoder_folder
+    )
     pipe = TextToVideo.from_recipe(recipe)
     assert pipe.text_encoder is not None and not any(p.requires_grad for p in pipe.text_encoder.parameters())
     states = pipe.encode_prompt("a red circle moves right")

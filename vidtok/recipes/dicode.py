@@ -19,6 +19,8 @@ Every recipe takes the same overrides, so an ablation is one keyword:
   ``tokenizer_pretrained`` points at one trained with that many: a folder whose token count differs from
   the recipe's is refused when the components are built);
 * ``tokenizer_pretrained=``, ``backbone_pretrained=`` (a transformers folder or hub id), ``text_tokenizer=``;
+* ``text_encoder=`` (a transformers encoder folder or hub id; frozen) with ``model_kwargs={"text_embed_dim":
+  E}``: the prompt is read as the encoder's hidden states instead of the language model's own embeddings;
 * ``backbone_overrides={...}`` (transformers config fields), ``model_kwargs={...}`` (the ``dicode_lm``
   model's arguments; ``video_lm={...}`` is the same override under its earlier name);
 * ``tiny=True``: every component at its unit-test size, with the word-level Shapes prompts (builds in well under
@@ -123,12 +125,15 @@ def _recipe(
         backbone["overrides"] = {**backbone.get("overrides", {}), **overrides.pop("backbone_overrides")}
     video_lm.update(overrides.pop("video_lm", {}) or {})
     text_tokenizer = overrides.pop("text_tokenizer", text_tokenizer)
+    text_encoder = overrides.pop("text_encoder", None)
+    if text_encoder is not None and not isinstance(text_encoder, str):
+        raise TypeError(f"{name}: text_encoder must be a folder or hub id, got {type(text_encoder).__name__}")
     training = {**training, **(overrides.pop("training", {}) or {})}
     if overrides:
         raise TypeError(
             f"{name}: unknown overrides {sorted(overrides)}; known: head, head_kwargs, num_components, "
             "num_deep_tokens, tokenizer_pretrained, backbone_pretrained, backbone_overrides, model_kwargs "
-            "(or video_lm), text_tokenizer, training, tiny"
+            "(or video_lm), text_tokenizer, text_encoder, training, tiny"
         )
     from vidtok.backbones.hf_causal_lm import PRESETS
 
@@ -151,6 +156,7 @@ def _recipe(
         head=ComponentSpec(head_name, head_kwargs),
         model=ComponentSpec("dicode_lm", video_lm),
         text_tokenizer=text_tokenizer,
+        text_encoder=text_encoder,
         training=training,
     )
 
