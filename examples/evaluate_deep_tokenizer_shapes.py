@@ -9,7 +9,7 @@ reconstructions and originals with their ratio, and the decoding time.
     python examples/evaluate_deep_tokenizer_shapes.py                       # the shipped model
     python examples/evaluate_deep_tokenizer_shapes.py --model runs/deep_tokens_shapes/model --steps 25
 
-The measurement is :func:`vidtok.shapes.evaluation.reconstruction_report`; this script loads the tokenizer.
+The measurement is :func:`vidtok.metrics.shapes_evaluation.reconstruction_report`; this script loads the tokenizer.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import json
 
 import torch
 
-from vidtok.shapes.evaluation import reconstruction_report
+from vidtok.metrics.shapes_evaluation import reconstruction_report
 from vidtok.tokenizers.deep_tokens import DeepTokenizer, load_shapes_default
 
 

@@ -36,8 +36,8 @@ spread over several sessions.
 
 The evaluation, the export of the best weights and the time budget are library code
 (:class:`vidtok.training.callbacks.EvaluationCallback` with
-:func:`vidtok.shapes.evaluation.evaluate_reconstruction`; the clips in memory are
-:class:`vidtok.shapes.training_data.ClipPool`); this script sets them up from its flags.
+:func:`vidtok.metrics.shapes_evaluation.evaluate_reconstruction`; the clips in memory are
+:class:`vidtok.data.shapes_training.ClipPool`); this script sets them up from its flags.
 
 (The shipped runs read their 10,000 training clips from two caches rendered with seeds 100 and 101 — seeds
 200 and 201 for the last run; the commands render them with ``--seed``.) Measure the result with
@@ -53,8 +53,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vidtok.shapes.evaluation import evaluate_reconstruction, render_clips, to_model_video
-from vidtok.shapes.training_data import ClipPool
+from vidtok.data.shapes_training import ClipPool
+from vidtok.metrics.shapes_evaluation import evaluate_reconstruction, render_clips, to_model_video
 from vidtok.tokenizers.deep_tokens import DeepTokenizer
 from vidtok.training import EvaluationCallback, OptimizerConfig, Stage, StopTraining, Trainer, TrainingConfig
 

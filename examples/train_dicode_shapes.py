@@ -17,8 +17,8 @@ DiCoDe §3.3–3.4 in miniature, with the project's own parts:
 
 The work is library code: this script turns its flags into a recipe run and calls
 :func:`vidtok.training.recipe.train_recipe` (what ``vidtok train examples/configs/dicode_tiny.yaml`` runs);
-the evaluation is :mod:`vidtok.shapes.evaluation`, the caption augmentation
-:func:`vidtok.shapes.training_data.augment_caption`. ``--select joint`` exports the best checkpoint by a
+the evaluation is :mod:`vidtok.metrics.shapes_evaluation`, the caption augmentation
+:func:`vidtok.data.shapes_training.augment_caption`. ``--select joint`` exports the best checkpoint by a
 held-out score instead of the last one.
 
 Reproduce the embedded default (one run, 41 min on one CPU thread; ``docs/results.md`` has the scores)::

@@ -140,8 +140,8 @@ def test_train_deep_tokenizer_shapes_then_a_new_decoder_on_its_tokens(tmp_path):
 def test_augment_caption_color_dropout():
     import torch
 
+    from vidtok.data.shapes_training import augment_caption
     from vidtok.shapes import COLORS
-    from vidtok.shapes.training_data import augment_caption
 
     caption = "a large magenta square moves left and a small red circle stays still"
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731

@@ -132,7 +132,12 @@ def test_bad_arguments_are_clear_errors():
 
 @pytest.mark.parametrize(
     "name",
-    ["vidtok.training.callbacks", "vidtok.training.recipe", "vidtok.shapes.evaluation", "vidtok.shapes.training_data"],
+    [
+        "vidtok.training.callbacks",
+        "vidtok.training.recipe",
+        "vidtok.metrics.shapes_evaluation",
+        "vidtok.data.shapes_training",
+    ],
 )
 def test_docstring_examples_run(name):
     import doctest

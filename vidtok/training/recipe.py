@@ -7,7 +7,7 @@ AR model trains on precomputed tokens of the frozen tokenizer), trains backbone 
 rate and batch size (DiCoDe's progressive L2 → GMM schedule, supplementary §6, for ``dicode_*``), evaluates
 held-out prompt following from pixels along the way
 ([`EvaluationCallback`][vidtok.training.callbacks.EvaluationCallback] +
-[`evaluate_text_to_video`][vidtok.shapes.evaluation.evaluate_text_to_video]), and exports a
+[`evaluate_text_to_video`][vidtok.metrics.shapes_evaluation.evaluate_text_to_video]), and exports a
 [`TextToVideo`][vidtok.pipelines.text_to_video.TextToVideo] folder. Nothing in it is specific to one model:
 prompts are cut to the model's ``text_length``, a model that ``generates_codes`` trains on the cache's
 integer codes, and the videos are sized from the tokenizer (its ``sample_size`` and temporal compression).
@@ -90,7 +90,7 @@ class ShapesDataConfig:
             path with ``_heldout`` appended). Reused when it exists and matches the tokenizer.
         seed: Seed of the videos (default: ``trainer.seed``; the held-out ones use ``seed + 1``).
         augment: Drop attributes from training captions
-            ([`augment_caption`][vidtok.shapes.training_data.augment_caption]).
+            ([`augment_caption`][vidtok.data.shapes_training.augment_caption]).
         color_dropout: With ``augment``, the probability of dropping each object's color word.
         motions: Motions of the objects.
         num_objects: Objects per video, drawn uniformly from this list.
@@ -548,8 +548,8 @@ def evaluate_pipeline(pipe: Any, evaluation: EvaluationConfig, *, diversity: boo
         evaluation: Prompts, seeds, keyframes and sampling settings.
         diversity: Also measure diversity (when ``evaluation.diversity_seeds`` > 0).
     """
-    from vidtok.shapes.evaluation import diversity as measure_diversity
-    from vidtok.shapes.evaluation import evaluate_text_to_video, heldout_prompts
+    from vidtok.metrics.shapes_evaluation import diversity as measure_diversity
+    from vidtok.metrics.shapes_evaluation import evaluate_text_to_video, heldout_prompts
 
     result: dict[str, Any] = evaluate_text_to_video(
         pipe,
@@ -638,8 +638,8 @@ def train_recipe(
     """
     from accelerate.utils import set_seed
 
+    from vidtok.data.shapes_training import CaptionAugmentation, shapes_token_cache
     from vidtok.recipes.base import build_components
-    from vidtok.shapes.training_data import CaptionAugmentation, shapes_token_cache
     from vidtok.training.callbacks import EvaluationCallback, StopTraining, atomic_export
     from vidtok.training.trainer import Trainer
 

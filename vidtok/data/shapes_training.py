@@ -1,16 +1,16 @@
 """Shapes training data: caption augmentation, clips in memory, and token caches for AR models.
 
-* [`augment_caption`][vidtok.shapes.training_data.augment_caption] /
-  [`CaptionAugmentation`][vidtok.shapes.training_data.CaptionAugmentation]: drop attributes from training
+* [`augment_caption`][vidtok.data.shapes_training.augment_caption] /
+  [`CaptionAugmentation`][vidtok.data.shapes_training.CaptionAugmentation]: drop attributes from training
   captions so under-specified prompts (``"a red shape"``) are learned;
-* [`ClipPool`][vidtok.shapes.training_data.ClipPool]: pre-rendered clips in memory for tokenizer training,
+* [`ClipPool`][vidtok.data.shapes_training.ClipPool]: pre-rendered clips in memory for tokenizer training,
   with an optional extra loss weight on the objects;
-* [`shapes_token_cache`][vidtok.shapes.training_data.shapes_token_cache]: render Shapes videos and encode them
+* [`shapes_token_cache`][vidtok.data.shapes_training.shapes_token_cache]: render Shapes videos and encode them
   once with any tokenizer into a token cache (DiCoDe §3.3: the AR model trains on precomputed tokens).
 
 Example:
     >>> import torch
-    >>> from vidtok.shapes.training_data import augment_caption
+    >>> from vidtok.data.shapes_training import augment_caption
     >>> caption = "a large red circle moves left"
     >>> augment_caption(caption, torch.Generator().manual_seed(0))
     'a large red shape moves left'
@@ -70,7 +70,7 @@ def augment_caption(caption: str, generator: Any = None, color_dropout: float = 
 
 
 class CaptionAugmentation:
-    """[`augment_caption`][vidtok.shapes.training_data.augment_caption] with a fixed ``color_dropout``.
+    """[`augment_caption`][vidtok.data.shapes_training.augment_caption] with a fixed ``color_dropout``.
 
     A picklable ``f(caption, generator) -> caption`` for
     [`VideoARModelForTraining`][vidtok.models.base.VideoARModelForTraining]'s ``caption_transform``.
@@ -85,7 +85,7 @@ class CaptionAugmentation:
         self.color_dropout = float(color_dropout)
 
     def __call__(self, caption: str, generator: Any = None) -> str:
-        """The augmented caption (see [`augment_caption`][vidtok.shapes.training_data.augment_caption])."""
+        """The augmented caption (see [`augment_caption`][vidtok.data.shapes_training.augment_caption])."""
         return augment_caption(caption, generator, color_dropout=self.color_dropout)
 
     def __repr__(self) -> str:
@@ -102,7 +102,8 @@ class ClipPool:
     weigh almost nothing in it.
 
     Args:
-        videos: ``uint8`` clips ``(n, T, H, W, 3)`` (see [`render_clips`][vidtok.shapes.evaluation.render_clips]).
+        videos: ``uint8`` clips ``(n, T, H, W, 3)`` (see
+            [`render_clips`][vidtok.metrics.shapes_evaluation.render_clips]).
         foreground_weight: Extra loss weight on the objects.
     """
 

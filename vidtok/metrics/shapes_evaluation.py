@@ -3,20 +3,20 @@
 What the Shapes training runs measure, as library functions (``vidtok train`` on a recipe, the example scripts
 and the docs' tables all call these):
 
-* [`heldout_prompts`][vidtok.shapes.evaluation.heldout_prompts]: the prompts of the held-out (color, shape)
+* [`heldout_prompts`][vidtok.metrics.shapes_evaluation.heldout_prompts]: the prompts of the held-out (color, shape)
   pairs that never appear in training (compositional generalization, ARCHITECTURE §6);
-* [`evaluate_text_to_video`][vidtok.shapes.evaluation.evaluate_text_to_video]: generate videos for prompts with
+* [`evaluate_text_to_video`][vidtok.metrics.shapes_evaluation.evaluate_text_to_video]: generate videos for prompts with
   any text-to-video pipeline and score them from pixels with [`score_video`][vidtok.shapes.scorer.score_video]:
   per attribute and ``joint`` (every stated attribute right);
-* [`diversity`][vidtok.shapes.evaluation.diversity]: distinct outcomes of an under-specified prompt over seeds
+* [`diversity`][vidtok.metrics.shapes_evaluation.diversity]: distinct outcomes of an under-specified prompt over seeds
   (DiCoDe Table 4's argument for a GMM head over L2: a deterministic head gives one outcome);
-* [`evaluate_reconstruction`][vidtok.shapes.evaluation.evaluate_reconstruction] and
-  [`reconstruction_report`][vidtok.shapes.evaluation.reconstruction_report]: a tokenizer's held-out
+* [`evaluate_reconstruction`][vidtok.metrics.shapes_evaluation.evaluate_reconstruction] and
+  [`reconstruction_report`][vidtok.metrics.shapes_evaluation.reconstruction_report]: a tokenizer's held-out
   reconstruction (PSNR/SSIM, the token preview where the tokenizer has one, Shapes scores of the
   reconstructions against those of the originals).
 
 Example:
-    >>> from vidtok.shapes.evaluation import heldout_prompts
+    >>> from vidtok.metrics.shapes_evaluation import heldout_prompts
     >>> prompts = heldout_prompts()
     >>> len(prompts), prompts[0]
     (30, 'a small blue triangle moves left')
@@ -48,7 +48,7 @@ __all__ = [
 #: The motions of the held-out prompts: every linear motion and staying still (``bounces`` needs long videos).
 EVAL_MOTIONS = ("moves left", "moves right", "moves up", "moves down", "stays still")
 
-#: The attributes [`evaluate_text_to_video`][vidtok.shapes.evaluation.evaluate_text_to_video] averages.
+#: The attributes [`evaluate_text_to_video`][vidtok.metrics.shapes_evaluation.evaluate_text_to_video] averages.
 SCORE_KEYS = ("color", "shape", "size", "motion", "overall")
 
 
@@ -96,7 +96,7 @@ def evaluate_text_to_video(
             generator=, progress=False, **sampling)`` whose output has ``frames`` ``(B, T, H, W, C)``
             (e.g. [`TextToVideo`][vidtok.pipelines.text_to_video.TextToVideo]).
         prompts: Captions in the Shapes grammar (default: every held-out prompt,
-            [`heldout_prompts`][vidtok.shapes.evaluation.heldout_prompts]).
+            [`heldout_prompts`][vidtok.metrics.shapes_evaluation.heldout_prompts]).
         seeds: One video per prompt and seed.
         keyframes: Token steps of each video.
         num_inference_steps: Denoising steps of the video decoder.
@@ -144,7 +144,7 @@ def diversity(
 
     Args:
         pipe: A text-to-video pipeline (as for
-            [`evaluate_text_to_video`][vidtok.shapes.evaluation.evaluate_text_to_video]).
+            [`evaluate_text_to_video`][vidtok.metrics.shapes_evaluation.evaluate_text_to_video]).
         prompt: A caption that leaves attributes open (default ``"a red shape"``: shape, size and motion).
         seeds: Videos generated, with seeds ``0 .. seeds - 1``.
         keyframes: Token steps of each video.
@@ -258,7 +258,8 @@ def evaluate_reconstruction(
 
     Args:
         tokenizer: A [`VideoTokenizer`][vidtok.tokenizers.base.VideoTokenizer].
-        videos: ``(B, C, T, H, W)`` in ``[-1, 1]`` (see [`to_model_video`][vidtok.shapes.evaluation.to_model_video]).
+        videos: ``(B, C, T, H, W)`` in ``[-1, 1]`` (see
+            [`to_model_video`][vidtok.metrics.shapes_evaluation.to_model_video]).
         captions: The videos' captions: with them the Shapes scores of the reconstructions (``score_<attr>``)
             and of the originals (``score_<attr>_original``) are reported.
         num_inference_steps: Decoder denoising steps.
