@@ -50,3 +50,19 @@ def test_readme_python_blocks_run_as_written(tmp_path):
             [sys.executable, "-c", block], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
         )
         assert out.returncode == 0, f"README python block {i} failed:\n{block}\n{out.stderr[-2000:]}"
+
+
+def test_readme_training_command_runs_as_written(tmp_path):
+    """The README's `vidtok train` smoke command trains the example config and exports a pipeline."""
+    import os
+    import shlex
+    import subprocess
+
+    text = (ROOT / "README.md").read_text()
+    block = next(b for b in re.findall(r"```bash\n(.*?)```", text, flags=re.S) if "vidtok train examples/" in b)
+    command = " ".join(line.split("#", 1)[0].rstrip().removesuffix("\\") for line in block.strip().splitlines())
+    argv = [a.replace("examples/configs", str(ROOT / "examples" / "configs")) for a in shlex.split(command)]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert (tmp_path / "runs" / "dicode_tiny" / "pipeline" / "model_index.json").is_file()
