@@ -358,3 +358,38 @@ def test_epsilon_with_a_spacing_that_starts_at_the_last_step_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         DiffusionMLPHead(**TINY, prediction_type="v_prediction", scheduler_config={"timestep_spacing": "trailing"})
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "eta", "scheduler_config"),
+    [
+        ("ddpm", 0.0, None),  # fused DDPM: used to keep a random x_T (two seeds differed by up to 8.3)
+        ("ddim", 0.6, None),  # fused stochastic DDIM
+        ("ddim", 0.6, {"clip_sample": True}),  # generic loop: step noise zeroed through variance_noise
+        ("EulerDiscreteScheduler", 0.0, None),  # generic deterministic sampler
+    ],
+)
+def test_temperature_zero_is_deterministic_with_every_sampler(scheduler, eta, scheduler_config):
+    """Temperature 0 starts at x_T = 0 and adds no noise: every seed gives the same token."""
+    head, hidden = make(scheduler=scheduler, scheduler_config=scheduler_config), torch.randn(4, H)
+    # Non-zero weights, so that the denoiser's prediction is not identically zero.
+    with torch.no_grad():
+        for p in head.parameters():
+            p.add_(torch.randn(p.shape, generator=gen(9)) * 0.05)
+    a = head.sample(hidden, temperature=0.0, generator=gen(1), eta=eta)
+    b = head.sample(hidden, temperature=0.0, generator=gen(2), eta=eta)
+    assert torch.equal(a, b) and torch.isfinite(a).all()
+    assert not torch.equal(a, head.sample(hidden, temperature=1.0, generator=gen(1), eta=eta))
+
+
+def test_temperature_zero_draws_nothing_from_the_generator():
+    g = gen(4)
+    make().sample(torch.randn(3, H), temperature=0.0, generator=g)
+    assert torch.equal(g.get_state(), gen(4).get_state())
+
+
+def test_temperature_zero_refuses_a_scheduler_that_adds_its_own_noise():
+    head = make(scheduler="EulerAncestralDiscreteScheduler")
+    head.sample(torch.randn(2, H), temperature=0.5, generator=gen())  # fine with temperature > 0
+    with pytest.raises(ValueError, match="temperature=0 must be deterministic"):
+        head.sample(torch.randn(2, H), temperature=0.0, generator=gen())

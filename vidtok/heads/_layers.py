@@ -10,7 +10,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+import numbers
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,9 +21,17 @@ from torch import nn
 
 __all__ = [
     "build_trunk",
+    "check_config_bool",
+    "check_config_float",
+    "check_config_int",
+    "check_generator",
+    "check_guidance",
+    "check_guidance_scale",
+    "check_number",
     "check_reduction",
     "check_temperature",
     "diagonal_gmm_nll",
+    "fp32_island",
     "init_linear_",
     "softplus_variance",
 ]
@@ -65,12 +76,91 @@ def build_trunk(in_features: int, width: int, num_layers: int) -> tuple[nn.Seque
     return nn.Sequential(*layers), features
 
 
-def check_temperature(temperature: float) -> float:
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def check_config_int(owner: str, name: str, value: Any, *, minimum: int = 1, optional: bool = False) -> int | None:
+    """Validate an integer config value (a Python ``int``, not a bool or a float) ``>= minimum``.
+
+    Raises:
+        TypeError: Naming ``name`` when ``value`` is not an int (``3.5``, ``4.0``, ``True``, ``"16"``).
+        ValueError: Naming ``name`` when it is below ``minimum``.
+    """
+    if value is None and optional:
+        return None
+    # bool is an int subclass; a float, even 4.0, would be stored as 4.0 in config.json and break nn.Linear.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{owner}: {name} must be an int, got {_type_name(value)} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{owner}: {name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_config_float(
+    owner: str, name: str, value: Any, *, minimum: float = 0.0, strict: bool = False, finite: bool = True
+) -> float:
+    """Validate a real config value: a number (not a bool), not NaN, finite if ``finite``, ``>`` or ``>=`` minimum.
+
+    Raises:
+        TypeError: Naming ``name`` when ``value`` is not a real number.
+        ValueError: Naming ``name`` when it is NaN, infinite or out of range.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{owner}: {name} must be a number, got {_type_name(value)} {value!r}")
+    value = float(value)
+    low_ok = value > minimum if strict else value >= minimum
+    if math.isnan(value) or (finite and math.isinf(value)) or not low_ok:
+        bound = f"{'>' if strict else '>='} {minimum:g}"
+        raise ValueError(f"{owner}: {name} must be a {'finite ' if finite else ''}number {bound}, got {value}")
+    return value
+
+
+def check_config_bool(owner: str, name: str, value: Any) -> bool:
+    """Validate a boolean config value (``True``/``False`` only: ``1`` or ``"yes"`` are refused)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{owner}: {name} must be a bool, got {_type_name(value)} {value!r}")
+    return value
+
+
+def check_number(name: str, value: Any, *, minimum: float = 0.0) -> float:
+    """A finite real ``>= minimum`` as a float: Python/NumPy reals or a one-element real tensor, never a bool.
+
+    Raises:
+        TypeError: Naming ``name`` for a bool, a string, a complex number, ``None`` or a multi-element tensor.
+        ValueError: Naming ``name`` for NaN, ±inf or a value below ``minimum``.
+    """
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not (value.is_complex() or value.dtype == torch.bool):
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {_type_name(value)} {value!r}")
+    value = float(value)
+    if not math.isfinite(value) or value < minimum:
+        raise ValueError(f"{name} must be a finite number >= {minimum:g}, got {value}")
+    return value
+
+
+def check_temperature(temperature: Any) -> float:
     """Validate a sampling temperature (a finite number ``>= 0``) and return it as a float."""
-    temperature = float(temperature)
-    if not math.isfinite(temperature) or temperature < 0:
-        raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
-    return temperature
+    return check_number("temperature", temperature)
+
+
+def check_guidance_scale(guidance_scale: Any) -> float:
+    """Validate a classifier-free guidance scale (a finite number ``>= 0``) and return it as a float.
+
+    ``0`` is the unconditional prediction and ``(0, 1)`` interpolates towards it; a negative scale would push
+    away from the unconditional branch *past* it, which no head defines, so it is refused like NaN and inf.
+    """
+    return check_number("guidance_scale", guidance_scale)
+
+
+def check_generator(generator: Any) -> None:
+    """Refuse anything but a ``torch.Generator`` or ``None`` (a seed or a NumPy generator would fail deep inside)."""
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(
+            f"generator must be a torch.Generator or None, got {_type_name(generator)} "
+            f"(pass torch.Generator().manual_seed(seed))"
+        )
 
 
 def check_reduction(value: str) -> str:
@@ -80,21 +170,43 @@ def check_reduction(value: str) -> str:
     return value
 
 
-def check_guidance(name: str, hidden: torch.Tensor, uncond_hidden: torch.Tensor | None, guidance_scale: float) -> bool:
+def check_guidance(name: str, hidden: torch.Tensor, uncond_hidden: Any, guidance_scale: float) -> bool:
     """Whether ``sample`` guides (``guidance_scale != 1``); then ``uncond_hidden`` must have ``hidden``'s shape.
 
+    ``guidance_scale`` must already have passed :func:`check_guidance_scale`. A head validates the values of
+    ``uncond_hidden`` (dtype, finiteness) with ``check_inputs(uncond_hidden, name="uncond_hidden")``.
+
     Raises:
+        TypeError: When ``uncond_hidden`` is not a tensor.
         ValueError: Naming ``name`` (the head's ``sample``) when the null prompt's states are missing or misshaped.
     """
     if guidance_scale == 1.0:
         return False
     if uncond_hidden is None:
         raise ValueError(f"{name}: guidance_scale != 1 needs uncond_hidden (the null prompt's states)")
+    if not isinstance(uncond_hidden, torch.Tensor):
+        raise TypeError(f"{name}: uncond_hidden must be a tensor, got {_type_name(uncond_hidden)}")
     if tuple(uncond_hidden.shape) != tuple(hidden.shape):
         raise ValueError(
             f"{name}: uncond_hidden {tuple(uncond_hidden.shape)} must have hidden's shape {tuple(hidden.shape)}"
         )
     return True
+
+
+@contextlib.contextmanager
+def fp32_island(device: torch.device):
+    """Disable ``torch.autocast`` on ``device`` inside the block; a no-op when autocast is off.
+
+    The heads run their MLP and densities in their parameter dtype inside it: under fp16 autocast, the
+    gradient of an NLL near a small variance (``1/σ²`` up to ``1/variance_floor``) times a large hidden state
+    exceeds fp16's range (65504) in the projection's backward, and hidden states beyond it overflow in the
+    forward. Without autocast nothing changes, so fp32 results stay bit-identical.
+    """
+    if torch.is_autocast_enabled(device.type):
+        with torch.autocast(device_type=device.type, enabled=False):
+            yield
+    else:
+        yield
 
 
 def softplus_variance(raw: torch.Tensor, floor: float) -> torch.Tensor:

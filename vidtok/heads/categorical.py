@@ -8,7 +8,16 @@ import torch
 from diffusers import ModelMixin  # noqa: F401  (diffusers' pipeline loader looks it up in this module)
 from diffusers.configuration_utils import register_to_config
 
-from vidtok.heads._layers import build_trunk, check_guidance, check_temperature, init_linear_
+from vidtok.heads._layers import (
+    build_trunk,
+    check_config_int,
+    check_generator,
+    check_guidance,
+    check_guidance_scale,
+    check_temperature,
+    fp32_island,
+    init_linear_,
+)
 from vidtok.heads.base import HEADS, TokenHead
 from vidtok.noise import gumbel
 
@@ -78,11 +87,18 @@ class CategoricalHead(TokenHead):
         super().__init__()
         if (vocab_size is None) == (num_bits is None):
             raise ValueError("CategoricalHead needs exactly one of vocab_size (flat) or num_bits (factorized)")
+        owner = "CategoricalHead"
+        check_config_int(owner, "hidden_size", hidden_size)
+        check_config_int(owner, "mlp_layers", mlp_layers)
+        check_config_int(owner, "mlp_width", mlp_width, optional=True)
+        # Ignored, but a non-positive or non-integer token_dim is a mistake in the caller's shared kwargs.
+        check_config_int(owner, "token_dim", token_dim, optional=True)
+        check_config_int(owner, "bits_per_group", bits_per_group)
         if vocab_size is not None:
-            if vocab_size < 2:
-                raise ValueError(f"vocab_size must be >= 2, got {vocab_size}")
+            check_config_int(owner, "vocab_size", vocab_size, minimum=2)
             self.num_groups, self.group_size = 1, int(vocab_size)
         else:
+            check_config_int(owner, "num_bits", num_bits)
             if not 1 <= num_bits <= 62:
                 raise ValueError(f"num_bits must be in [1, 62] (int64 code indices), got {num_bits}")
             if bits_per_group < 1 or num_bits % bits_per_group:
@@ -107,8 +123,12 @@ class CategoricalHead(TokenHead):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """Logits ``(..., num_groups, group_size)`` (``num_groups = 1`` in the flat mode), in fp32."""
         self.check_inputs(hidden)
-        weight = self.proj.weight
-        logits = self.proj(self.trunk(hidden.to(weight.dtype))).float()
+        return self._logits(hidden)
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        # Unchecked forward; outside autocast (see fp32_island) so fp16 logits cannot overflow.
+        with fp32_island(hidden.device):
+            logits = self.proj(self.trunk(hidden.to(self.proj.weight.dtype))).float()
         return logits.unflatten(-1, (self.num_groups, self.group_size))
 
     def _digits(self, codes: torch.Tensor) -> torch.Tensor:
@@ -140,7 +160,7 @@ class CategoricalHead(TokenHead):
                 f"{type(self).__name__}: codes must lie in [0, {self.num_codes}), got values in "
                 f"[{int(target.min())}, {int(target.max())}]"
             )
-        logits = self(hidden)
+        logits = self._logits(hidden)
         log_probs = torch.log_softmax(logits, dim=-1)
         picked = log_probs.gather(-1, self._digits(target).unsqueeze(-1)).squeeze(-1)
         return -picked.sum(-1)
@@ -173,12 +193,21 @@ class CategoricalHead(TokenHead):
             top_k: Keep only the ``top_k`` most likely entries of each softmax (per group when factorized).
         """
         temperature = check_temperature(temperature)
-        if top_k is not None and top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {top_k}")
+        guidance_scale = check_guidance_scale(guidance_scale)
+        check_generator(generator)
+        if top_k is not None:
+            if isinstance(top_k, bool) or not isinstance(top_k, int):
+                raise TypeError(f"top_k must be an int or None, got {type(top_k).__name__} {top_k!r}")
+            if top_k < 1:
+                raise ValueError(f"top_k must be >= 1, got {top_k}")
+        self.check_inputs(hidden)
+        guided = check_guidance("CategoricalHead.sample", hidden, uncond_hidden, guidance_scale)
+        if guided:
+            self.check_inputs(uncond_hidden, name="uncond_hidden")
         with torch.no_grad():
-            logits = self(hidden)
-            if check_guidance("CategoricalHead.sample", hidden, uncond_hidden, guidance_scale):
-                uncond = self(uncond_hidden)
+            logits = self._logits(hidden)
+            if guided:
+                uncond = self._logits(uncond_hidden)
                 logits = uncond + guidance_scale * (logits - uncond)
             if temperature == 0:
                 return self._compose(logits.argmax(-1))

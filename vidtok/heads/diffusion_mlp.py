@@ -19,6 +19,13 @@ from diffusers import ModelMixin  # noqa: F401  (diffusers' pipeline loader look
 from diffusers.configuration_utils import register_to_config
 from torch import nn
 
+from vidtok.heads._layers import (
+    check_config_int,
+    check_generator,
+    check_guidance_scale,
+    check_number,
+    check_temperature,
+)
 from vidtok.heads.base import HEADS, TokenHead
 from vidtok.noise import randint, randn
 
@@ -77,8 +84,14 @@ class DiffusionMLPHead(TokenHead):
     **Sampling** (MAR §3.2, "Sampler" with temperature; App. B for guidance): ``temperature`` scales the noise
     added at every stochastic step (MAR; the initial noise is not scaled) for ``ddpm`` and ``ddim`` with
     ``eta > 0``; for deterministic samplers (``ddim`` with ``eta == 0``) and for every other scheduler it
-    scales the initial noise instead. Classifier-free guidance runs the conditional and unconditional
-    hidden states in one batched pass per step and combines the predictions as
+    scales the initial noise instead. ``temperature=0`` is the deterministic limit for every sampler: the
+    reverse process starts at the prior's mean ``x_T = 0`` and no noise is added at any step (nothing is
+    drawn from the generator), so every seed gives the same token; MAR's convention alone would keep a
+    random ``x_T`` for ``ddpm``. Step noise is zeroed through ``variance_noise`` where a scheduler takes it
+    (``ddim`` with ``eta > 0``, SDE DPM-Solver); a scheduler whose ``step`` adds noise the head cannot switch
+    off (ancestral samplers, ``ddpm`` with ``clip_sample``) raises a ValueError at temperature 0.
+    Classifier-free guidance runs the conditional and unconditional hidden states in one batched pass per
+    step and combines the predictions as
     ``u + guidance_scale · (c − u)``. ``ddpm`` and ``ddim`` run a fused loop (per-step coefficients
     precomputed, the same affine update as their ``step``); other schedulers go through ``scheduler.step``.
 
@@ -90,7 +103,9 @@ class DiffusionMLPHead(TokenHead):
     any spacing.
 
     Tokens should have roughly unit scale (MAR multiplies its VAE latents by 0.2325): nothing is clamped,
-    so extreme targets give large but finite losses.
+    so extreme targets give large but finite losses. Unlike the other heads, the denoiser stays under
+    ``torch.autocast`` (it is the expensive head): with fp16 autocast keep ``|hidden|`` of order 1e3 or less
+    (larger values overflow fp16 inside the MLP); bf16 autocast has fp32's range.
 
     Args:
         hidden_size: Width of the backbone hidden state ``h``.
@@ -152,12 +167,20 @@ class DiffusionMLPHead(TokenHead):
             "depth": depth,
             "num_timesteps_per_token": num_timesteps_per_token,
             "num_inference_steps": num_inference_steps,
+            "num_train_timesteps": num_train_timesteps,
         }
         for name, value in sizes.items():
-            if not isinstance(value, int) or value < 1:
-                raise ValueError(f"DiffusionMLPHead: {name} must be a positive int, got {value!r}")
-        if timestep_embedding_dim < 2 or timestep_embedding_dim % 2:
+            check_config_int("DiffusionMLPHead", name, value)
+        check_config_int("DiffusionMLPHead", "timestep_embedding_dim", timestep_embedding_dim, minimum=2)
+        if timestep_embedding_dim % 2:
             raise ValueError(f"DiffusionMLPHead: timestep_embedding_dim must be even, got {timestep_embedding_dim}")
+        for name, value in {"beta_schedule": beta_schedule, "scheduler": scheduler}.items():
+            if not isinstance(value, str):
+                raise TypeError(f"DiffusionMLPHead: {name} must be a string, got {type(value).__name__} {value!r}")
+        if scheduler_config is not None and not isinstance(scheduler_config, dict):
+            raise TypeError(
+                f"DiffusionMLPHead: scheduler_config must be a dict or None, got {type(scheduler_config).__name__}"
+            )
 
         self.input_proj = nn.Linear(token_dim, width)
         self.cond_embed = nn.Linear(hidden_size, width)
@@ -175,6 +198,7 @@ class DiffusionMLPHead(TokenHead):
         # The training schedule comes from the configured scheduler (this also validates the config early).
         alphas_cumprod = self._make_scheduler().alphas_cumprod.double()
         self._sqrt_alphas = {"cpu": (alphas_cumprod.sqrt().float(), (1 - alphas_cumprod).sqrt().float())}
+        self._draws_noise: dict[tuple[str, int], bool] = {}  # see _steps_draw_noise
 
     def _init_weights(self) -> None:
         # MAR §4.1 / DiT: xavier linears, N(0, 0.02) time MLP, zero-initialized modulation and output.
@@ -293,7 +317,7 @@ class DiffusionMLPHead(TokenHead):
         Returns:
             The prediction, ``(..., token_dim)``, in the parameters' dtype.
         """
-        self.check_inputs(hidden, noisy)
+        self.check_inputs(hidden, noisy, target_name="noisy")
         lead, dtype = hidden.shape[:-1], self.output.weight.dtype
         t = torch.as_tensor(timesteps, device=hidden.device).expand(lead).reshape(-1)
         unique, inverse = torch.unique(t, return_inverse=True)  # the timestep part once per distinct value
@@ -318,6 +342,7 @@ class DiffusionMLPHead(TokenHead):
             fp32 loss with the leading shape of ``hidden``.
         """
         self.check_inputs(hidden, target)
+        check_generator(generator)
         lead, device, dtype = hidden.shape[:-1], hidden.device, self.output.weight.dtype
         draws = self.config.num_timesteps_per_token
         h = hidden.reshape(-1, hidden.shape[-1]).to(dtype)
@@ -365,24 +390,37 @@ class DiffusionMLPHead(TokenHead):
 
         Args:
             hidden: Hidden states, ``(..., hidden_size)``.
-            temperature: Noise scale (see the class docstring); 0 gives a deterministic sample.
+            temperature: Noise scale, finite and ``>= 0`` (see the class docstring); 0 gives a deterministic
+                sample: no noise at all, from ``x_T = 0``.
             generator: Source of all noise (drawn on its device); the global RNG if ``None``.
             num_inference_steps: Denoising steps; the config's ``num_inference_steps`` if ``None``.
-            guidance_scale: Classifier-free guidance weight; 1 disables guidance.
+            guidance_scale: Classifier-free guidance weight, finite and ``>= 0``; 1 disables guidance.
             uncond_hidden: Unconditional hidden states, broadcastable to ``hidden``; required when
                 ``guidance_scale != 1``.
             scheduler: Override the config's scheduler for this call (same names as the config).
-            eta: DDIM's stochasticity (0: deterministic DDIM, 1: DDPM-like); only for schedulers that take it.
+            eta: DDIM's stochasticity, finite and ``>= 0`` (0: deterministic DDIM, 1: DDPM-like); only for
+                schedulers that take it.
 
         Returns:
             Tokens ``(..., token_dim)`` in ``hidden``'s dtype.
+
+        Raises:
+            TypeError: A non-numeric ``temperature``, ``guidance_scale`` or ``eta``, a non-int
+                ``num_inference_steps``, a generator that is not a ``torch.Generator``, non-floating hidden states.
+            ValueError: NaN/inf/negative ``temperature``, ``guidance_scale`` or ``eta``; NaN/inf in ``hidden`` or
+                ``uncond_hidden``; temperature 0 with a scheduler that adds its own noise.
         """
+        temperature = check_temperature(temperature)
+        guidance_scale = check_guidance_scale(guidance_scale)
+        eta = check_number("eta", eta)
+        check_generator(generator)
+        if num_inference_steps is None:
+            steps = self.config.num_inference_steps
+        else:
+            steps = check_config_int("DiffusionMLPHead.sample", "num_inference_steps", num_inference_steps)
+        if scheduler is not None and not isinstance(scheduler, str):
+            raise TypeError(f"DiffusionMLPHead.sample: scheduler must be a string, got {type(scheduler).__name__}")
         self.check_inputs(hidden)
-        steps = self.config.num_inference_steps if num_inference_steps is None else int(num_inference_steps)
-        if steps < 1:
-            raise ValueError(f"DiffusionMLPHead.sample: num_inference_steps must be >= 1, got {steps}")
-        if temperature < 0:
-            raise ValueError(f"DiffusionMLPHead.sample: temperature must be >= 0, got {temperature}")
         guided = guidance_scale != 1.0
         if guided and uncond_hidden is None:
             raise ValueError("DiffusionMLPHead.sample: guidance_scale != 1 needs uncond_hidden")
@@ -391,6 +429,13 @@ class DiffusionMLPHead(TokenHead):
         if eta != 0.0 and "eta" not in step_params:
             raise ValueError(f"DiffusionMLPHead.sample: {type(sched).__name__} takes no eta")
         fused = self._fused_steps(sched, steps, eta)
+        zero_noise = temperature == 0 and fused is None and "variance_noise" in step_params
+        if temperature == 0 and fused is None and not zero_noise and self._steps_draw_noise(scheduler, steps, eta):
+            raise ValueError(
+                f"DiffusionMLPHead.sample: temperature=0 must be deterministic, but {type(sched).__name__}'s steps "
+                f"add noise the head cannot switch off; use temperature > 0 or a deterministic scheduler "
+                f"('ddpm', 'ddim', 'EulerDiscreteScheduler', 'DPMSolverMultistepScheduler', ...)"
+            )
 
         lead, device, dtype = hidden.shape[:-1], hidden.device, self.output.weight.dtype
         with torch.inference_mode():
@@ -416,10 +461,16 @@ class DiffusionMLPHead(TokenHead):
             if fused is not None:
                 x = self._run_fused(predict, fused, shape, temperature, generator, device)
             else:
-                x = randn(shape, generator, device) * (sched.init_noise_sigma * temperature)
+                if temperature == 0:  # start at the prior's mean; nothing is drawn
+                    x = torch.zeros(shape, device=device)
+                else:
+                    x = randn(shape, generator, device) * (sched.init_noise_sigma * temperature)
                 extra = {"generator": generator} if "generator" in step_params else {}
                 if "eta" in step_params:
                     extra["eta"] = eta
+                if zero_noise:  # e.g. DDIM with eta > 0, SDE DPM-Solver: zero step noise at temperature 0
+                    extra["variance_noise"] = torch.zeros(shape, device=device)
+                    extra.pop("generator", None)  # diffusers refuses both
                 for k, t in enumerate(timesteps):
                     out = predict(sched.scale_model_input(x, t), k)
                     x = sched.step(out, t, x, return_dict=False, **extra)[0]
@@ -427,8 +478,13 @@ class DiffusionMLPHead(TokenHead):
 
     def _broadcast_uncond(self, uncond_hidden: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         """``uncond_hidden`` broadcast to ``hidden``'s rows, ``(rows, hidden_size)``, or a ValueError."""
-        uncond = torch.as_tensor(uncond_hidden, device=hidden.device)
-        self.check_inputs(uncond)
+        try:
+            uncond = torch.as_tensor(uncond_hidden, device=hidden.device)
+        except (TypeError, ValueError, RuntimeError):
+            raise TypeError(
+                f"DiffusionMLPHead.sample: uncond_hidden must be a tensor, got {type(uncond_hidden).__name__}"
+            ) from None
+        self.check_inputs(uncond, name="uncond_hidden")
         try:
             return uncond.expand_as(hidden).reshape(-1, hidden.shape[-1])
         except RuntimeError:
@@ -482,14 +538,46 @@ class DiffusionMLPHead(TokenHead):
                 out.append((a0 * p + d * r, a0 * q + d * s, std, eta > 0))
         return out
 
+    def _steps_draw_noise(self, scheduler: str | None, steps: int, eta: float) -> bool:
+        """Whether ``scheduler``'s own ``step`` adds noise (ancestral, SDE, ... samplers), probed once and cached.
+
+        Runs the reverse loop on a zero token with a zero prediction under two seeds: a deterministic
+        scheduler returns the same (zero) token both times. Temperature 0 cannot be honoured otherwise.
+        """
+        key = (scheduler or self.config.scheduler, steps, eta)
+        if key not in self._draws_noise:
+            ends = []
+            for seed in (0, 1):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    sched = self._make_scheduler(scheduler)
+                params = inspect.signature(sched.step).parameters
+                extra = {"eta": eta} if "eta" in params else {}
+                if "generator" in params:
+                    extra["generator"] = torch.Generator().manual_seed(seed)
+                sched.set_timesteps(steps)
+                x = torch.zeros(1, self.config.token_dim)
+                for t in sched.timesteps:
+                    sched.scale_model_input(x, t)  # some schedulers insist on it before step()
+                    x = sched.step(torch.zeros_like(x), t, x, return_dict=False, **extra)[0]
+                ends.append(x)
+            self._draws_noise[key] = not torch.equal(*ends)
+        return self._draws_noise[key]
+
     @staticmethod
     def _run_fused(predict, coeffs, shape, temperature, generator, device) -> torch.Tensor:
-        """The reverse loop with precomputed coefficients; draws noise in the same order as ``scheduler.step``."""
-        x = randn(shape, generator, device)
-        if not any(draws for *_, draws in coeffs):
-            x = x * temperature  # deterministic sampler: temperature scales the initial noise
+        """The reverse loop with precomputed coefficients; draws noise in the same order as ``scheduler.step``.
+
+        At temperature 0 nothing is drawn: the loop starts at ``x_T = 0`` and adds no noise at any step.
+        """
+        if temperature == 0:
+            x = torch.zeros(shape, device=device)
+        else:
+            x = randn(shape, generator, device)
+            if not any(draws for *_, draws in coeffs):
+                x = x * temperature  # deterministic sampler: temperature scales the initial noise
         for k, (a, b, std, draws) in enumerate(coeffs):
             x = torch.add(x * a, predict(x, k), alpha=b)
-            if draws:
+            if draws and temperature != 0:
                 x.add_(randn(shape, generator, device), alpha=std * temperature)
         return x

@@ -10,10 +10,15 @@ from diffusers.configuration_utils import register_to_config
 
 from vidtok.heads._layers import (
     build_trunk,
+    check_config_float,
+    check_config_int,
+    check_generator,
     check_guidance,
+    check_guidance_scale,
     check_reduction,
     check_temperature,
     diagonal_gmm_nll,
+    fp32_island,
     init_linear_,
     softplus_variance,
 )
@@ -76,10 +81,11 @@ class GaussianHead(TokenHead):
         sample_variance_scale: float = 1.0,
     ):
         super().__init__()
-        if not variance_floor > 0:
-            raise ValueError(f"variance_floor must be > 0, got {variance_floor}")
-        if not sample_variance_scale >= 0:
-            raise ValueError(f"sample_variance_scale must be >= 0, got {sample_variance_scale}")
+        for key, value in {"hidden_size": hidden_size, "token_dim": token_dim, "mlp_layers": mlp_layers}.items():
+            check_config_int("GaussianHead", key, value)
+        check_config_int("GaussianHead", "mlp_width", mlp_width, optional=True)
+        check_config_float("GaussianHead", "variance_floor", variance_floor, strict=True)
+        check_config_float("GaussianHead", "sample_variance_scale", sample_variance_scale)
         check_reduction(loss_reduction)
         self.trunk, features = build_trunk(hidden_size, mlp_width or hidden_size, mlp_layers)
         self.proj = torch.nn.Linear(features, 2 * token_dim)
@@ -93,8 +99,12 @@ class GaussianHead(TokenHead):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """Raw distribution parameters ``(..., 2·token_dim)``: means, then raw variances."""
         self.check_inputs(hidden)
-        weight = self.proj.weight
-        return self.proj(self.trunk(hidden.to(weight.dtype)))
+        return self._params(hidden)
+
+    def _params(self, hidden: torch.Tensor) -> torch.Tensor:
+        # Unchecked forward; outside autocast (see fp32_island): NLL gradients overflow fp16.
+        with fp32_island(hidden.device):
+            return self.proj(self.trunk(hidden.to(self.proj.weight.dtype)))
 
     def split_params(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Turn :meth:`forward`'s output into fp32 ``(mean, variance)``, each ``(..., token_dim)``."""
@@ -105,14 +115,21 @@ class GaussianHead(TokenHead):
     def nll(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Exact negative log-density of ``target``, fp32 nats per token ``(...)``."""
         self.check_inputs(hidden, target)
+        return self._nll(hidden, target)
+
+    def _nll(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         floor = self.config["variance_floor"]
-        return diagonal_gmm_nll(self(hidden), target, num_components=1, variance_floor=floor, has_logits=False)
+        with fp32_island(hidden.device):
+            return diagonal_gmm_nll(
+                self._params(hidden), target, num_components=1, variance_floor=floor, has_logits=False
+            )
 
     def loss(
         self, hidden: torch.Tensor, target: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Per-token training loss, fp32 ``(...)``: the NLL per channel or per token (``loss_reduction``)."""
-        nll = self.nll(hidden, target)
+        self.check_inputs(hidden, target)
+        nll = self._nll(hidden, target)
         return nll / self.config["token_dim"] if self.config["loss_reduction"] == "mean" else nll
 
     def sample(
@@ -130,9 +147,15 @@ class GaussianHead(TokenHead):
         draws would scale the noise by about ``s``).
         """
         temperature = check_temperature(temperature)
-        mean, variance = self.split_params(self(hidden))
-        if check_guidance("GaussianHead.sample", hidden, uncond_hidden, guidance_scale):
-            mean_u, _ = self.split_params(self(uncond_hidden))
+        guidance_scale = check_guidance_scale(guidance_scale)
+        check_generator(generator)
+        self.check_inputs(hidden)
+        guided = check_guidance("GaussianHead.sample", hidden, uncond_hidden, guidance_scale)
+        if guided:
+            self.check_inputs(uncond_hidden, name="uncond_hidden")
+        mean, variance = self.split_params(self._params(hidden))
+        if guided:
+            mean_u, _ = self.split_params(self._params(uncond_hidden))
             mean = mean_u + guidance_scale * (mean - mean_u)
         if temperature == 0:
             return mean.to(hidden.dtype)

@@ -10,10 +10,16 @@ from diffusers.configuration_utils import register_to_config
 
 from vidtok.heads._layers import (
     build_trunk,
+    check_config_bool,
+    check_config_float,
+    check_config_int,
+    check_generator,
     check_guidance,
+    check_guidance_scale,
     check_reduction,
     check_temperature,
     diagonal_gmm_nll,
+    fp32_island,
     init_linear_,
     softplus_variance,
 )
@@ -89,12 +95,13 @@ class GMMHead(TokenHead):
         temper_logits: bool = True,
     ):
         super().__init__()
-        if num_components < 1:
-            raise ValueError(f"num_components must be >= 1, got {num_components}")
-        if not variance_floor > 0:
-            raise ValueError(f"variance_floor must be > 0, got {variance_floor}")
-        if not sample_variance_scale >= 0:
-            raise ValueError(f"sample_variance_scale must be >= 0, got {sample_variance_scale}")
+        sizes = {"hidden_size": hidden_size, "token_dim": token_dim, "num_components": num_components}
+        for key, value in {**sizes, "mlp_layers": mlp_layers}.items():
+            check_config_int("GMMHead", key, value)
+        check_config_int("GMMHead", "mlp_width", mlp_width, optional=True)
+        check_config_float("GMMHead", "variance_floor", variance_floor, strict=True)
+        check_config_float("GMMHead", "sample_variance_scale", sample_variance_scale)
+        check_config_bool("GMMHead", "temper_logits", temper_logits)
         check_reduction(loss_reduction)
         self.trunk, features = build_trunk(hidden_size, mlp_width or hidden_size, mlp_layers)
         self.proj = torch.nn.Linear(features, 2 * num_components * token_dim + num_components)
@@ -108,8 +115,12 @@ class GMMHead(TokenHead):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """Raw mixture parameters ``(..., 2·K·d + K)``: means, raw variances, logits (DiCoDe's layout)."""
         self.check_inputs(hidden)
-        weight = self.proj.weight
-        return self.proj(self.trunk(hidden.to(weight.dtype)))
+        return self._params(hidden)
+
+    def _params(self, hidden: torch.Tensor) -> torch.Tensor:
+        # Unchecked forward; outside autocast (see fp32_island): NLL gradients overflow fp16.
+        with fp32_island(hidden.device):
+            return self.proj(self.trunk(hidden.to(self.proj.weight.dtype)))
 
     def split_params(self, params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Turn :meth:`forward`'s output into fp32 ``(means, variances, logits)``.
@@ -128,18 +139,23 @@ class GMMHead(TokenHead):
     def nll(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Exact negative log-density of ``target`` under the mixture, fp32 nats per token ``(...)``."""
         self.check_inputs(hidden, target)
-        return diagonal_gmm_nll(
-            self(hidden),
-            target,
-            num_components=self.config["num_components"],
-            variance_floor=self.config["variance_floor"],
-        )
+        return self._nll(hidden, target)
+
+    def _nll(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with fp32_island(hidden.device):
+            return diagonal_gmm_nll(
+                self._params(hidden),
+                target,
+                num_components=self.config["num_components"],
+                variance_floor=self.config["variance_floor"],
+            )
 
     def loss(
         self, hidden: torch.Tensor, target: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Per-token training loss, fp32 ``(...)``: the NLL per channel or per token (``loss_reduction``)."""
-        nll = self.nll(hidden, target)
+        self.check_inputs(hidden, target)
+        nll = self._nll(hidden, target)
         return nll / self.config["token_dim"] if self.config["loss_reduction"] == "mean" else nll
 
     def sample(
@@ -169,15 +185,22 @@ class GMMHead(TokenHead):
             One token per hidden state.
         """
         temperature = check_temperature(temperature)
+        guidance_scale = check_guidance_scale(guidance_scale)
+        check_generator(generator)
+        self.check_inputs(hidden)
+        guided = check_guidance("GMMHead.sample", hidden, uncond_hidden, guidance_scale)
+        if guided:
+            self.check_inputs(uncond_hidden, name="uncond_hidden")
         k, d = self.config["num_components"], self.config["token_dim"]
-        params = self(hidden).float()
+        params = self._params(hidden).float()
         lead = params.shape[:-1]
         params = params.reshape(-1, params.shape[-1])
         rows = params.shape[0]
         logits = params[:, 2 * k * d :]
         uncond = None
-        if check_guidance("GMMHead.sample", hidden, uncond_hidden, guidance_scale):
-            uncond = self(uncond_hidden).float().reshape(rows, -1)
+        if guided:
+            # An explicit width: reshape(0, -1) is ambiguous for empty leading dims.
+            uncond = self._params(uncond_hidden).float().reshape(rows, params.shape[-1])
             logits = uncond[:, 2 * k * d :] + guidance_scale * (logits - uncond[:, 2 * k * d :])
         if temperature == 0 or k == 1:  # one component: no choice to draw, so k = 1 samples like GaussianHead
             component = logits.argmax(-1)

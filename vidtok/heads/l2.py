@@ -9,7 +9,18 @@ import torch
 from diffusers import ModelMixin  # noqa: F401  (diffusers' pipeline loader looks it up in this module)
 from diffusers.configuration_utils import register_to_config
 
-from vidtok.heads._layers import build_trunk, check_guidance, check_reduction, check_temperature, init_linear_
+from vidtok.heads._layers import (
+    build_trunk,
+    check_config_float,
+    check_config_int,
+    check_generator,
+    check_guidance,
+    check_guidance_scale,
+    check_reduction,
+    check_temperature,
+    fp32_island,
+    init_linear_,
+)
 from vidtok.heads.base import HEADS, TokenHead
 
 __all__ = ["L2Head"]
@@ -63,8 +74,10 @@ class L2Head(TokenHead):
         loss_reduction: str = "mean",
     ):
         super().__init__()
-        if not sigma > 0:
-            raise ValueError(f"sigma must be > 0, got {sigma}")
+        for key, value in {"hidden_size": hidden_size, "token_dim": token_dim, "mlp_layers": mlp_layers}.items():
+            check_config_int("L2Head", key, value)
+        check_config_int("L2Head", "mlp_width", mlp_width, optional=True)
+        check_config_float("L2Head", "sigma", sigma, strict=True)
         check_reduction(loss_reduction)
         self.trunk, features = build_trunk(hidden_size, mlp_width or hidden_size, mlp_layers)
         self.proj = torch.nn.Linear(features, token_dim)
@@ -78,15 +91,19 @@ class L2Head(TokenHead):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         """The predicted token ``μ`` ``(..., token_dim)`` in the head's parameter dtype."""
         self.check_inputs(hidden)
-        weight = self.proj.weight
-        return self.proj(self.trunk(hidden.to(weight.dtype)))
+        return self._predict(hidden)
+
+    def _predict(self, hidden: torch.Tensor) -> torch.Tensor:
+        # Unchecked forward; outside autocast (see fp32_island) so fp16 autocast cannot overflow.
+        with fp32_island(hidden.device):
+            return self.proj(self.trunk(hidden.to(self.proj.weight.dtype)))
 
     def loss(
         self, hidden: torch.Tensor, target: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Squared error per token, fp32 ``(...)``, averaged or summed over channels (``loss_reduction``)."""
         self.check_inputs(hidden, target)
-        error = (self(hidden).float() - target.float()).square()
+        error = (self._predict(hidden).float() - target.float()).square()
         return error.mean(-1) if self.config["loss_reduction"] == "mean" else error.sum(-1)
 
     def nll(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -94,7 +111,7 @@ class L2Head(TokenHead):
         self.check_inputs(hidden, target)
         sigma = float(self.config["sigma"])
         d = self.config["token_dim"]
-        error = (self(hidden).float() - target.float()).square().sum(-1)
+        error = (self._predict(hidden).float() - target.float()).square().sum(-1)
         return error / (2.0 * sigma**2) + d * (math.log(sigma) + 0.5 * math.log(2.0 * math.pi))
 
     def sample(
@@ -111,9 +128,13 @@ class L2Head(TokenHead):
         DiCoDe's released code guides its L2 model (there is no distribution to guide).
         """
         check_temperature(temperature)
+        guidance_scale = check_guidance_scale(guidance_scale)
+        check_generator(generator)
+        self.check_inputs(hidden)
         if not check_guidance("L2Head.sample", hidden, uncond_hidden, guidance_scale):
-            return self(hidden).to(hidden.dtype)
+            return self._predict(hidden).to(hidden.dtype)
+        self.check_inputs(uncond_hidden, name="uncond_hidden")
         # One batched pass over both branches (the numbers of the two-branch batch the video LM used to run).
-        both = self(torch.cat([hidden, uncond_hidden.to(hidden.dtype)])).to(hidden.dtype)
+        both = self._predict(torch.cat([hidden, uncond_hidden.to(hidden.dtype)])).to(hidden.dtype)
         cond, uncond = both[: hidden.shape[0]], both[hidden.shape[0] :]
         return uncond + guidance_scale * (cond - uncond)
