@@ -19,7 +19,10 @@ Sub-commands:
   Shapes model shipped with the package); writes ``.gif`` or ``.mp4``.
 * ``vidtok --version``.
 
-Heavy imports happen inside each sub-command, so ``vidtok --help`` answers at once.
+Heavy imports happen inside each sub-command, so ``vidtok --help`` answers at once, and ``vidtok list`` reads
+the built-in registrations from the source files without importing torch. A user error (a bad flag value, a
+missing or damaged file, an unavailable device) ends in one line naming the flag or file and exit code 2;
+``--debug`` shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -30,30 +33,104 @@ from collections.abc import Sequence
 
 __all__ = ["main"]
 
-# Exceptions a sub-command reports as a one-line usage error (exit code 2) instead of a traceback.
-_USER_ERRORS: tuple[type[BaseException], ...] = (KeyError, ValueError, FileNotFoundError, TypeError)
+# Exceptions a sub-command reports as a one-line usage error (exit code 2) instead of a traceback: bad values
+# (ValueError, TypeError, KeyError, OverflowError) and files that are missing, unwritable or damaged (OSError,
+# and vidtok's LoadingError, a RuntimeError, matched by name so this module stays import-light).
+_USER_ERRORS: tuple[type[BaseException], ...] = (KeyError, ValueError, TypeError, OverflowError, OSError)
+_USER_ERROR_NAMES = ("LoadingError", "ConfigVersionError")
 
 _KINDS = ("tokenizers", "heads", "backbones", "models", "recipes")  # the keys of vidtok.registry.REGISTRIES
 
 
+def static_index(kind: str) -> list[tuple[str, str, list[str]]]:
+    """The built-in registrations of ``kind`` read from the source files (no import): ``(name, summary, aliases)``.
+
+    ``@REGISTRY.register("name", aliases=(...))`` decorators and the first docstring line of what they decorate;
+    the test suite checks it lists exactly what the live registry holds.
+    """
+    import ast
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parent / kind
+    entries = []
+    for path in sorted(folder.glob("*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if not isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+                continue
+            for deco in node.decorator_list:
+                if not (isinstance(deco, ast.Call) and isinstance(deco.func, ast.Attribute)):
+                    continue
+                if deco.func.attr != "register" or not deco.args or not isinstance(deco.args[0], ast.Constant):
+                    continue
+                aliases = []
+                for kw in deco.keywords:
+                    if kw.arg == "aliases" and isinstance(kw.value, (ast.Tuple, ast.List)):
+                        aliases = [e.value for e in kw.value.elts if isinstance(e, ast.Constant)]
+                doc = (ast.get_docstring(node) or "").strip().splitlines()
+                entries.append((deco.args[0].value, doc[0] if doc else "", sorted(aliases)))
+    return sorted(entries)
+
+
 def _cmd_list(args: argparse.Namespace) -> int:
-    from vidtok.registry import REGISTRIES
+    import fnmatch
 
     kinds = [args.kind] if args.kind else list(_KINDS)
     for kind in kinds:
-        registry = REGISTRIES[kind]
-        names = registry.list(args.pattern)
-        print(f"{kind} ({len(names)}):")
-        for name in names:
-            entry = registry.get(name)
-            doc = (entry.__doc__ or "").strip().splitlines()
-            summary = doc[0] if doc else ""
-            aliases = sorted(registry.aliases(name))
+        entries = [e for e in static_index(kind) if fnmatch.fnmatch(e[0], args.pattern)]
+        print(f"{kind} ({len(entries)}):")
+        for name, summary, aliases in entries:
             alias_text = f"  [aliases: {', '.join(aliases)}]" if aliases else ""
             print(f"  {name:<24} {summary}{alias_text}")
-        if not names:
+        if not entries:
             print("  (none registered)" if args.pattern == "*" else f"  (none match {args.pattern!r})")
     return 0
+
+
+def _device(text: str) -> str:
+    """A ``--device`` value that this machine has (checked before any model loads)."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise ValueError(f"--device {text!r} is not a device (cpu, cuda, cuda:1, mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {text}: this machine has no usable CUDA GPU")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {text}: only {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {text}: MPS is not available on this machine")
+    return text
+
+
+def _output_path(path: str, flag: str, extensions: tuple[str, ...]) -> str:
+    """Check an output file before any work: a known extension and a writable folder that exists."""
+    import os
+
+    if os.path.isdir(path):
+        raise ValueError(f"{flag} {path} is a folder, not a file")
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in extensions:
+        raise ValueError(f"{flag} {path}: the extension must be one of {', '.join(extensions)}")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ValueError(f"{flag} {path}: the folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"{flag} {path}: the folder {parent} is not writable")
+    return path
+
+
+def _quiet() -> None:
+    """Silence the libraries' progress bars and warnings (``--quiet``)."""
+    import warnings
+
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
+    for logging in (diffusers_logging, transformers_logging):
+        logging.set_verbosity_error()
+        logging.disable_progress_bar()
+    warnings.filterwarnings("ignore")
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -112,6 +189,37 @@ def _cmd_plot_log(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_at_least(low: int):
+    """An argparse type: an int ``>= low`` (argparse names the flag in its error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    return parse
+
+
+def _finite(low: float = 0.0, positive: bool = False):
+    """An argparse type: a finite float ``>= low`` (``> low`` with ``positive``)."""
+    import math
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+        if not math.isfinite(value) or value < low or (positive and value == low):
+            raise argparse.ArgumentTypeError(f"must be a finite number {'>' if positive else '>='} {low:g}, got {text}")
+        return value
+
+    return parse
+
+
 def _size(text: str) -> tuple[int, int]:
     """Parse ``HxW`` (or a single ``S`` for a square) into ``(height, width)``."""
     try:
@@ -126,6 +234,11 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _cmd_reconstruct(args: argparse.Namespace) -> int:
+    _output_path(args.output, "output", (".mp4", ".gif"))
+    if args.device:
+        _device(args.device)
+    if args.quiet:
+        _quiet()
     from vidtok.pipelines.reconstruct import reconstruct_file
 
     reconstruct_file(
@@ -151,6 +264,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 
     import torch
 
+    _output_path(args.output, "-o/--output", (".gif", ".mp4"))
+    if args.device:
+        _device(args.device)
+    if args.quiet:
+        _quiet()
     from vidtok.io import save_video
     from vidtok.pipelines.text_to_video import TextToVideo, load_default
 
@@ -158,16 +276,31 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if args.model is None:
         pipe = load_default()
     else:
+        import os
+
         from vidtok.recipes.base import resolve_weights
 
-        pipe = TextToVideo.from_pretrained(resolve_weights(args.model))
+        location = resolve_weights(args.model)
+        try:
+            pipe = TextToVideo.from_pretrained(location)
+        except OSError as err:
+            if os.path.isdir(location) or os.path.isabs(location) or location.startswith((".", "~")):
+                raise  # a local path: the loader's own message names it
+            offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0")
+            where = "the local Hugging Face cache (HF_HUB_OFFLINE is set)" if offline else "the Hub or the local cache"
+            raise OSError(f"--model {args.model}: not a local folder, and not found in {where}") from err
     if args.device:
         pipe.to(args.device)
+    if args.quiet:
+        pipe.set_progress_bar_config(disable=True)
+    keyframes = args.keyframes if args.keyframes is not None else pipe.keyframes_for(args.seconds)
+    if not args.quiet:
+        frames = pipe.video_tokenizer.num_frames_for(keyframes)
+        print(f"generating {keyframes} keyframes ({frames} frames, {frames / pipe.fps:.1f} s at {pipe.fps:g} fps)")
     generator = torch.Generator().manual_seed(args.seed)
     out = pipe(
         args.prompt,
-        num_keyframes=args.keyframes,
-        duration=args.seconds if args.keyframes is None else None,
+        num_keyframes=keyframes,
         guidance_scale=args.guidance,
         temperature=args.temperature,
         num_inference_steps=args.steps,
@@ -193,6 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="vidtok", description="Autoregressive video generation with compressed video tokens."
     )
     parser.add_argument("--version", action="version", version=f"vidtok {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p_list = sub.add_parser("list", help="list registered components and recipes")
@@ -257,31 +391,44 @@ def build_parser() -> argparse.ArgumentParser:
     p_rec.add_argument("input", help="video, GIF, image or image folder")
     p_rec.add_argument("output", help="side-by-side output (.mp4 or .gif)")
     p_rec.add_argument("--model", default=None, help="deep-token tokenizer folder (default: the shipped Shapes one)")
-    p_rec.add_argument("--stride", type=int, default=None, help="keyframe stride f (default: the model's)")
-    p_rec.add_argument("--keyframes", type=int, default=None, help="number of keyframes (default: all)")
-    p_rec.add_argument("--start", type=int, default=0, help="first frame read")
+    p_rec.add_argument("--stride", type=_int_at_least(1), default=None, help="keyframe stride f (default: the model's)")
+    p_rec.add_argument("--keyframes", type=_int_at_least(1), default=None, help="number of keyframes (default: all)")
+    p_rec.add_argument("--start", type=_int_at_least(0), default=0, help="first frame read (default 0)")
     p_rec.add_argument("--size", type=_size, default=None, help="HxW the frames are resized to (default: model's)")
-    p_rec.add_argument("--steps", type=int, default=25, help="denoising steps")
-    p_rec.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance scale")
-    p_rec.add_argument("--seed", type=int, default=0, help="seed of the decoding noise")
+    p_rec.add_argument("--steps", type=_int_at_least(1), default=25, help="denoising steps (default 25)")
+    p_rec.add_argument("--guidance", type=_finite(), default=1.0, help="classifier-free guidance scale (default 1)")
+    p_rec.add_argument("--seed", type=int, default=0, help="seed of the decoding noise (default 0)")
     p_rec.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cpu)")
-    p_rec.add_argument("--quiet", action="store_true", help="no progress bar")
+    p_rec.add_argument("--quiet", action="store_true", help="no progress bars, no library warnings")
     p_rec.set_defaults(func=_cmd_reconstruct)
 
     p_gen = sub.add_parser("generate", help="generate a video from a text prompt (default: the embedded Shapes model)")
     p_gen.add_argument("prompt", help='text prompt, e.g. "a large red circle moves right"')
     p_gen.add_argument("-o", "--output", required=True, help="output file (.gif or .mp4)")
     p_gen.add_argument("--model", default=None, help="TextToVideo folder or hub id (default: the embedded model)")
-    p_gen.add_argument("--seconds", type=float, default=2.0, help="video length in seconds (default 2)")
-    p_gen.add_argument("--keyframes", type=int, default=None, help="number of keyframes (instead of --seconds)")
-    p_gen.add_argument("--seed", type=int, default=0, help="random seed")
-    p_gen.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance of the language model")
     p_gen.add_argument(
-        "--temperature", type=float, default=None, help="sampling temperature of the head (default: the model's)"
+        "--seconds",
+        "--duration",
+        dest="seconds",
+        type=_finite(positive=True),
+        default=2.0,
+        help="video length in seconds (default 2; --duration as in Python's duration=)",
     )
-    p_gen.add_argument("--steps", type=int, default=10, help="denoising steps of the video decoder")
+    p_gen.add_argument(
+        "--keyframes", type=_int_at_least(1), default=None, help="number of keyframes (instead of --seconds)"
+    )
+    p_gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p_gen.add_argument(
+        "--guidance", type=_finite(), default=1.0, help="classifier-free guidance of the language model (default 1)"
+    )
+    p_gen.add_argument(
+        "--temperature", type=_finite(), default=None, help="sampling temperature of the head (default: the model's)"
+    )
+    p_gen.add_argument(
+        "--steps", type=_int_at_least(1), default=10, help="denoising steps of the video decoder (default 10)"
+    )
     p_gen.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cpu)")
-    p_gen.add_argument("--quiet", action="store_true", help="no progress bars")
+    p_gen.add_argument("--quiet", action="store_true", help="no progress bars, no library warnings")
     p_gen.set_defaults(func=_cmd_generate)
     return parser
 
@@ -298,8 +445,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         errors = errors()
     try:
         return int(args.func(args))
-    except errors as err:
+    except BaseException as err:
+        user = isinstance(err, tuple(errors)) or type(err).__name__ in _USER_ERROR_NAMES
+        if args.debug or not user or isinstance(err, (KeyboardInterrupt, SystemExit)):
+            raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        if isinstance(err, OSError) and err.filename and str(err.filename) not in str(message):
+            message = f"{err.filename}: {message}"
         print(f"vidtok {args.command}: error: {message}", file=sys.stderr)
         return 2
 
