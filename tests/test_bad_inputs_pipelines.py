@@ -33,7 +33,7 @@ CASES = [
     ({"guidance_scale": "3"}, TypeError, "guidance_scale"),
     ({"temperature": NAN}, ValueError, "temperature"),
     ({"temperature": -0.5}, ValueError, "temperature"),
-    ({"temperature": torch.tensor(1.0)}, TypeError, "temperature"),
+    ({"temperature": torch.tensor([1.0, 2.0])}, TypeError, "temperature"),
     ({"decoder_guidance_scale": INF}, ValueError, "decoder_guidance_scale"),
     ({"eta": NAN}, ValueError, "eta"),
     ({"num_keyframes": True}, TypeError, "num_keyframes"),

@@ -7,6 +7,7 @@ for a ``torch.Generator``. A lower layer: imports nothing from vidtok (torch onl
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 __all__ = ["check_count", "check_generator", "check_number"]
@@ -15,16 +16,22 @@ __all__ = ["check_count", "check_generator", "check_number"]
 def check_number(
     name: str, value: Any, *, low: float = 0.0, high: float = math.inf, optional: bool = False
 ) -> float | None:
-    """``value`` as a finite float in ``[low, high]``.
+    """``value`` as a finite float in ``[low, high]``: a Python or NumPy real, or a one-element real tensor.
 
     Raises:
-        TypeError: Not a real number (bools, strings and tensors included), naming ``name``.
+        TypeError: Not a real number (bools, strings, complex numbers, ``None`` unless ``optional``, tensors of
+            several elements), naming ``name``.
         ValueError: NaN, inf or out of range, naming ``name``.
     """
     if value is None and optional:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or hasattr(value, "shape"):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if type(value).__module__ == "torch" and getattr(value, "numel", lambda: 0)() == 1:
+        if not (value.is_complex() or value.is_floating_point() or value.dtype.is_signed):
+            raise TypeError(f"{name} must be a real number, got a {value.dtype} tensor")
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
     if not math.isfinite(value) or not low <= value <= high:
         bounds = f">= {low:g}" if high == math.inf else f"in [{low:g}, {high:g}]"
         raise ValueError(f"{name} must be a finite number {bounds}, got {value!r}")

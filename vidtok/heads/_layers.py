@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidtok.validation import check_generator, check_number
+
 __all__ = [
     "build_trunk",
     "check_config_bool",
@@ -123,23 +125,6 @@ def check_config_bool(owner: str, name: str, value: Any) -> bool:
     return value
 
 
-def check_number(name: str, value: Any, *, minimum: float = 0.0) -> float:
-    """A finite real ``>= minimum`` as a float: Python/NumPy reals or a one-element real tensor, never a bool.
-
-    Raises:
-        TypeError: Naming ``name`` for a bool, a string, a complex number, ``None`` or a multi-element tensor.
-        ValueError: Naming ``name`` for NaN, ±inf or a value below ``minimum``.
-    """
-    if isinstance(value, torch.Tensor) and value.numel() == 1 and not (value.is_complex() or value.dtype == torch.bool):
-        value = value.item()
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {_type_name(value)} {value!r}")
-    value = float(value)
-    if not math.isfinite(value) or value < minimum:
-        raise ValueError(f"{name} must be a finite number >= {minimum:g}, got {value}")
-    return value
-
-
 def check_temperature(temperature: Any) -> float:
     """Validate a sampling temperature (a finite number ``>= 0``) and return it as a float."""
     return check_number("temperature", temperature)
@@ -152,15 +137,6 @@ def check_guidance_scale(guidance_scale: Any) -> float:
     away from the unconditional branch *past* it, which no head defines, so it is refused like NaN and inf.
     """
     return check_number("guidance_scale", guidance_scale)
-
-
-def check_generator(generator: Any) -> None:
-    """Refuse anything but a ``torch.Generator`` or ``None`` (a seed or a NumPy generator would fail deep inside)."""
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(
-            f"generator must be a torch.Generator or None, got {_type_name(generator)} "
-            f"(pass torch.Generator().manual_seed(seed))"
-        )
 
 
 def check_reduction(value: str) -> str:
