@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -80,7 +82,11 @@ def test_local_folder_round_trip_and_causal_lm_checkpoint(tmp_path):
 
     plain = AutoModel.from_pretrained(tmp_path / "base")
     assert torch.equal(plain.wte.weight, model.model.wte.weight)
-    assert sorted(p.name for p in (tmp_path / "base").iterdir()) == ["config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "base").iterdir()) == [
+        "config.json",
+        "model.safetensors",
+        "weights.sha256.json",  # vidtok's digests, which transformers ignores
+    ]
 
 
 def test_pretrained_with_missing_weights_is_an_error(tmp_path):
@@ -93,6 +99,7 @@ def test_pretrained_with_missing_weights_is_an_error(tmp_path):
     weights = tmp_path / "base" / "model.safetensors"
     state = load_file(weights)
     save_file({k: v for k, v in state.items() if "h.1." not in k}, weights, metadata={"format": "pt"})
+    (tmp_path / "base" / "weights.sha256.json").unlink()  # as an older save, or a third-party checkpoint
     with pytest.raises(LoadingError, match="would stay random"):
         HFCausalLM(pretrained=str(tmp_path / "base"))
 
@@ -117,3 +124,80 @@ def test_overrides_and_dtype():
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         HFCausalLM(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------- strict loading
+def _edit_weights(folder, edit):
+    from safetensors.torch import load_file, save_file
+
+    weights = folder / "model.safetensors"
+    state = load_file(weights)
+    edit(state)
+    save_file(state, weights, metadata={"format": "pt"})
+    (folder / "weights.sha256.json").unlink(missing_ok=True)  # an edit on purpose: no stale digests
+
+
+def test_unexpected_and_mis_shaped_weights_are_errors_naming_them(tmp_path):
+    from vidtok.modeling_utils import LoadingError
+
+    HFCausalLM(**HFCausalLM.tiny_config()).save_pretrained(tmp_path / "extra")
+    _edit_weights(tmp_path / "extra", lambda s: s.update({"h.9.mlp.c_fc.weight": torch.zeros(2)}))
+    with pytest.raises(LoadingError, match=r"unexpected keys .*'h\.9\.mlp\.c_fc\.weight'"):
+        HFCausalLM.from_pretrained(tmp_path / "extra")
+    HFCausalLM(**HFCausalLM.tiny_config()).save_pretrained(tmp_path / "shape")
+    _edit_weights(tmp_path / "shape", lambda s: s.update({"ln_f.weight": torch.zeros(33)}))
+    with pytest.raises(LoadingError, match=r"mismatched keys: \['ln_f\.weight \(checkpoint \(33,\), model \(32,\)"):
+        HFCausalLM.from_pretrained(tmp_path / "shape")
+
+
+def test_an_untied_lm_head_is_dropped_on_purpose(tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    config = GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50, n_positions=32, tie_word_embeddings=False)
+    GPT2LMHeadModel(config).save_pretrained(tmp_path)
+    from safetensors import safe_open
+
+    with safe_open(tmp_path / "model.safetensors", framework="pt") as f:
+        assert "lm_head.weight" in list(f.keys())
+    assert type(HFCausalLM.from_pretrained(tmp_path).model).__name__ == "GPT2Model"
+
+
+def test_broken_files_name_the_file(tmp_path):
+    from vidtok.modeling_utils import LoadingError
+
+    HFCausalLM(**HFCausalLM.tiny_config()).save_pretrained(tmp_path)
+    weights = tmp_path / "model.safetensors"
+    good = weights.read_bytes()
+    weights.write_bytes(good[:-100] + bytes([good[-100] ^ 1]) + good[-99:])
+    with pytest.raises(LoadingError, match=r"model\.safetensors: weight file is corrupt"):
+        HFCausalLM.from_pretrained(tmp_path)
+    HFCausalLM.from_pretrained(tmp_path, verify=False)  # the opt-out
+    weights.write_bytes(good[: len(good) // 2])
+    with pytest.raises(LoadingError, match=r"model\.safetensors: not a readable safetensors file"):
+        HFCausalLM.from_pretrained(tmp_path, verify=False)
+    weights.write_bytes(good)
+    (tmp_path / "config.json").write_text("[]")
+    with pytest.raises(LoadingError, match=r"config\.json: transformers config must be a JSON object"):
+        HFCausalLM.from_pretrained(tmp_path)
+
+
+def test_failed_save_leaves_the_previous_folder_intact(tmp_path, monkeypatch):
+    first = HFCausalLM(**HFCausalLM.tiny_config())
+    first.save_pretrained(tmp_path / "ckpt")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "ckpt").iterdir()}
+    second = HFCausalLM(**HFCausalLM.tiny_config())
+
+    def broken_save(save_directory, **kwargs):
+        (Path(save_directory) / "model.safetensors").write_bytes(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(second.model, "save_pretrained", broken_save)
+    with pytest.raises(OSError, match="disk full"):
+        second.save_pretrained(tmp_path / "ckpt")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "ckpt").iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]  # no temporary folder left behind
+    # A successful re-save replaces the weights and their digests together.
+    monkeypatch.undo()
+    second.save_pretrained(tmp_path / "ckpt")
+    again = HFCausalLM.from_pretrained(tmp_path / "ckpt")
+    assert torch.equal(again.model.wte.weight, second.model.wte.weight)

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -114,7 +115,7 @@ def test_missing_folder_and_files_give_clear_errors(tmp_path):
         Affine.from_pretrained("someorg/somemodel")
     assert "no such folder" not in str(err.value) and "HF_HUB_OFFLINE" in str(err.value)
     (tmp_path / "empty").mkdir()
-    with pytest.raises((OSError, EnvironmentError), match="config.json"):
+    with pytest.raises(LoadingError, match="config.json"):
         Affine.from_pretrained(tmp_path / "empty")
 
 
@@ -179,3 +180,103 @@ def test_tiny_config_must_be_defined():
 
     with pytest.raises(NotImplementedError, match="NoTiny does not define tiny_config"):
         NoTiny.tiny_config()
+
+
+# ---------------------------------------------------------------------------------------------- file checks
+def _flip_byte(path, offset=-8):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_save_records_weight_digests_and_load_verifies_them(tmp_path, monkeypatch):
+    Affine(dim=3).save_pretrained(tmp_path)
+    digests = json.loads((tmp_path / "weights.sha256.json").read_text())
+    assert list(digests["files"]) == ["diffusion_pytorch_model.safetensors"]
+    assert "_weights_sha256" not in json.loads((tmp_path / "config.json").read_text())  # config stays diffusers'
+    _flip_byte(tmp_path / "diffusion_pytorch_model.safetensors")  # inside a tensor: safetensors cannot notice
+    with pytest.raises(LoadingError, match=r"diffusion_pytorch_model\.safetensors: weight file is corrupt"):
+        Affine.from_pretrained(tmp_path)
+    Affine.from_pretrained(tmp_path, verify=False)  # the opt-out, for speed or a deliberate edit
+    monkeypatch.setenv("VIDTOK_VERIFY_WEIGHTS", "0")
+    Affine.from_pretrained(tmp_path)
+    monkeypatch.delenv("VIDTOK_VERIFY_WEIGHTS")
+    (tmp_path / "weights.sha256.json").unlink()  # an older save: no digests, loads unchecked
+    Affine.from_pretrained(tmp_path)
+
+
+def test_truncated_or_missing_weights_name_the_file(tmp_path):
+    Affine(dim=3).save_pretrained(tmp_path)
+    weights = tmp_path / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-5])
+    with pytest.raises(LoadingError, match=r"diffusion_pytorch_model\.safetensors: weight file is \d+ bytes"):
+        Affine.from_pretrained(tmp_path)
+    # Without digests the safetensors header check still catches it, before diffusers' deep error.
+    with pytest.raises(LoadingError, match=r"diffusion_pytorch_model\.safetensors: not a readable safetensors"):
+        Affine.from_pretrained(tmp_path, verify=False)
+    weights.unlink()
+    with pytest.raises(LoadingError, match=r"diffusion_pytorch_model\.safetensors: weight file is missing"):
+        Affine.from_pretrained(tmp_path)
+    (tmp_path / "weights.sha256.json").unlink()
+    with pytest.raises(LoadingError, match="no weights file"):
+        Affine.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("[1, 2]", "must be a JSON object, got a JSON array"),
+        ('"dim"', "must be a JSON object, got a JSON string"),
+        ("{not json", "is not valid JSON"),
+        ("", "is not valid JSON"),
+    ],
+)
+def test_broken_config_json_names_the_file_not_the_hub(tmp_path, text, match):
+    Affine(dim=3).save_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(text)
+    with pytest.raises(LoadingError, match=match) as err:
+        Affine.from_pretrained(tmp_path)
+    assert str(tmp_path / "config.json") in str(err.value) and "huggingface.co" not in str(err.value)
+
+
+class Doubler(Component):
+    """An unrelated component (for the class-name check)."""
+
+    @register_to_config
+    def __init__(self, *, dim: int = 3):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(dim))
+
+
+def test_loading_a_folder_as_another_class_names_both(tmp_path):
+    Doubler().save_pretrained(tmp_path)
+    with pytest.raises(LoadingError, match=r"holds a Doubler .* cannot be loaded as Affine"):
+        Affine.from_pretrained(tmp_path, allow_missing_keys=True)
+    # A base class's folder loads into a subclass, and the other way round (plugins extend components).
+    Affine(dim=3).save_pretrained(tmp_path / "base")
+    assert type(AffineV2.from_pretrained(tmp_path / "base")) is AffineV2
+    config = json.loads((tmp_path / "base" / "config.json").read_text())
+    (tmp_path / "base" / "config.json").write_text(json.dumps({**config, "_class_name": "AffineV2"}))
+    assert type(Affine.from_pretrained(tmp_path / "base")) is Affine
+
+
+def test_an_alias_of_the_class_loads():
+    # The shipped folder says "VideoLM", an alias of DiCoDeLM kept for old pipelines.
+    from vidtok.assets import shipped_path
+    from vidtok.models.dicode_lm import DiCoDeLM
+
+    folder = Path(shipped_path("vidtok:dicode_shapes")) / "video_lm"
+    assert json.loads((folder / "config.json").read_text())["_class_name"] == "VideoLM"
+    assert type(DiCoDeLM.from_pretrained(folder)) is DiCoDeLM
+
+
+def test_mis_shaped_key_is_a_loading_error_naming_it(tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    Affine(dim=3).save_pretrained(tmp_path)
+    weights = tmp_path / "diffusion_pytorch_model.safetensors"
+    state = load_file(weights)
+    state["shift"] = torch.zeros(5)
+    save_file(state, weights, metadata={"format": "pt"})
+    with pytest.raises(LoadingError, match=r"shape-mismatched keys: \['shift'\] \(checkpoint torch.Size\(\[5\]\)"):
+        Affine.from_pretrained(tmp_path, verify=False)

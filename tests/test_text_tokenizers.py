@@ -45,3 +45,35 @@ def test_errors_name_the_problem(tmp_path):
         load_text_tokenizer(str(tmp_path / "missing"))
     with pytest.raises(ValueError, match="non-empty string"):
         load_text_tokenizer("")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "match"),
+    [
+        ("tokenizer.json", None, r"tokenizer\.json: the tokenizer file is missing"),
+        ("tokenizer.json", "{not json", r"tokenizer\.json: the tokenizer file is corrupt"),
+        ("tokenizer.json", "[1, 2]", r"tokenizer\.json: the tokenizer file is corrupt"),
+        ("tokenizer_config.json", "{not json", r"tokenizer_config\.json: tokenizer file is not valid JSON"),
+        ("tokenizer_config.json", "[]", r"tokenizer_config\.json: tokenizer file must be a JSON object"),
+    ],
+)
+def test_broken_tokenizer_folder_names_the_file(tmp_path, name, content, match):
+    from vidtok.modeling_utils import LoadingError
+
+    load_text_tokenizer("shapes_words").save_pretrained(tmp_path)
+    if content is None:
+        (tmp_path / name).unlink()
+    else:
+        (tmp_path / name).write_text(content)
+    with pytest.raises(LoadingError, match=match):
+        load_text_tokenizer(str(tmp_path))
+
+
+def test_truncated_tokenizer_json_names_the_file(tmp_path):
+    from vidtok.modeling_utils import LoadingError
+
+    load_text_tokenizer("shapes_words").save_pretrained(tmp_path)
+    text = (tmp_path / "tokenizer.json").read_text()
+    (tmp_path / "tokenizer.json").write_text(text[: len(text) // 2])
+    with pytest.raises(LoadingError, match=r"tokenizer\.json: the tokenizer file is corrupt"):
+        load_text_tokenizer(str(tmp_path))

@@ -13,6 +13,11 @@
 * **Versioned configs.** ``config.json`` records ``_config_version`` (the class's
   :attr:`Component.config_version`) and the vidtok version; loading an older config runs
   :meth:`Component.migrate_config`, loading a newer one raises.
+* **Verified, atomic files.** ``save_pretrained`` writes into a temporary sibling folder and moves the
+  files into place, then records the SHA-256 of every weight file in :data:`WEIGHT_DIGESTS_NAME`;
+  ``from_pretrained`` checks ``config.json`` (a JSON object naming this class), the safetensors headers
+  and those digests before loading, so a truncated, corrupt or foreign file is a :class:`LoadingError`
+  naming it rather than a deep error or silently wrong weights.
 * ``tiny_config()``: every component class returns kwargs for a model small enough for a CPU unit test.
 
 Example:
@@ -36,18 +41,32 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
+from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 from diffusers import ConfigMixin, ModelMixin
 
-__all__ = ["Component", "LoadingError", "ConfigVersionError"]
+__all__ = [
+    "WEIGHT_DIGESTS_NAME",
+    "Component",
+    "ConfigVersionError",
+    "LoadingError",
+    "check_safetensors_files",
+    "read_json_object",
+    "save_atomically",
+    "verify_weight_digests",
+    "verify_weights_enabled",
+    "write_weight_digests",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -58,11 +77,200 @@ def _looks_like_hub_id(path: str) -> bool:
 
 
 class LoadingError(RuntimeError):
-    """A checkpoint does not match the model it is loaded into (missing, unexpected or mismatched keys)."""
+    """A checkpoint cannot be loaded as it is: a missing, unexpected or mis-shaped key, or a broken file.
+
+    The message names the offending keys or file.
+    """
 
 
 class ConfigVersionError(ValueError):
     """A config was written by a newer version of a component than this installation knows."""
+
+
+# ---------------------------------------------------------------------------------------------- file checks
+#: The sidecar file ``save_pretrained`` writes next to the weights: ``{"algorithm": "sha256", "files": {name:
+#: {"sha256": hex, "size": bytes}}}``. A separate file rather than a key in ``config.json``: the backbone's
+#: ``config.json`` is transformers' own (an unknown key would become a config attribute and be re-saved, stale,
+#: by ``model.save_pretrained``), and it is written last, after the weights it describes.
+WEIGHT_DIGESTS_NAME = "weights.sha256.json"
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")
+_FALSE = ("0", "false", "no", "off")
+
+
+def verify_weights_enabled(verify: bool | None = None) -> bool:
+    """Whether to check weight digests: ``verify`` if given, else the ``VIDTOK_VERIFY_WEIGHTS`` env var (default on)."""
+    if verify is not None:
+        return bool(verify)
+    return os.environ.get("VIDTOK_VERIFY_WEIGHTS", "1").strip().lower() not in _FALSE
+
+
+def _sha256(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def write_weight_digests(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """Record the SHA-256 and size of every weight file in ``folder`` in :data:`WEIGHT_DIGESTS_NAME`.
+
+    Returns:
+        File name -> ``{"sha256": ..., "size": ...}`` (empty, and no file written, if there are no weights).
+    """
+    folder = os.fspath(folder)
+    files = {
+        name: {"sha256": _sha256(os.path.join(folder, name)), "size": os.path.getsize(os.path.join(folder, name))}
+        for name in sorted(os.listdir(folder))
+        if name.endswith(_WEIGHT_SUFFIXES) and os.path.isfile(os.path.join(folder, name))
+    }
+    if files:
+        with open(os.path.join(folder, WEIGHT_DIGESTS_NAME), "w") as f:
+            json.dump({"algorithm": "sha256", "files": files}, f, indent=2, sort_keys=True)
+            f.write("\n")
+    return files
+
+
+def read_json_object(path: str | os.PathLike, what: str = "file") -> dict[str, Any]:
+    """Read a JSON file that must hold an object.
+
+    Raises:
+        LoadingError: The file is missing, unreadable, not JSON, or not a JSON object (the message names it).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise LoadingError(f"{path}: {what} is missing")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise LoadingError(f"{path}: {what} is not valid JSON ({err})") from err
+    if not isinstance(data, dict):
+        kind = {list: "array", str: "string", bool: "boolean", type(None): "null"}.get(type(data), "number")
+        raise LoadingError(f"{path}: {what} must be a JSON object, got a JSON {kind}")
+    return data
+
+
+def verify_weight_digests(folder: str | os.PathLike, verify: bool | None = None) -> bool:
+    """Check the weight files of ``folder`` against the digests recorded by ``save_pretrained``.
+
+    Folders without :data:`WEIGHT_DIGESTS_NAME` (older saves, shipped assets, third-party checkpoints) pass
+    unchecked.
+
+    Args:
+        folder: A component folder.
+        verify: Force the check on or off; ``None`` reads ``VIDTOK_VERIFY_WEIGHTS`` (``0`` turns it off).
+
+    Returns:
+        Whether digests were found and checked.
+
+    Raises:
+        LoadingError: A listed file is missing, has another size or another SHA-256 (the message names it).
+    """
+    folder = os.fspath(folder)
+    sidecar = os.path.join(folder, WEIGHT_DIGESTS_NAME)
+    if not verify_weights_enabled(verify) or not os.path.isfile(sidecar):
+        return False
+    files = read_json_object(sidecar, "weight digest file").get("files")
+    if not isinstance(files, dict):
+        raise LoadingError(f"{sidecar}: weight digest file has no 'files' object")
+    hint = (
+        f"(if the file was replaced on purpose, delete {WEIGHT_DIGESTS_NAME}; VIDTOK_VERIFY_WEIGHTS=0 or "
+        "verify=False skips the check)"
+    )
+    for name, entry in sorted(files.items()):
+        path = os.path.join(folder, name)
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+            raise LoadingError(f"{sidecar}: malformed entry for {name!r}")
+        if not os.path.isfile(path):
+            raise LoadingError(f"{path}: weight file is missing (listed in {WEIGHT_DIGESTS_NAME})")
+        size = os.path.getsize(path)  # a truncated file is caught without hashing it
+        if entry.get("size") is not None and size != entry["size"]:
+            raise LoadingError(
+                f"{path}: weight file is {size} bytes, {entry['size']} were saved (truncated or replaced) {hint}"
+            )
+        if _sha256(path) != entry["sha256"]:
+            raise LoadingError(
+                f"{path}: weight file is corrupt (SHA-256 differs from the one recorded when it was saved) {hint}"
+            )
+    return True
+
+
+def check_safetensors_files(paths: Iterable[str | os.PathLike]) -> None:
+    """Open each safetensors file's header: a truncated file or a damaged header is caught before loading.
+
+    Only the header is read (the tensors are not), so this costs well under a millisecond per file.
+
+    Raises:
+        LoadingError: A file that safetensors cannot open (the message names it).
+    """
+    from safetensors import safe_open
+
+    for path in paths:
+        path = os.fspath(path)
+        try:
+            with safe_open(path, framework="pt"):
+                pass
+        except Exception as err:  # noqa: BLE001  (safetensors raises its own error type or OSError)
+            raise LoadingError(f"{path}: not a readable safetensors file, truncated or damaged ({err})") from err
+
+
+def save_atomically(
+    save_directory: Any, write: Callable[[str], None], *, stale: Callable[[str], bool] = lambda name: False
+) -> str:
+    """Run ``write(tmp)`` into a temporary sibling folder, record weight digests, then move the result into place.
+
+    A new folder is renamed into place in one step; into an existing folder the files are moved one by one
+    with atomic renames, so a crash leaves each file either old or new, never truncated, and a failing
+    ``write`` leaves the folder untouched. Other files in the folder are kept, except those ``stale(name)``
+    selects that the new save did not write (weight shards of an earlier save that would shadow the new ones).
+
+    Returns:
+        The absolute target folder.
+    """
+    target = os.path.abspath(os.fspath(save_directory))
+    if os.path.isfile(target):
+        raise FileExistsError(f"save_pretrained: {target!r} is a file, expected a folder")
+    parent = os.path.dirname(target)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.tmp-", dir=parent)
+    try:
+        write(tmp)
+        write_weight_digests(tmp)
+        if not os.path.exists(target):
+            os.replace(tmp, target)
+            return target
+        new_files = set(os.listdir(tmp))
+        for name in os.listdir(target):
+            if (stale(name) or name == WEIGHT_DIGESTS_NAME) and name not in new_files:
+                os.remove(os.path.join(target, name))
+        # Weights first, the digests last: a crash in between leaves digests that flag the mix, not hide it.
+        for name in sorted(new_files, key=lambda n: n == WEIGHT_DIGESTS_NAME):
+            destination = os.path.join(target, name)
+            if os.path.isdir(destination) and not os.path.islink(destination):
+                shutil.rmtree(destination)
+            os.replace(os.path.join(tmp, name), destination)
+        return target
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _related_class_names(cls: type) -> set[str]:
+    """Names a config's ``_class_name`` may carry to load as ``cls``: its own, its bases', its subclasses'."""
+    names = {c.__name__ for c in cls.__mro__ if c not in (Component, ModelMixin, ConfigMixin, object)}
+    todo = [cls]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            names.add(sub.__name__)
+            todo.append(sub)
+    return names
+
+
+def _is_alias(name: str, cls: type) -> bool:
+    """Whether an imported module binds ``name`` to ``cls``, a base or a subclass (``VideoLM = DiCoDeLM``)."""
+    for module in list(sys.modules.values()):
+        obj = getattr(module, "__dict__", {}).get(name)  # not getattr: no lazy module imports anything here
+        if isinstance(obj, type) and issubclass(obj, Component) and (issubclass(obj, cls) or issubclass(cls, obj)):
+            return True
+    return False
 
 
 class Component(ModelMixin, ConfigMixin):
@@ -169,36 +377,62 @@ class Component(ModelMixin, ConfigMixin):
     def save_pretrained(self, save_directory: Any, **kwargs: Any) -> None:
         """Save config and weights to ``save_directory`` without ever leaving a half-written checkpoint.
 
-        Everything is first written to a temporary sibling folder. A new folder is then renamed into place
-        in one step; into an existing folder the files are moved one by one with atomic renames, so a crash
-        leaves each file either old or new, never truncated. Other files in the folder are kept. Keyword
-        arguments are those of diffusers' ``ModelMixin.save_pretrained`` (``safe_serialization``,
-        ``variant``, ``max_shard_size``, ``push_to_hub``, ...).
+        Everything is first written to a temporary sibling folder (:func:`save_atomically`): a new folder is
+        then renamed into place in one step; into an existing folder the files are moved one by one with
+        atomic renames, so a crash leaves each file either old or new, never truncated. Other files in the
+        folder are kept. The SHA-256 of each weight file is recorded in :data:`WEIGHT_DIGESTS_NAME` and
+        checked by :meth:`from_pretrained`. Keyword arguments are those of diffusers'
+        ``ModelMixin.save_pretrained`` (``safe_serialization``, ``variant``, ``max_shard_size``,
+        ``push_to_hub``, ...; a push uploads the files diffusers writes, without the digest file).
         """
         target = os.path.abspath(os.fspath(save_directory))
-        if os.path.isfile(target):
-            raise FileExistsError(f"save_pretrained: {target!r} is a file, expected a folder")
-        parent = os.path.dirname(target)
-        os.makedirs(parent, exist_ok=True)
         if kwargs.get("push_to_hub"):
             kwargs.setdefault("repo_id", os.path.basename(target))  # diffusers derives it from the folder name
-        tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(target)}.tmp-", dir=parent)
-        try:
-            super().save_pretrained(tmp, **kwargs)
-            if not os.path.exists(target):
-                os.replace(tmp, target)
-                return
-            new_files = set(os.listdir(tmp))
-            for name in os.listdir(target):  # stale weight shards of an earlier save would shadow the new ones
-                if name.startswith("diffusion_pytorch_model") and name not in new_files:
-                    os.remove(os.path.join(target, name))
-            for name in new_files:
-                destination = os.path.join(target, name)
-                if os.path.isdir(destination) and not os.path.islink(destination):
-                    shutil.rmtree(destination)
-                os.replace(os.path.join(tmp, name), destination)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        save_atomically(
+            target,
+            lambda tmp: super(Component, self).save_pretrained(tmp, **kwargs),
+            stale=lambda name: name.startswith("diffusion_pytorch_model"),
+        )
+
+    @classmethod
+    def check_folder(cls, folder: str | os.PathLike, *, verify: bool | None = None) -> dict[str, Any]:
+        """Check a local component folder before its weights are read (``from_pretrained`` calls this).
+
+        ``config.json`` must be a JSON object whose ``_class_name`` is this class, a base or subclass of it,
+        or an alias of one (``VideoLM`` for ``DiCoDeLM``); there must be a weights file, every safetensors
+        header must be readable, and the weights must match the digests recorded at saving time.
+
+        Args:
+            folder: The component folder (with ``subfolder`` already joined).
+            verify: Check the weight digests (``None``: unless ``VIDTOK_VERIFY_WEIGHTS=0``).
+
+        Returns:
+            The config.
+
+        Raises:
+            LoadingError: Naming the file (or the two classes) at fault.
+        """
+        folder = os.fspath(folder)
+        config = read_json_object(os.path.join(folder, cls.config_name), "component config")
+        stored = config.get("_class_name")
+        if stored is not None and stored != cls.__name__:
+            if not isinstance(stored, str):
+                raise LoadingError(f"{os.path.join(folder, cls.config_name)}: _class_name must be a string")
+            if stored not in _related_class_names(cls) and not _is_alias(stored, cls):
+                raise LoadingError(
+                    f"{folder} holds a {stored} (_class_name in {cls.config_name}), which cannot be loaded as "
+                    f"{cls.__name__}; load it with {stored}.from_pretrained (or import the module defining {stored})"
+                )
+        weights = sorted(
+            name
+            for name in os.listdir(folder)
+            if name.startswith("diffusion_pytorch_model") and name.endswith(_WEIGHT_SUFFIXES)
+        )
+        verify_weight_digests(folder, verify)  # first: it names a listed file that is missing
+        if not weights:
+            raise LoadingError(f"{folder}: no weights file (diffusion_pytorch_model.safetensors) in the folder")
+        check_safetensors_files(os.path.join(folder, name) for name in weights if name.endswith(".safetensors"))
+        return config
 
     @classmethod
     def from_pretrained(
@@ -207,32 +441,41 @@ class Component(ModelMixin, ConfigMixin):
         *,
         allow_missing_keys: bool = False,
         allow_unexpected_keys: bool = False,
+        verify: bool | None = None,
         **kwargs: Any,
     ) -> Any:
         """Load a component saved with ``save_pretrained`` from a local folder or a Hub id.
 
         Loading is strict: a checkpoint whose keys do not match the model raises instead of leaving
-        weights randomly initialised. All other keyword arguments (``subfolder``, ``torch_dtype``,
-        ``variant``, ``local_files_only``, ``output_loading_info``, ...) are those of diffusers'
-        ``ModelMixin.from_pretrained``.
+        weights randomly initialised, and a local folder is checked first (:meth:`check_folder`: its
+        ``config.json``, class, safetensors headers and weight digests). All other keyword arguments
+        (``subfolder``, ``torch_dtype``, ``variant``, ``local_files_only``, ``output_loading_info``, ...) are
+        those of diffusers' ``ModelMixin.from_pretrained``.
 
         Args:
             pretrained_model_name_or_path: A folder written by ``save_pretrained`` or a Hub repo id.
             allow_missing_keys: Accept parameters absent from the checkpoint (they keep their fresh
                 initialisation); they are still logged.
             allow_unexpected_keys: Accept checkpoint entries the model has no parameter for.
+            verify: Check the weight files against the SHA-256 digests recorded by ``save_pretrained``
+                (``None``: yes, unless the environment sets ``VIDTOK_VERIFY_WEIGHTS=0``). Folders without
+                digests load unchecked.
             **kwargs: Forwarded to diffusers.
 
         Returns:
             The model (in eval mode), or ``(model, loading_info)`` if ``output_loading_info=True``.
 
         Raises:
-            LoadingError: On missing, unexpected or shape-mismatched keys that were not allowed.
+            LoadingError: On missing, unexpected or shape-mismatched keys that were not allowed, or a broken
+                ``config.json``, class name, weights file or digest (the message names the file or keys).
             FileNotFoundError: If a local folder is given that does not exist.
         """
         path = os.fspath(pretrained_model_name_or_path)
         if not os.path.exists(path) and not _looks_like_hub_id(path):
             raise FileNotFoundError(f"{cls.__name__}.from_pretrained: no such folder {path!r}")
+        if os.path.isdir(path):
+            subfolder = kwargs.get("subfolder")
+            cls.check_folder(os.path.join(path, subfolder) if subfolder else path, verify=verify)
         want_info = bool(kwargs.pop("output_loading_info", False))
         try:
             model, info = super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True, **kwargs)
@@ -243,6 +486,15 @@ class Component(ModelMixin, ConfigMixin):
             raise OSError(
                 f"{cls.__name__}.from_pretrained({path!r}): not a local folder, and HF_HUB_OFFLINE is set, so the "
                 f"Hub is not asked (and the local Hub cache has no complete copy): {err}"
+            ) from err
+        except ValueError as err:
+            # diffusers refuses a mis-shaped tensor with a ValueError naming it; report it like the other keys.
+            found = re.search(r"because (\S+) expected shape (.+?\)), but got (.+?\))", str(err))
+            if found is None:
+                raise
+            raise LoadingError(
+                f"{cls.__name__}.from_pretrained({path!r}) does not match the checkpoint: shape-mismatched keys: "
+                f"[{found[1]!r}] (checkpoint {found[3]}, model {found[2]})"
             ) from err
         problems = []
         if info.get("missing_keys") and not allow_missing_keys:

@@ -8,6 +8,12 @@ kept as it is in ``.model`` — its weights, its ``save_pretrained`` folder layo
 mask and positions through and holding the key/value cache in transformers' ``Cache`` classes (never the
 deprecated tuple format).
 
+Loading is strict, unlike transformers' own (which only warns): :func:`load_transformers_model` refuses a
+checkpoint with missing, unexpected or mis-shaped weights with a :class:`~vidtok.modeling_utils.LoadingError`
+naming them. The one tolerated difference is a causal-LM checkpoint's ``lm_head.*`` (an untied output
+projection) loaded into the base model: the AR head replaces it, so it is dropped on purpose. Saving is
+atomic and records weight digests, as for every vidtok component.
+
 Example:
     >>> import torch
     >>> from vidtok.backbones.hf_causal_lm import HFCausalLM
@@ -34,10 +40,24 @@ from diffusers import ModelMixin
 from torch import nn
 
 from vidtok.backbones.base import BACKBONES, Backbone
-from vidtok.modeling_utils import LoadingError
+from vidtok.modeling_utils import (
+    LoadingError,
+    check_safetensors_files,
+    read_json_object,
+    save_atomically,
+    verify_weight_digests,
+)
 from vidtok.outputs import BackboneOutput
 
-__all__ = ["PAPER_PARAMETERS", "PRESETS", "HFCausalLM", "as_backbone", "hidden_size"]
+__all__ = [
+    "DROPPABLE_PREFIXES",
+    "PAPER_PARAMETERS",
+    "PRESETS",
+    "HFCausalLM",
+    "as_backbone",
+    "hidden_size",
+    "load_transformers_model",
+]
 
 _LLAMA3_ROPE = {
     "rope_type": "llama3",
@@ -147,6 +167,79 @@ def _config_from_dict(config: dict[str, Any]):
         raise ValueError(f"transformers does not know model_type {model_type!r}: {err}") from err
 
 
+#: Checkpoint keys a base model may drop without an error: the LM head of a causal-LM checkpoint (the AR head
+#: replaces it).
+DROPPABLE_PREFIXES = ("lm_head.",)
+
+# What transformers' save_pretrained writes for the weights: stale copies would shadow a new save's files.
+_WEIGHT_PREFIXES = ("model.safetensors", "model-", "pytorch_model")
+
+
+def _check_transformers_folder(folder: str, verify: bool | None) -> None:
+    """Check config.json, weight files, safetensors headers and digests of a local transformers checkpoint."""
+    read_json_object(os.path.join(folder, "config.json"), "transformers config")
+    verify_weight_digests(folder, verify)  # first: it names a listed file that is missing
+    names = os.listdir(folder)
+    if not any(n.startswith(_WEIGHT_PREFIXES) and n.endswith((".safetensors", ".bin", ".index.json")) for n in names):
+        raise LoadingError(f"{folder}: no weights file (model.safetensors) in the transformers checkpoint folder")
+    check_safetensors_files(os.path.join(folder, n) for n in sorted(names) if n.endswith(".safetensors"))
+
+
+def load_transformers_model(
+    pretrained: str | os.PathLike,
+    model_class: Any = None,
+    *,
+    verify: bool | None = None,
+    **kwargs: Any,
+) -> nn.Module:
+    """Load a transformers model strictly: a weight the checkpoint lacks, has extra or has mis-shaped is an error.
+
+    transformers only warns (and leaves such weights randomly initialised). A local folder is checked first:
+    ``config.json`` is a JSON object with a ``model_type``, a weights file is there, its safetensors header is
+    readable and it matches the digests recorded by :meth:`HFCausalLM.save_pretrained`.
+
+    The one difference tolerated is a causal-LM checkpoint's ``lm_head.*`` (:data:`DROPPABLE_PREFIXES`)
+    loaded into a base model: the AR head replaces the LM head, so it is dropped on purpose.
+
+    Args:
+        pretrained: A checkpoint folder or hub id.
+        model_class: The transformers class (``None``: ``AutoModel``, the base model).
+        verify: Check weight digests (``None``: unless ``VIDTOK_VERIFY_WEIGHTS=0``).
+        **kwargs: Passed to ``model_class.from_pretrained`` (``dtype``, ``device_map``, ...).
+
+    Returns:
+        The model.
+
+    Raises:
+        LoadingError: Naming the missing, unexpected (other than ``lm_head.*``) or mis-shaped keys, or the
+            broken file.
+    """
+    if model_class is None:
+        from transformers import AutoModel as model_class
+    path = os.fspath(pretrained)
+    if os.path.isdir(path):
+        _check_transformers_folder(path, verify)
+    # ignore_mismatched_sizes: transformers then reports the keys (and this raises) instead of a bare error.
+    model, info = model_class.from_pretrained(path, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
+    problems = []
+    if info.get("missing_keys"):
+        problems.append(f"missing keys (would stay random): {sorted(info['missing_keys'])}")
+    unexpected = sorted(k for k in info.get("unexpected_keys") or () if not k.startswith(DROPPABLE_PREFIXES))
+    if unexpected:
+        problems.append(f"unexpected keys (no such weight): {unexpected}")
+    if info.get("mismatched_keys"):
+        shapes = [
+            f"{k[0]} (checkpoint {tuple(k[1])}, model {tuple(k[2])})" if len(k) == 3 else str(k)
+            for k in sorted((k if isinstance(k, tuple) else (k,) for k in info["mismatched_keys"]), key=str)
+        ]
+        problems.append(f"shape-mismatched keys: {shapes}")
+    if info.get("error_msgs"):
+        problems.append(f"errors: {info['error_msgs']}")
+    if problems:
+        raise LoadingError(f"{path}: the checkpoint does not match {type(model).__name__}: " + "; ".join(problems))
+    return model
+
+
 def _torch_dtype(torch_dtype: Any) -> torch.dtype | None:
     if torch_dtype is None or isinstance(torch_dtype, torch.dtype):
         return torch_dtype
@@ -165,6 +258,7 @@ def _build(
     torch_dtype: Any,
     device: str | None,
     attn_implementation: str | None,
+    verify: bool | None = None,
 ) -> nn.Module:
     """The transformers base model for one of the three sources (see :class:`HFCausalLM`)."""
     from transformers import AutoModel
@@ -179,21 +273,14 @@ def _build(
         looks_local = os.path.isabs(pretrained) or pretrained.startswith((".", "~")) or os.sep + os.sep in pretrained
         if looks_local and not os.path.isdir(os.path.expanduser(pretrained)):
             raise FileNotFoundError(f"no transformers checkpoint folder at {pretrained}")
-        model, info = AutoModel.from_pretrained(
+        model = load_transformers_model(
             os.path.expanduser(pretrained),
+            verify=verify,
             dtype=dtype,
             device_map=device,
-            output_loading_info=True,
             **(overrides or {}),
             **extra,
         )
-        # transformers only warns about missing weights; a backbone must not start half random. (Unexpected
-        # keys are expected: a causal-LM checkpoint's LM head has no place in the base model.)
-        if info.get("missing_keys"):
-            raise LoadingError(
-                f"{pretrained}: the checkpoint lacks {len(info['missing_keys'])} weights of "
-                f"{type(model).__name__} (they would stay random): {sorted(info['missing_keys'])[:8]}"
-            )
         return model
     if preset is not None:
         if preset not in PRESETS:
@@ -238,7 +325,8 @@ class HFCausalLM(ModelMixin, Backbone):
     Raises:
         ValueError: No source or several sources, an unknown preset or model type.
         FileNotFoundError: ``pretrained`` looks like a local path that does not exist.
-        LoadingError: ``pretrained`` lacks weights of the model (transformers would only warn).
+        LoadingError: ``pretrained`` lacks weights of the model, has others (except ``lm_head.*``) or
+            mis-shaped ones, or a broken file (transformers would only warn, or fail deep inside).
     """
 
     def __init__(
@@ -346,28 +434,52 @@ class HFCausalLM(ModelMixin, Backbone):
 
     # ------------------------------------------------------------------ serialization (transformers' own)
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
-        """Write the transformers folder (``config.json`` + ``model.safetensors``), as ``model.save_pretrained``."""
+        """Write the transformers folder (``config.json`` + ``model.safetensors``), as ``model.save_pretrained``.
+
+        The folder is written atomically and with weight digests (:func:`~vidtok.modeling_utils.save_atomically`):
+        a failing save leaves an existing folder as it was.
+        """
         keep = {k: kwargs[k] for k in ("max_shard_size", "push_to_hub") if k in kwargs}
-        self.model.save_pretrained(save_directory, safe_serialization=True, **keep)
+        target = os.path.abspath(os.fspath(save_directory))
+        if keep.get("push_to_hub"):
+            keep["repo_id"] = kwargs.get("repo_id", os.path.basename(target))  # not the temporary folder's name
+        save_atomically(
+            target,
+            lambda tmp: self.model.save_pretrained(tmp, safe_serialization=True, **keep),
+            stale=lambda name: name.startswith(_WEIGHT_PREFIXES),
+        )
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, **kwargs: Any) -> HFCausalLM:
-        """Load a transformers checkpoint folder or hub id (missing weights are a ``LoadingError``).
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, *, verify: bool | None = None, **kwargs: Any
+    ) -> HFCausalLM:
+        """Load a transformers checkpoint folder or hub id strictly (see :func:`load_transformers_model`).
 
         Args:
             pretrained_model_name_or_path: Folder or hub id.
+            verify: Check the weight digests ``save_pretrained`` recorded (``None``: unless
+                ``VIDTOK_VERIFY_WEIGHTS=0``); folders without digests load unchecked.
             **kwargs: ``torch_dtype`` (or ``dtype``), ``device_map`` and ``attn_implementation`` are honoured; the
                 other loading options diffusers passes to every pipeline component are not used by
                 transformers models and are ignored.
+
+        Raises:
+            LoadingError: Missing, unexpected or mis-shaped weights, or a broken file (named in the message).
         """
         dtype = kwargs.get("torch_dtype", kwargs.get("dtype"))
         device = kwargs.get("device_map")
-        return cls(
-            pretrained=os.fspath(pretrained_model_name_or_path),
+        path = os.fspath(pretrained_model_name_or_path)
+        model = _build(
+            preset=None,
+            config=None,
+            pretrained=path,
+            overrides=None,
             torch_dtype=dtype,
             device=device if isinstance(device, str) else None,
             attn_implementation=kwargs.get("attn_implementation"),
+            verify=verify,
         )
+        return cls(model=model)
 
 
 def as_backbone(module: Any) -> Backbone:

@@ -10,7 +10,9 @@ DiCoDe tokenizes the prompt with the language model's own tokenizer and pads/tru
 * any other string: a local folder or hub id for ``transformers.AutoTokenizer`` (e.g. a Llama 3.2 folder).
 
 All return ``transformers`` fast tokenizers, so pipelines save and load them with their own
-``save_pretrained``.
+``save_pretrained``. A saved tokenizer folder is loaded by :func:`load_tokenizer_folder`, which turns a missing
+or corrupt ``tokenizer.json`` (or config) into a :class:`~vidtok.modeling_utils.LoadingError` naming the file
+instead of transformers' deep errors, and refuses a tokenizer that loads with an empty vocabulary.
 
 Example:
     >>> from vidtok.models.text_tokenizers import load_text_tokenizer, encode_prompts
@@ -30,7 +32,14 @@ from typing import Any
 # the caption grammar in a fixed order that shipped tokenizers depend on.
 from vidtok.shapes.grammar import SHAPES_WORDS
 
-__all__ = ["SHAPES_WORDS", "encode_prompts", "load_text_tokenizer", "shapes_word_tokenizer", "gpt2_bpe_tokenizer"]
+__all__ = [
+    "SHAPES_WORDS",
+    "encode_prompts",
+    "load_text_tokenizer",
+    "load_tokenizer_folder",
+    "shapes_word_tokenizer",
+    "gpt2_bpe_tokenizer",
+]
 
 
 def shapes_word_tokenizer():
@@ -84,12 +93,91 @@ def gpt2_bpe_tokenizer(path: str | None = None):
     return tok
 
 
+# Files a slow (python) tokenizer builds its vocabulary from, when a folder has no tokenizer.json.
+_SLOW_VOCAB_FILES = ("vocab.json", "vocab.txt", "merges.txt")
+_SLOW_VOCAB_SUFFIXES = (".model", ".tiktoken")
+_JSON_FILES = ("tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
+
+
+def _tokenizer_file_problem(folder: str, *, parse: bool) -> str | None:
+    """What is wrong with a tokenizer folder's files (``None``: nothing found); ``parse`` reads tokenizer.json."""
+    from vidtok.modeling_utils import LoadingError, read_json_object
+
+    for name in _JSON_FILES:
+        if os.path.isfile(os.path.join(folder, name)):
+            try:
+                read_json_object(os.path.join(folder, name), "tokenizer file")
+            except LoadingError as err:
+                return str(err)
+    path = os.path.join(folder, "tokenizer.json")
+    if not os.path.isfile(path):
+        names = os.listdir(folder)
+        if not any(n in _SLOW_VOCAB_FILES or n.endswith(_SLOW_VOCAB_SUFFIXES) for n in names):
+            return f"{path}: the tokenizer file is missing (and there are no vocabulary files to build it from)"
+        if parse and "vocab.json" in names:  # a BPE vocabulary (GPT-2 style): explain why building it failed
+            try:
+                read_json_object(os.path.join(folder, "vocab.json"), "tokenizer vocabulary")
+            except LoadingError as err:
+                return str(err)
+            if "merges.txt" not in names:
+                return f"{os.path.join(folder, 'merges.txt')}: missing (a BPE vocab.json needs it; tokenizer.json too)"
+        return None
+    if parse:
+        from tokenizers import Tokenizer
+
+        try:
+            Tokenizer.from_file(path)
+        except Exception as err:  # noqa: BLE001  (tokenizers raises a bare Exception on a bad file)
+            return f"{path}: the tokenizer file is corrupt or not a tokenizers file ({err})"
+    return None
+
+
+def load_tokenizer_folder(folder: str | os.PathLike, tokenizer_class: Any = None):
+    """Load a saved transformers tokenizer folder, naming the broken file if it cannot be loaded.
+
+    transformers reports a missing or corrupt ``tokenizer.json`` as a JSON decoding error, a ``TypeError`` or a
+    message about sentencepiece; this checks the folder's files first (cheap: only the small JSON configs are
+    parsed up front; ``tokenizer.json`` is parsed only to explain a failure) and afterwards refuses a tokenizer
+    whose vocabulary came out empty.
+
+    Args:
+        folder: The tokenizer folder.
+        tokenizer_class: The transformers class to load with (``None``: ``AutoTokenizer``).
+
+    Returns:
+        The tokenizer.
+
+    Raises:
+        LoadingError: Naming the missing or corrupt file, or an empty vocabulary.
+    """
+    from vidtok.modeling_utils import LoadingError
+
+    folder = os.fspath(folder)
+    problem = _tokenizer_file_problem(folder, parse=False)
+    if problem is not None:
+        raise LoadingError(problem)
+    if tokenizer_class is None:
+        from transformers import AutoTokenizer as tokenizer_class
+    try:
+        tok = tokenizer_class.from_pretrained(folder)
+    except Exception as err:
+        problem = _tokenizer_file_problem(folder, parse=True)
+        if problem is None:
+            raise
+        raise LoadingError(problem) from err
+    backend = getattr(tok, "backend_tokenizer", None)
+    if backend is not None and backend.get_vocab_size(with_added_tokens=False) == 0:
+        raise LoadingError(f"{folder}: the tokenizer loaded with an empty vocabulary (its files are incomplete)")
+    return tok
+
+
 def load_text_tokenizer(spec: str):
     """A text tokenizer by name (``"shapes_words"``, ``"gpt2_bpe"``) or from a local folder / hub id.
 
     Raises:
         FileNotFoundError: A local path that does not exist, or missing GPT-2 tables.
         ValueError: A tokenizer without a pad token and no EOS to pad with.
+        LoadingError: A folder with a missing or corrupt ``tokenizer.json`` or config (the message names it).
     """
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"text tokenizer spec must be a non-empty string, got {spec!r}")
@@ -99,9 +187,12 @@ def load_text_tokenizer(spec: str):
         return gpt2_bpe_tokenizer()
     if (os.path.isabs(spec) or spec.startswith(".")) and not os.path.isdir(spec):
         raise FileNotFoundError(f"no tokenizer folder at {spec}")
-    from transformers import AutoTokenizer
+    if os.path.isdir(spec):
+        tok = load_tokenizer_folder(spec)
+    else:
+        from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(spec)
+        tok = AutoTokenizer.from_pretrained(spec)
     if tok.pad_token is None:
         if tok.eos_token is None:
             raise ValueError(f"tokenizer {spec!r} has neither a pad nor an EOS token to pad prompts with")

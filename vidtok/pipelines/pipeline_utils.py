@@ -5,16 +5,30 @@ imported (it will not import a module just because ``model_index.json`` names it
 interpreter a saved vidtok pipeline would not load. [`VidtokPipeline`][vidtok.pipelines.pipeline_utils.VidtokPipeline]
 imports the ``vidtok.*`` modules the index names — only those, never other packages — then defers to
 diffusers.
+
+Every component that holds weights or a vocabulary is loaded strictly, as ARCHITECTURE §3 requires ("loading
+never silently leaves weights random"): vidtok components with their own ``from_pretrained``, transformers
+models with :func:`~vidtok.backbones.hf_causal_lm.load_transformers_model` (diffusers would hand them to
+transformers, which only warns about missing weights) and transformers tokenizers with
+:func:`~vidtok.models.text_tokenizers.load_tokenizer_folder`. A broken folder is a
+:class:`~vidtok.modeling_utils.LoadingError` naming the file or keys, and weight files are checked against the
+digests ``save_pretrained`` records (``verify=False`` or ``VIDTOK_VERIFY_WEIGHTS=0`` skips that).
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import os
 from typing import Any
 
 from diffusers import DiffusionPipeline, ModelMixin
+
+from vidtok.modeling_utils import (
+    WEIGHT_DIGESTS_NAME,
+    read_json_object,
+    save_atomically,
+    write_weight_digests,
+)
 
 __all__ = ["VidtokPipeline", "import_vidtok_components"]
 
@@ -29,6 +43,7 @@ def import_vidtok_components(path_or_id: Any, revision: str | None = None) -> No
 
     Raises:
         FileNotFoundError: A local-looking path that does not exist.
+        LoadingError: A ``model_index.json`` that is not a JSON object (the message names it).
     """
     path = os.fspath(path_or_id)
     if os.path.isdir(path):
@@ -44,8 +59,7 @@ def import_vidtok_components(path_or_id: Any, revision: str | None = None) -> No
             return
     if not os.path.isfile(index):
         return
-    with open(index) as f:
-        entries = json.load(f)
+    entries = read_json_object(index, "pipeline index")
     for value in migrate_index(entries).values():
         if isinstance(value, list) and value and isinstance(value[0], str) and value[0].startswith("vidtok."):
             importlib.import_module(value[0])
@@ -97,33 +111,63 @@ def _own_class(entry: Any) -> type | None:
     return cls if isinstance(cls, type) and issubclass(cls, ModelMixin) else None
 
 
+def _transformers_class(entry: Any, base: str) -> type | None:
+    """The transformers class of an index entry if it subclasses ``transformers.<base>``, else ``None``."""
+    if not isinstance(entry, list) or len(entry) != 2 or entry[0] != "transformers" or not isinstance(entry[1], str):
+        return None
+    import transformers
+
+    cls = getattr(transformers, entry[1], None)
+    return cls if isinstance(cls, type) and issubclass(cls, getattr(transformers, base)) else None
+
+
 def own_components(path_or_id: Any, passed: dict[str, Any], **load_kwargs: Any) -> dict[str, Any]:
-    """Load the components whose classes are not transformers' or diffusers' own, with their own ``from_pretrained``.
+    """Load the components that must load strictly, or that diffusers cannot find, with vidtok's own loaders.
 
     diffusers finds a component's loading method by looking up its base classes in the component's *module*,
     so a vidtok or third-party module without a ``ModelMixin`` name in it would not load; and folders saved
-    before a component was renamed keep its weights under the old sub-folder (:func:`migrate_index`). Both
-    are loaded here — strictly, as vidtok components always load — and handed to diffusers as ready objects.
-    Of diffusers' loading options only ``torch_dtype`` applies to them.
+    before a component was renamed keep its weights under the old sub-folder (:func:`migrate_index`). Those
+    are loaded here with their own ``from_pretrained`` — strictly, as vidtok components always load. So are
+    transformers models (strictly, :func:`~vidtok.backbones.hf_causal_lm.load_transformers_model`) and
+    tokenizers (:func:`~vidtok.models.text_tokenizers.load_tokenizer_folder`), which diffusers would load with
+    transformers' lenient defaults. All are handed to diffusers as ready objects; schedulers and the like
+    are left to diffusers. Of diffusers' loading options only ``torch_dtype`` (or ``dtype``) applies, and
+    ``verify`` (check weight digests; ``None``: unless ``VIDTOK_VERIFY_WEIGHTS=0``).
 
     Returns:
         Component name -> loaded object, for the components the caller did not pass.
+
+    Raises:
+        LoadingError: A component folder that does not load as saved (named, with the file or keys).
     """
     folder = _local_folder(path_or_id, load_kwargs.get("revision"))
     index_path = os.path.join(folder, "model_index.json") if folder else None
     if index_path is None or not os.path.isfile(index_path):
         return {}
-    with open(index_path) as f:
-        raw = json.load(f)
+    raw = read_json_object(index_path, "pipeline index")
     renamed = {new: old for old, new in LEGACY_COMPONENTS.items() if old in raw and new not in raw}
-    dtype = load_kwargs.get("torch_dtype")
+    dtype = load_kwargs.get("torch_dtype", load_kwargs.get("dtype"))
+    verify = load_kwargs.get("verify")
     out: dict[str, Any] = {}
     for name, entry in migrate_index(raw).items():
-        cls = None if name.startswith("_") or name in passed else _own_class(entry)
-        if cls is None:
-            continue  # passed by the caller, or loaded by diffusers' own rules (tokenizers, schedulers, ...)
-        kwargs = {"torch_dtype": dtype} if dtype is not None else {}
-        out[name] = cls.from_pretrained(os.path.join(folder, renamed.get(name, name)), **kwargs)
+        if name.startswith("_") or name in passed or entry in (None, [None, None]):
+            continue
+        sub = os.path.join(folder, renamed.get(name, name))
+        cls = _own_class(entry)
+        if cls is not None:
+            kwargs = {"torch_dtype": dtype} if dtype is not None else {}
+            if verify is not None:
+                kwargs["verify"] = verify
+            out[name] = cls.from_pretrained(sub, **kwargs)
+        elif (model_cls := _transformers_class(entry, "PreTrainedModel")) is not None and os.path.isdir(sub):
+            from vidtok.backbones.hf_causal_lm import load_transformers_model
+
+            out[name] = load_transformers_model(sub, model_cls, verify=verify, dtype=dtype)
+            out[name].eval()  # as diffusers leaves every loaded module
+        elif (tok_cls := _transformers_class(entry, "PreTrainedTokenizerBase")) is not None and os.path.isdir(sub):
+            from vidtok.models.text_tokenizers import load_tokenizer_folder
+
+            out[name] = load_tokenizer_folder(sub, tok_cls)
     return out
 
 
@@ -131,19 +175,48 @@ class VidtokPipeline(DiffusionPipeline):
     """Base of vidtok's diffusers pipelines: ``from_pretrained`` works in a fresh interpreter and on old folders."""
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: Any, **kwargs: Any) -> Any:
+    def from_pretrained(cls, pretrained_model_name_or_path: Any, *, verify: bool | None = None, **kwargs: Any) -> Any:
         """Load a saved pipeline from a local folder or a hub id (diffusers' ``from_pretrained``).
 
         The vidtok modules the folder's ``model_index.json`` names are imported first; vidtok and plugin
-        components (also those saved under an earlier name or layout) are loaded by :func:`own_components`, so
-        old folders need no re-export and plugin modules need no diffusers import.
+        components (also those saved under an earlier name or layout), transformers models and tokenizers
+        are loaded strictly by :func:`own_components`, so old folders need no re-export, plugin modules need
+        no diffusers import, and no weight is left random.
+
+        Args:
+            pretrained_model_name_or_path: A pipeline folder or a hub id.
+            verify: Check each component's weight files against the digests recorded when it was saved
+                (``None``: yes, unless ``VIDTOK_VERIFY_WEIGHTS=0``); folders without digests load unchecked.
+            **kwargs: diffusers' ``from_pretrained`` options and components to use instead of the saved ones.
 
         Raises:
             FileNotFoundError: A local path that does not exist.
+            LoadingError: A component whose files are broken or whose weights do not match its model (the
+                message names the file or keys).
         """
         import_vidtok_components(pretrained_model_name_or_path, kwargs.get("revision"))
-        kwargs.update(own_components(pretrained_model_name_or_path, kwargs, **kwargs))
+        kwargs.update(own_components(pretrained_model_name_or_path, kwargs, verify=verify, **kwargs))
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    def save_pretrained(self, save_directory: Any, **kwargs: Any) -> None:
+        """Save the pipeline as diffusers does, atomically and with weight digests for every component.
+
+        The pipeline is first written to a temporary sibling folder, then moved into place
+        (:func:`~vidtok.modeling_utils.save_atomically`), so a failing save leaves an existing folder as it
+        was. Components whose own saving records no digests (a transformers text encoder) get them here.
+        """
+        target = os.path.abspath(os.fspath(save_directory))
+        if kwargs.get("push_to_hub"):
+            kwargs.setdefault("repo_id", os.path.basename(target))  # not the temporary folder's name
+
+        def write(tmp: str) -> None:
+            super(VidtokPipeline, self).save_pretrained(tmp, **kwargs)
+            for name in os.listdir(tmp):
+                sub = os.path.join(tmp, name)
+                if os.path.isdir(sub) and not os.path.exists(os.path.join(sub, WEIGHT_DIGESTS_NAME)):
+                    write_weight_digests(sub)
+
+        save_atomically(target, write)
 
     @classmethod
     def load_config(cls, *args: Any, **kwargs: Any) -> Any:
