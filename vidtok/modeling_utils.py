@@ -311,7 +311,16 @@ class Component(ModelMixin, ConfigMixin):
 
     # ------------------------------------------------------------------ configs
     def register_to_config(self, **kwargs: Any) -> None:
-        """Record init arguments as the config, refusing values that are not JSON-serializable."""
+        """Record init arguments as the config, refusing missing required ones and values that are not JSON.
+
+        diffusers' ``@register_to_config`` fills an omitted keyword-only argument with ``inspect.Parameter.empty``
+        and records the config before ``__init__`` runs: without the first check the error would complain that
+        the class ``empty`` is not JSON-serializable instead of naming the missing argument.
+        """
+        missing = [key for key, value in kwargs.items() if value is inspect.Parameter.empty]
+        if missing:
+            names = ", ".join(repr(key) for key in missing)
+            raise TypeError(f"{type(self).__name__}: missing required argument(s) {names}")
         for key, value in kwargs.items():
             if key.startswith("_"):
                 continue

@@ -8,7 +8,6 @@ integer codes. Every head offers the same three calls, so an ablation is a swap 
 from __future__ import annotations
 
 import abc
-import inspect
 from typing import Any
 
 import torch
@@ -91,19 +90,6 @@ class TokenHead(Component, abc.ABC):
                 ``guidance_scale != 1``.
             **kwargs: Head-specific sampler options (``top_k``, ``num_inference_steps``, …).
         """
-
-    def register_to_config(self, **kwargs: Any) -> None:
-        """Record the config; a required argument left out is reported as missing, by name.
-
-        diffusers' ``@register_to_config`` fills an omitted keyword-only argument with
-        ``inspect.Parameter.empty`` and records the config before ``__init__`` runs, so without this check the
-        error would complain that the *class* ``empty`` is not JSON-serializable.
-        """
-        missing = [key for key, value in kwargs.items() if value is inspect.Parameter.empty]
-        if missing:
-            names = ", ".join(repr(key) for key in missing)
-            raise TypeError(f"{type(self).__name__}: missing required argument(s) {names}")
-        super().register_to_config(**kwargs)
 
     def check_inputs(
         self,
