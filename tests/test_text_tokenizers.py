@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vidtok.models.text_tokenizers import SHAPES_WORDS, encode_prompts, load_text_tokenizer
+from vidtok.models.text_tokenizers import SHAPES_WORDS, UnknownWordsWarning, encode_prompts, load_text_tokenizer
 from vidtok.shapes import COLORS, MOTIONS
 
 
@@ -17,7 +17,8 @@ def test_shapes_vocabulary_covers_the_caption_grammar():
     ids = encode_prompts(tok, ["A Large RED circle moves right", ""], length=8)
     assert ids.shape == (2, 8) and (ids[1] == tok.pad_token_id).all()
     assert tok.unk_token_id not in ids[0].tolist()
-    assert encode_prompts(tok, ["a purple circle"], length=4)[0, 1] == tok.unk_token_id
+    with pytest.warns(UnknownWordsWarning, match="purple"):
+        assert encode_prompts(tok, ["a purple circle"], length=4)[0, 1] == tok.unk_token_id
 
 
 def test_save_load_round_trip(tmp_path):

@@ -34,24 +34,28 @@ from vidtok.shapes.grammar import SHAPES_WORDS
 
 __all__ = [
     "SHAPES_WORDS",
+    "UnknownWordsWarning",
     "encode_prompts",
     "load_text_tokenizer",
     "load_tokenizer_folder",
     "shapes_word_tokenizer",
     "gpt2_bpe_tokenizer",
+    "unknown_words",
 ]
 
 
 def shapes_word_tokenizer():
     """A word-level fast tokenizer over the Shapes caption grammar (lower-cased, split on whitespace)."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     vocab = {"[PAD]": 0, "[UNK]": 1, "[SEP]": 2}
     for word in SHAPES_WORDS:
         vocab[word] = len(vocab)
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-    tok.normalizer = normalizers.Lowercase()
+    # Captions are written lower case without punctuation: "A Large RED Circle moves right." reads as
+    # "a large red circle moves right" (a trailing period must not turn "right." into an unknown word).
+    tok.normalizer = normalizers.Sequence([normalizers.Lowercase(), normalizers.Replace(Regex(r"[^\w\s]"), " ")])
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", sep_token="[SEP]")
 
@@ -200,7 +204,22 @@ def load_text_tokenizer(spec: str):
     return tok
 
 
-def encode_prompts(tokenizer: Any, prompts: Sequence[str], *, length: int, truncate: bool = False):
+class UnknownWordsWarning(UserWarning):
+    """A prompt has words the model's text tokenizer cannot read (they become its unknown token)."""
+
+
+def unknown_words(tokenizer: Any, prompt: str) -> list[str]:
+    """The words of ``prompt`` that ``tokenizer`` maps to its unknown token (none for byte-level BPE)."""
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None or not prompt.strip():
+        return []
+    enc = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
+    return [prompt[a:b] for i, (a, b) in zip(enc["input_ids"], enc["offset_mapping"]) if i == unk]
+
+
+def encode_prompts(
+    tokenizer: Any, prompts: Sequence[str], *, length: int, truncate: bool = False, warn_unknown: bool = True
+):
     """Token ids ``(B, length)`` of prompts, right-padded with the pad token (DiCoDe: 80 tokens).
 
     Args:
@@ -208,17 +227,30 @@ def encode_prompts(tokenizer: Any, prompts: Sequence[str], *, length: int, trunc
         prompts: Strings; ``""`` is the null prompt of classifier-free guidance (all padding).
         length: Fixed length.
         truncate: Cut longer prompts (training); otherwise they raise (a user prompt is never cut silently).
+        warn_unknown: Warn (:class:`UnknownWordsWarning`) with the words a prompt has that the tokenizer cannot
+            read: the model sees them as its unknown token, so "a purple circle" is generated without "purple".
 
     Raises:
         TypeError: A prompt that is not a string.
         ValueError: A prompt longer than ``length`` tokens (unless ``truncate``).
     """
+    import warnings
+
     import torch
 
     ids = []
     for i, prompt in enumerate(prompts):
         if not isinstance(prompt, str):
             raise TypeError(f"prompt {i} must be a string, got {type(prompt).__name__}")
+        if warn_unknown:
+            unknown = unknown_words(tokenizer, prompt)
+            if unknown:
+                warnings.warn(
+                    f"prompt {i} ({prompt!r}): the model cannot read {unknown} (not in its text vocabulary); "
+                    "they are read as an unknown word",
+                    UnknownWordsWarning,
+                    stacklevel=2,
+                )
         row = tokenizer(prompt.strip(), add_special_tokens=False)["input_ids"] if prompt.strip() else []
         if len(row) > length:
             if not truncate:
