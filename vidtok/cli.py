@@ -253,6 +253,7 @@ def _cmd_reconstruct(args: argparse.Namespace) -> int:
         guidance_scale=args.guidance,
         seed=args.seed,
         device=args.device,
+        fit=args.fit,
         progress=not args.quiet,
         verbose=True,
     )
@@ -395,6 +396,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_rec.add_argument("--keyframes", type=_int_at_least(1), default=None, help="number of keyframes (default: all)")
     p_rec.add_argument("--start", type=_int_at_least(0), default=0, help="first frame read (default 0)")
     p_rec.add_argument("--size", type=_size, default=None, help="HxW the frames are resized to (default: model's)")
+    p_rec.add_argument(
+        "--fit",
+        choices=("crop", "letterbox"),
+        default="crop",
+        help="fit another aspect ratio by center-cropping (default) or with black bars; never squashed",
+    )
     p_rec.add_argument("--steps", type=_int_at_least(1), default=25, help="denoising steps (default 25)")
     p_rec.add_argument("--guidance", type=_finite(), default=1.0, help="classifier-free guidance scale (default 1)")
     p_rec.add_argument("--seed", type=int, default=0, help="seed of the decoding noise (default 0)")

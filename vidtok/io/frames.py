@@ -28,6 +28,7 @@ __all__ = [
     "center_resize",
     "check_video",
     "frames_to_tensor",
+    "letterbox_resize",
     "normalize_frames",
     "resize_frames",
     "tensor_to_frames",
@@ -405,6 +406,29 @@ def to_output(video: torch.Tensor, output_type: OutputType) -> Any:
     if output_type == "np":
         return frames
     return [[Image.fromarray((f * 255).round().astype(np.uint8)) for f in clip] for clip in frames]
+
+
+def letterbox_resize(video: Any, size: tuple[int, int], value: float = -1.0) -> Any:
+    """Pad a model-layout video ``(C, T, H, W)`` to the aspect of ``size`` (centered), then resize it to ``size``.
+
+    The whole frame is kept (with bars of ``value``, black in ``[-1, 1]``), where
+    [`center_resize`][vidtok.io.center_resize] crops to the aspect.
+
+    Example:
+        >>> import torch
+        >>> out = letterbox_resize(torch.zeros(3, 2, 18, 32), (16, 16))
+        >>> tuple(out.shape), float(out[0, 0, 0, 8]), float(out[0, 0, 8, 8])
+        ((3, 2, 16, 16), -1.0, 0.0)
+    """
+    import torch.nn.functional as F
+
+    _, _, h, w = video.shape
+    th, tw = size
+    scale = max(h / th, w / tw)
+    ph, pw = max(h, round(th * scale)), max(w, round(tw * scale))
+    top, left = (ph - h) // 2, (pw - w) // 2
+    video = F.pad(video, (left, pw - w - left, top, ph - h - top), value=value)
+    return center_resize(video, size)
 
 
 def center_resize(video: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

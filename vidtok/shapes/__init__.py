@@ -66,7 +66,15 @@ _LAZY: dict[str, str] = {
         "vidtok.shapes.dataset",
     ),
     **dict.fromkeys(
-        ("ATTRIBUTES", "DetectedObject", "ShapesScore", "analyze_video", "score_video", "score_videos"),
+        (
+            "ATTRIBUTES",
+            "DetectedObject",
+            "ShapesScore",
+            "analyze_video",
+            "palette_fraction",
+            "score_video",
+            "score_videos",
+        ),
         "vidtok.shapes.scorer",
     ),
 }
@@ -100,6 +108,7 @@ __all__ = [
     "render_video",
     "sample_objects",
     "sample_scene",
+    "palette_fraction",
     "score_video",
     "score_videos",
     "vocabulary",
@@ -137,6 +146,7 @@ if TYPE_CHECKING:  # real imports for IDEs and type checkers
         DetectedObject,
         ShapesScore,
         analyze_video,
+        palette_fraction,
         score_video,
         score_videos,
     )

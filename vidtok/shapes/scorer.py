@@ -60,7 +60,15 @@ import numpy as np
 from vidtok.shapes.grammar import COLORS, ShapeObject, parse_caption
 from vidtok.shapes.render import SIZE_FRACTIONS
 
-__all__ = ["ATTRIBUTES", "DetectedObject", "ShapesScore", "analyze_video", "score_video", "score_videos"]
+__all__ = [
+    "ATTRIBUTES",
+    "DetectedObject",
+    "ShapesScore",
+    "analyze_video",
+    "palette_fraction",
+    "score_video",
+    "score_videos",
+]
 
 ATTRIBUTES: tuple[str, ...] = ("color", "shape", "size", "motion")
 """The scored attributes, in the order of the score dictionaries (followed by ``overall``)."""
@@ -142,6 +150,33 @@ def _to_frames(video: Any, value_range: tuple[float, float] | None = None) -> np
         raise ValueError(f"value_range must be (low, high) with low < high, got {value_range}")
     frames = (frames.astype(np.float32) - lo) * (255.0 / (hi - lo))
     return np.ascontiguousarray(np.clip(frames, 0.0, 255.0))
+
+
+def palette_fraction(video: Any, *, value_range: tuple[float, float] | None = None) -> float:
+    """The fraction of pixels a Shapes video could have: near black, or of a palette color's hue.
+
+    About 1 for Shapes videos (and their reconstructions), far lower for natural video: the check that tells a
+    user a model trained on Shapes is being shown another domain (``vidtok reconstruct`` uses it).
+
+    Args:
+        video: As :func:`score_video` takes it.
+        value_range: As :func:`score_video`.
+
+    Example:
+        >>> from vidtok.shapes import parse_caption, render_video
+        >>> video = render_video(parse_caption("a large red circle moves right"), seed=0)
+        >>> palette_fraction(video) > 0.95
+        True
+    """
+    frames = _to_frames(video, value_range).reshape(-1, 3)
+    # A Shapes pixel is background (near black) or a palette color scaled by its coverage (anti-aliased edges
+    # blend with the black): on a palette color's ray from black, mostly covered. Distances in 0-255 units.
+    along = np.clip(frames @ _PALETTE.T / _PALETTE_SQ[None], 0.0, 1.0)  # (P, K) coverage
+    distance = np.sqrt(((frames[:, None] - along[..., None] * _PALETTE[None]) ** 2).sum(-1))
+    nearest = distance.argmin(axis=1)
+    covered = along[np.arange(len(frames)), nearest] > 0.5
+    dark = frames.max(axis=1) < 48.0
+    return float((dark | ((distance.min(axis=1) < 24.0) & covered)).mean())
 
 
 def _erode(mask: np.ndarray, radius: int) -> np.ndarray:

@@ -135,6 +135,11 @@ class VideoTokenizer(Component, abc.ABC):
             return options
         return {k: v for k, v in options.items() if k in params}
 
+    @property
+    def training_domain(self) -> str | None:
+        """What the tokenizer was trained on (config ``training_domain``, e.g. ``"shapes"``), if recorded."""
+        return self.config.get("training_domain")
+
     # ------------------------------------------------------------------ sizes
     @property
     def sample_size(self) -> tuple[int, int] | None:

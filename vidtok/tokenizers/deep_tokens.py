@@ -155,6 +155,8 @@ class DeepTokenizer(VideoTokenizer):
             uncertain, MSE draws the mean of the possible frames (a grey blur that rounds a small square and
             fills a small circle alike) and L1 their per-pixel median, which is object or background: sharp
             edges, as in the L1 reconstruction losses of VQGAN-style tokenizers.
+        training_domain: What the tokenizer was trained on (metadata, e.g. ``"shapes"`` for the shipped one):
+            ``vidtok reconstruct`` says so when an input does not look like it. Does not change the tokens.
     """
 
     # Only the frame encoder and the query transformer make the tokens: a token cache or a video LM built on
@@ -180,6 +182,7 @@ class DeepTokenizer(VideoTokenizer):
             "preview_loss_weight",
             "preview_gradient_weight",
             "preview_loss",
+            "training_domain",
         }
     )
     decode_only_modules = ("autoencoder.", "denoiser.", "null_tokens")
@@ -221,8 +224,11 @@ class DeepTokenizer(VideoTokenizer):
         preview_loss_weight: float = 1.0,
         preview_gradient_weight: float = 0.0,
         preview_loss: str = "mse",
+        training_domain: str | None = None,
     ) -> None:
         super().__init__()
+        if training_domain is not None and not isinstance(training_domain, str):
+            raise TypeError(f"training_domain must be a string or None, got {type(training_domain).__name__}")
         if uncond not in _UNCOND:
             raise ValueError(f"uncond must be one of {_UNCOND}, got {uncond!r}")
         if frame_stride < 1:
