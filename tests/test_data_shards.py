@@ -142,7 +142,7 @@ def test_pipe_urls_and_expansion(lossless_shards):
     assert expand_urls("a-{x,y}.tar::b.tar") == ["a-x.tar", "a-y.tar", "b.tar"]
     with pytest.raises(FileNotFoundError, match="no shard matches"):
         expand_urls(str(d / "nothing-*.tar"))
-    ds = ShardDataset(f"pipe:cat {paths[0]}", num_frames=4, size=16, shuffle_shards=False)
+    ds = ShardDataset(f"pipe:cat {paths[0]}", num_frames=4, size=16, shuffle_shards=False, allow_code=True)
     assert [s["key"] for s in ds] == ["000000000", "000000001", "000000002"]
     with pytest.raises(ValueError, match="unsupported shard URL"):
         list(ShardDataset("s3://bucket/a.tar", num_frames=4))

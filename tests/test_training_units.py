@@ -300,11 +300,15 @@ def test_rng_state_round_trip(tmp_path):
 
 
 def _fake_checkpoint(run, step, complete=True):
-    path = ckpt.checkpoint_root(run) / ckpt.checkpoint_name(step)
-    path.mkdir(parents=True)
-    if complete:
-        (path / ckpt.COMPLETE_MARKER).write_text(str(step))
-    return path
+    """A minimal committed checkpoint (trainer state, a model file, the manifest), or a folder without marker."""
+    if not complete:
+        path = ckpt.checkpoint_root(run) / ckpt.checkpoint_name(step)
+        path.mkdir(parents=True)
+        return path
+    tmp = ckpt.begin_checkpoint(run, step)
+    (tmp / "model").mkdir()
+    (tmp / "model" / "config.json").write_text("{}")
+    return ckpt.commit_checkpoint(tmp, {"step": step})
 
 
 def test_latest_resolution_skips_incomplete_and_rotation_keeps_newest(tmp_path):

@@ -13,12 +13,17 @@ without one but with a ``"path"`` to a video file (e.g. ``VideoDataset(...).reco
 raw data is packed without re-encoding. Each shard is written to a temporary file and renamed when complete.
 
 **Reading.** [`ShardDataset`][vidtok.data.shards.ShardDataset] is an ``IterableDataset`` that streams shards (local
-paths, ``{000000..000099}`` brace ranges, globs, or ``pipe:COMMAND`` URLs such as
+paths, ``{000000..000099}`` brace ranges, globs, or, when allowed, ``pipe:COMMAND`` URLs such as
 ``pipe:aws s3 cp s3://bucket/shard-000001.tar -`` or ``pipe:curl -s https://host/shard-000001.tar``), splits them
 between processes (``torch.distributed`` rank and world size, or the ``RANK``/``WORLD_SIZE`` variables that
 ``torchrun`` and ``accelerate launch`` set) and DataLoader workers, shuffles samples in a buffer, decodes the video
 bytes with PyAV through `vidtok.io` and samples clips like
 [`VideoDataset`][vidtok.data.video.VideoDataset].
+
+**Shard lists are trusted input.** A ``pipe:COMMAND`` URL runs ``COMMAND`` in a shell, so a shard list (or the run
+config naming it) can execute anything. ``pipe:`` URLs are therefore refused unless the caller allows code
+explicitly: ``ShardDataset(..., allow_code=True)``, or ``VIDTOK_ALLOW_CODE=1`` in the environment (see
+[`code_allowed`][vidtok.data.shards.code_allowed]). Only allow it for shard lists you wrote or trust.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from vidtok.data.video import SKIPPABLE_ERRORS, load_clip
 from vidtok.io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, read_video_info, save_video
 
-__all__ = ["ShardDataset", "expand_urls", "write_shards"]
+__all__ = ["ALLOW_CODE_ENV", "ShardDataset", "code_allowed", "expand_urls", "write_shards"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +56,31 @@ _IMAGE_EXTENSIONS = tuple(e.lstrip(".") for e in IMAGE_EXTENSIONS)
 _MEDIA_EXTENSIONS = (*(e.lstrip(".") for e in VIDEO_EXTENSIONS), *_IMAGE_EXTENSIONS)
 # Sample-dict keys that are not copied into the .json metadata.
 _NOT_METADATA = {"video", "caption", "__key__"}
+
+ALLOW_CODE_ENV = "VIDTOK_ALLOW_CODE"
+"""Environment variable that, set to ``1``/``true``/``yes``/``on``, allows configuration to run code (``pipe:`` shard
+URLs, run-config import paths outside ``vidtok``)."""
+
+
+def code_allowed(allow_code: bool | None = None) -> bool:
+    """Whether configuration may run code: ``allow_code`` if given, else the ``VIDTOK_ALLOW_CODE`` env var (off).
+
+    Example:
+        >>> code_allowed(True), code_allowed(False)
+        (True, False)
+    """
+    if allow_code is not None:
+        if not isinstance(allow_code, bool):
+            raise TypeError(f"allow_code must be True, False or None, got {type(allow_code).__name__} {allow_code!r}")
+        return allow_code
+    return os.environ.get(ALLOW_CODE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _check_int(name: str, value: Any, minimum: int, *, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}{' or None' if optional else ''}, got {value!r}")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -147,8 +177,12 @@ def write_shards(
         raise ValueError(
             f"pattern needs one printf field for the shard number, e.g. 'shards-%06d.tar'; got {pattern!r}"
         )
-    if maxcount < 1:
-        raise ValueError(f"maxcount must be >= 1, got {maxcount}")
+    _check_int("maxcount", maxcount, 1)
+    _check_int("maxsize", maxsize, 1, optional=True)
+    _check_int("start_shard", start_shard, 0)
+    _check_int("crf", crf, 0, optional=True)
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)) or not 0 < fps < float("inf"):
+        raise ValueError(f"fps must be a positive finite number, got {fps!r}")
     sink = _ShardSink(pattern, start_shard)
     try:
         for n, sample in enumerate(_iterate(samples)):
@@ -272,10 +306,16 @@ def expand_urls(urls: str | os.PathLike[str] | Sequence[str | os.PathLike[str]])
         >>> expand_urls("data/shard-{00..02}.tar")
         ['data/shard-00.tar', 'data/shard-01.tar', 'data/shard-02.tar']
     """
+    if not isinstance(urls, (str, os.PathLike, Sequence)):
+        raise TypeError(f"urls must be a string, a path or a list of them, got {type(urls).__name__}")
     items = [urls] if isinstance(urls, (str, os.PathLike)) else list(urls)
     out: list[str] = []
     for item in items:
-        for part in str(item).split("::"):
+        if not isinstance(item, (str, os.PathLike)):
+            raise TypeError(f"shard URL must be a string or a path, got {type(item).__name__} {item!r}")
+        for part in os.fspath(item).split("::"):
+            if not part.strip():
+                raise ValueError(f"empty shard URL in {urls!r}")
             for url in _expand_braces(part):
                 if not url.startswith("pipe:") and glob.has_magic(url):
                     matches = sorted(glob.glob(url))
@@ -359,6 +399,13 @@ class ShardDataset(IterableDataset):
         repeat: Loop over epochs forever (the epoch increases by one per pass).
         seed: Base seed.
         tmpdir: Folder for the temporary files videos are decoded from.
+        allow_code: Allow ``pipe:COMMAND`` URLs, which run ``COMMAND`` in a shell (``None``: only if
+            ``VIDTOK_ALLOW_CODE=1``). Shard lists that use them are trusted input.
+
+    Raises:
+        PermissionError: For a ``pipe:`` URL when code is not allowed (the message names it).
+        ValueError: For invalid arguments (named), or, with ``repeat=True``, when an epoch finds no readable
+            sample at all (instead of looping forever).
 
     Samples are dicts with ``"video"`` (``(3, T, H, W)`` float32 in ``[-1, 1]``), ``"caption"``, ``"key"``,
     ``"path"`` (the original path from the metadata, else ``shard#key``), ``"frame_stride"``, ``"fps"`` and
@@ -391,18 +438,37 @@ class ShardDataset(IterableDataset):
         repeat: bool = False,
         seed: int = 0,
         tmpdir: str | None = None,
+        allow_code: bool | None = None,
     ) -> None:
         from vidtok.data.transforms import parse_size, parse_stride
 
         self.urls = expand_urls(urls)
+        pipes = [u for u in self.urls if u.startswith("pipe:")]
+        if pipes and not code_allowed(allow_code):
+            raise PermissionError(
+                f"shard URL {pipes[0]!r} runs a shell command; pipe: URLs are refused unless code is allowed "
+                f"(ShardDataset(..., allow_code=True), {ALLOW_CODE_ENV}=1, or vidtok train --allow-code) for shard "
+                "lists you trust"
+            )
+        self.allow_code = bool(pipes)  # the pipes (if any) were allowed just above
+        if num_frames is not None:
+            _check_int("num_frames", num_frames, 1)
+        if clip_start not in ("random", "center", "first"):
+            raise ValueError(f"clip_start must be 'random', 'center' or 'first', got {clip_start!r}")
+        _check_int("shuffle (the buffer size)", shuffle, 0)
+        _check_int("seed", seed, 0)
+        for name, flag in (("shuffle_shards", shuffle_shards), ("repeat", repeat)):
+            if not isinstance(flag, bool):
+                raise ValueError(f"{name} must be True or False, got {flag!r}")
         if split not in ("auto", "shard", "sample", "none"):
             raise ValueError(f"split must be 'auto', 'shard', 'sample' or 'none', got {split!r}")
         if (rank is None) != (world_size is None):
             raise ValueError("pass both rank and world_size, or neither")
-        if world_size is not None and not 0 <= rank < world_size:  # type: ignore[operator]
-            raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
-        if shuffle < 0:
-            raise ValueError(f"shuffle (the buffer size) must be >= 0, got {shuffle}")
+        if world_size is not None:
+            _check_int("world_size", world_size, 1)
+            _check_int("rank", rank, 0)
+            if not rank < world_size:  # type: ignore[operator]
+                raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
         self.num_frames, self.stride, self.size = num_frames, parse_stride(stride), parse_size(size)
         self.clip_start, self.shuffle, self.shuffle_shards, self.split = clip_start, shuffle, shuffle_shards, split
         self.rank, self.world_size, self.repeat, self.seed, self.tmpdir = rank, world_size, repeat, seed, tmpdir
@@ -438,6 +504,8 @@ class ShardDataset(IterableDataset):
     def _raw_samples(self, urls: list[str]) -> Iterator[dict[str, Any]]:
         for url in urls:
             current: dict[str, Any] | None = None
+            if url.startswith("pipe:") and not self.allow_code:  # self.urls edited after the check in __init__
+                raise PermissionError(f"shard URL {url!r} runs a shell command and code is not allowed (allow_code)")
             try:
                 stream, proc = _open_url(url)
             except OSError as e:  # a missing or unreadable shard; an unsupported URL (ValueError) is a setup error
@@ -465,8 +533,9 @@ class ShardDataset(IterableDataset):
                 current = None  # its members may be incomplete
             finally:
                 stream.close()
-                if proc is not None:
-                    proc.wait()
+                if proc is not None and proc.wait() != 0:
+                    # A failing command may still have written a valid (partial) tar: say so, never stay quiet.
+                    logger.warning("shard command %r exited with status %d", url[5:], proc.returncode)
             if current is not None:
                 yield current
 
@@ -476,6 +545,8 @@ class ShardDataset(IterableDataset):
         if ext is None:
             raise ValueError(f"sample has no video or image member (members: {sorted(k for k in raw if k[0] != '_')})")
         meta = json.loads(raw["json"]) if "json" in raw else {}
+        if not isinstance(meta, dict):
+            raise ValueError(f"the .json member must hold a JSON object, got {type(meta).__name__}")
         if "txt" in raw:
             caption = raw["txt"].decode("utf-8")
         elif isinstance(meta.get("caption"), str):
@@ -524,9 +595,20 @@ class ShardDataset(IterableDataset):
             reader, num_readers = 0, 1  # also seeds the shuffle buffer identically everywhere
         epoch = self.epoch
         while True:
-            yield from self._epoch(epoch, reader, num_readers)
+            count = 0
+            for sample in self._epoch(epoch, reader, num_readers):
+                count += 1
+                yield sample
             if not self.repeat:
                 return
+            if count == 0:  # repeating an epoch that yields nothing would spin forever without a word
+                shards, _ = self.reader_shards(epoch, reader, num_readers)
+                reasons = "; ".join(f"{k}: {v}" for k, v in list(self.skipped_paths.items())[-3:])
+                raise ValueError(
+                    f"reader {reader} of {num_readers} found no readable sample in its {len(shards)} shard(s) "
+                    f"{shards[:3]}{' ...' if len(shards) > 3 else ''} in epoch {epoch}"
+                    + (f" (last skipped: {reasons})" if reasons else " (too few shards for the readers?)")
+                )
             epoch += 1
 
     def __repr__(self) -> str:

@@ -36,6 +36,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -247,8 +248,17 @@ def build_token_cache(
         TypeError: If ``encode`` returns something unsupported, or a sample has no video/caption.
     """
     out_dir = Path(out_dir)
-    if batch_size < 1 or shard_size < 1:
-        raise ValueError(f"batch_size and shard_size must be >= 1, got {batch_size} and {shard_size}")
+    for name, value, least in (
+        ("batch_size", batch_size, 1),
+        ("shard_size", shard_size, 1),
+        ("num_workers", num_workers, 0),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f"{name} must be an integer >= {least}, got {value!r}")
+    if dtype is not None and not isinstance(dtype, torch.dtype):
+        raise TypeError(f"dtype must be a torch.dtype such as torch.float16, or None, got {dtype!r}")
+    if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
+        raise TypeError(f"dataset must be a map-style dataset (__len__ and __getitem__), got {type(dataset).__name__}")
     if out_dir.exists() and not overwrite:
         what = "a token cache" if (out_dir / _MANIFEST).exists() else "a folder"
         raise FileExistsError(f"{out_dir} already exists ({what}); pass overwrite=True to replace it")
@@ -302,7 +312,11 @@ def _start(partial: Path, fingerprint: dict[str, Any], resume: bool) -> dict[str
     if partial.exists() and resume and progress_path.exists():
         try:
             progress = json.loads(progress_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            logger.warning("%s is corrupt (%s); starting the build over", progress_path, e)
+            progress = None
+        if progress is not None and not _valid_progress(progress, partial):
+            logger.warning("%s lists shards that are missing or malformed; starting the build over", progress_path)
             progress = None
         if progress is not None and progress.get("fingerprint") == _jsonable(fingerprint):
             listed = {s["file"] for s in progress["shards"]} | {_shard_index(s["file"]) for s in progress["shards"]}
@@ -312,13 +326,33 @@ def _start(partial: Path, fingerprint: dict[str, Any], resume: bool) -> dict[str
             done = sum(s["num_samples"] for s in progress["shards"])
             logger.info("resuming the token cache build in %s after %d samples", partial, done)
             return progress
-        logger.warning("%s holds a build for another tokenizer/dataset; starting over", partial)
+        elif progress is not None:
+            logger.warning("%s holds a build for another tokenizer/dataset; starting over", partial)
     if partial.exists():
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
     progress = {"fingerprint": _jsonable(fingerprint), "shards": [], "skipped": 0, "discrete": None, "levels": None}
     _write_json(progress_path, progress)
     return progress
+
+
+def _valid_progress(progress: Any, partial: Path) -> bool:
+    """Whether a ``progress.json`` has the form ``_start`` writes and its finished shards are all there."""
+    shards = progress.get("shards") if isinstance(progress, dict) else None
+    if not isinstance(shards, list) or not isinstance(progress.get("skipped"), int):
+        return False
+    for shard in shards:
+        if not isinstance(shard, dict) or not _is_count(shard.get("num_samples")) or not _is_count(shard.get("bytes")):
+            return False
+        try:
+            path = _inside(partial, shard.get("file"), str(partial / _PROGRESS))
+        except TokenCacheError:
+            return False
+        if not path.is_file() or path.stat().st_size != shard["bytes"]:
+            return False
+        if not (partial / _shard_index(shard["file"])).is_file():
+            return False
+    return True
 
 
 def _ordered(dataset: Any, start: int, stop: int, num_workers: int):
@@ -440,6 +474,54 @@ def _finish(partial: Path, out_dir: Path, progress: dict[str, Any], n: int) -> N
 # --------------------------------------------------------------------------------------------------
 
 
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _inside(folder: Path, name: Any, where: str) -> Path:
+    """``folder / name`` for a plain file name; anything that could leave the folder is refused."""
+    if (
+        not isinstance(name, str)
+        or not name
+        or name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or "\0" in name
+        or Path(name).is_absolute()
+    ):
+        raise TokenCacheError(
+            f"{where}: {name!r} is not a file name inside the cache folder (a path or '..' is refused); the cache "
+            "is corrupt or was tampered with: rebuild it"
+        )
+    return folder / name
+
+
+def _is_shape(value: Any) -> bool:
+    return isinstance(value, list) and all(_is_count(v) for v in value)
+
+
+def _check_record(record: Any, where: str, shards: set[str], folder: Path) -> None:
+    """One ``index.jsonl`` line: the keys the reader uses, and a shard listed in the manifest."""
+    if not isinstance(record, dict):
+        raise TokenCacheError(f"{where} must be a JSON object, got {type(record).__name__}; rebuild the cache")
+    if not _is_count(record.get("i")):
+        raise TokenCacheError(f"{where}: key 'i' must be the sample number, got {record.get('i', 'missing')!r}")
+    if not isinstance(record.get("caption"), str):
+        raise TokenCacheError(f"{where}: key 'caption' must be a string, got {record.get('caption', 'missing')!r}")
+    _inside(folder, record.get("shard"), f"{where}: key 'shard'")
+    if record["shard"] not in shards:
+        raise TokenCacheError(
+            f"{where}: key 'shard' names {record['shard']!r}, which {_MANIFEST} does not list; rebuild the cache"
+        )
+    names = [n for n in ("tokens", "indices") if f"{n}_shape" in record]
+    if not names:
+        raise TokenCacheError(f"{where}: no 'tokens_shape' (or 'indices_shape'): the sample has no tokens")
+    for name in names:
+        shape = record[f"{name}_shape"]
+        if not (_is_shape(shape) or (isinstance(shape, list) and shape and all(_is_shape(s) for s in shape))):
+            raise TokenCacheError(f"{where}: key '{name}_shape' must be a list of sizes, got {shape!r}")
+
+
 class TokenCacheDataset(Dataset):
     """Map-style dataset over a token cache written by [`build_token_cache`][vidtok.data.token_cache.build_token_cache].
 
@@ -483,33 +565,77 @@ class TokenCacheDataset(Dataset):
             raise TokenCacheError(f"{self.cache_dir} is not a complete token cache (no {_MANIFEST}){hint}")
         try:
             self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as e:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
             raise TokenCacheError(f"{manifest_path} is corrupt ({e}); rebuild the cache") from None
+        if not isinstance(self.manifest, dict):
+            raise TokenCacheError(
+                f"{manifest_path} must hold a JSON object, got {type(self.manifest).__name__}; rebuild the cache"
+            )
         if self.manifest.get("format") != CACHE_FORMAT or self.manifest.get("version") != CACHE_VERSION:
             raise TokenCacheError(
                 f"{manifest_path}: unsupported cache format {self.manifest.get('format')!r} version "
                 f"{self.manifest.get('version')!r} (this vidtok reads {CACHE_FORMAT!r} version {CACHE_VERSION}); "
                 "rebuild the cache"
             )
+        self._check_manifest(manifest_path)
         self.records = self._read_index()
         self._check_shards(verify)
         if tokenizer is not None:
             self.check_tokenizer(tokenizer, weights=check_weights)
         self._handles: dict[str, Any] = {}
 
+    def _check_manifest(self, path: Path) -> None:
+        """Every key the reader uses, with its type; shard files must be plain names inside the cache folder."""
+        m = self.manifest
+
+        def bad(key: str, want: str) -> TokenCacheError:
+            got = m.get(key, "missing") if "." not in key else "invalid"
+            return TokenCacheError(f"{path}: key {key!r} must be {want}, got {got!r}; rebuild the cache")
+
+        if not _is_count(m.get("num_samples")):
+            raise bad("num_samples", "an integer >= 0")
+        if not isinstance(m.get("shards"), list):
+            raise bad("shards", "a list of shard entries")
+        levels = m.get("levels")
+        if levels is not None and not (_is_count(levels) and levels >= 1):
+            raise bad("levels", "null or an integer >= 1")
+        if m.get("dtype") is not None and not isinstance(m["dtype"], str):
+            raise bad("dtype", "null or a dtype name such as 'torch.float16'")
+        tokenizer = m.get("tokenizer")
+        if not isinstance(tokenizer, dict) or not isinstance(tokenizer.get("class"), str):
+            raise TokenCacheError(
+                f"{path}: key 'tokenizer' must be an object with a 'class' string (the build's provenance); "
+                "rebuild the cache"
+            )
+        for k, shard in enumerate(m["shards"]):
+            where = f"{path}: shards[{k}]"
+            if not isinstance(shard, dict):
+                raise TokenCacheError(f"{where} must be an object, got {type(shard).__name__}; rebuild the cache")
+            _inside(self.cache_dir, shard.get("file"), f"{where}.file")
+            if not _is_count(shard.get("bytes")):
+                raise TokenCacheError(f"{where}.bytes must be an integer >= 0, got {shard.get('bytes')!r}")
+            if not isinstance(shard.get("sha256"), str):
+                raise TokenCacheError(f"{where}.sha256 must be a hex string, got {shard.get('sha256')!r}")
+
     def _read_index(self) -> list[dict[str, Any]]:
         path = self.cache_dir / _INDEX
         if not path.exists():
             raise TokenCacheError(f"{path} is missing; rebuild the cache")
+        shards = {s["file"] for s in self.manifest["shards"]}
         records = []
-        with open(path, encoding="utf-8") as f:
-            for lineno, line in enumerate(f, 1):
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    raise TokenCacheError(f"{path}:{lineno} is corrupt; rebuild the cache") from None
+        try:
+            with open(path, encoding="utf-8") as f:
+                for lineno, line in enumerate(f, 1):
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError:
+                        raise TokenCacheError(f"{path}:{lineno} is corrupt; rebuild the cache") from None
+                    _check_record(record, f"{path}:{lineno}", shards, self.cache_dir)
+                    records.append(record)
+        except (OSError, UnicodeDecodeError) as e:
+            raise TokenCacheError(f"{path} cannot be read ({e}); rebuild the cache") from e
         expected = self.manifest["num_samples"]
-        if len(records) != expected or any(r.get("i") != k for k, r in enumerate(records)):
+        if len(records) != expected or any(r["i"] != k for k, r in enumerate(records)):
             raise TokenCacheError(
                 f"{path} lists {len(records)} samples out of order or incomplete, but {_MANIFEST} says {expected}; "
                 "the cache is inconsistent: rebuild it"
@@ -519,7 +645,7 @@ class TokenCacheDataset(Dataset):
     def _check_shards(self, verify: bool) -> None:
         for shard in self.manifest["shards"]:
             path = self.cache_dir / shard["file"]
-            if not path.exists():
+            if not path.is_file():
                 raise TokenCacheError(f"shard {path} is missing; rebuild the cache")
             size = path.stat().st_size
             if size != shard["bytes"]:
@@ -545,9 +671,9 @@ class TokenCacheDataset(Dataset):
                 f"{self.cache_dir} was built with {have['class']}, not {want['class']}; rebuild it with this tokenizer"
             )
         ignored = set(getattr(tokenizer, "decode_only_config", ()))
-        a, b = want["config"] or {}, have["config"] or {}
+        a, b = want["config"] or {}, have.get("config") or {}
         diff = sorted(k for k in set(a) | set(b) if k not in ignored and a.get(k) != b.get(k))
-        if diff or (want["config"] is None) != (have["config"] is None):
+        if diff or (want["config"] is None) != (have.get("config") is None):
             raise TokenCacheError(
                 f"{self.cache_dir} was built with a different {have['class']} config (differs in {diff}); "
                 "rebuild the cache with this tokenizer"
@@ -581,16 +707,41 @@ class TokenCacheDataset(Dataset):
 
     def _get(self, handle: Any, shard: str, key: str) -> torch.Tensor:
         try:
-            return handle.get_tensor(key)
+            value = handle.get_tensor(key)
         except Exception as e:  # a missing key or unreadable data
             raise TokenCacheError(
                 f"shard {self.cache_dir / shard} has no readable tensor {key!r} ({e}); rebuild the cache"
             ) from e
+        name = key.split(".")[1]
+        problem = None
+        if name == "indices" and (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool):
+            problem = "indices must be integers"
+        elif name == "tokens" and (value.is_complex() or value.dtype == torch.bool):
+            problem = "tokens must be real numbers"
+        elif (
+            name == "tokens"
+            and value.is_floating_point()
+            and self.manifest.get("dtype") not in (None, str(value.dtype))
+        ):
+            problem = f"{_MANIFEST} says the tokens are stored as {self.manifest['dtype']}"
+        if problem is not None:
+            raise TokenCacheError(
+                f"shard {self.cache_dir / shard}: tensor {key!r} has dtype {value.dtype}, but {problem}; the cache is "
+                "inconsistent: rebuild it"
+            )
+        return value
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         """Tokens, indices (if discrete), caption and provenance of sample ``index``."""
+        if (
+            isinstance(index, bool)
+            or not isinstance(index, (int, np.integer))
+            and not (isinstance(index, torch.Tensor) and index.numel() == 1 and not index.is_floating_point())
+        ):
+            raise TypeError(f"token cache index must be an integer, got {type(index).__name__} {index!r}")
         n = len(self)
-        index = int(index) + (n if index < 0 else 0)
+        index = int(index)
+        index += n if index < 0 else 0
         if not 0 <= index < n:
             raise IndexError(f"index {index} out of range for a token cache of {n} samples")
         record = self.records[index]
@@ -608,7 +759,7 @@ class TokenCacheDataset(Dataset):
                 shapes = list(value.shape)
             if shapes != record[f"{name}_shape"]:
                 raise TokenCacheError(
-                    f"sample {index}: {name} in {record['shard']} have shape {shapes}, index says "
+                    f"sample {index}: {name} in {self.cache_dir / record['shard']} have shape {shapes}, {_INDEX} says "
                     f"{record[f'{name}_shape']}; the cache is inconsistent: rebuild it"
                 )
             sample[name] = value
@@ -623,4 +774,6 @@ class TokenCacheDataset(Dataset):
 
     def __repr__(self) -> str:
         tok = self.manifest["tokenizer"]
-        return f"{type(self).__name__}({self.cache_dir}, {len(self)} samples, tokenizer={tok['name'] or tok['class']})"
+        return (
+            f"{type(self).__name__}({self.cache_dir}, {len(self)} samples, tokenizer={tok.get('name') or tok['class']})"
+        )

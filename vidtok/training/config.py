@@ -22,9 +22,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
+import functools
 import json
+import math
+import numbers
 import os
 import types
 import typing
@@ -82,6 +86,7 @@ class OptimizerConfig:
     schedule_per_stage: bool = False
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _check_optimizer(self)
 
 
@@ -113,6 +118,7 @@ class DiscriminatorConfig:
     max_grad_norm: float | None = 1.0
 
     def __post_init__(self) -> None:
+        _check_types(self)
         _check_optimizer(self)
         if self.start_step < 0:
             raise ConfigError(f"start_step: must be >= 0, got {self.start_step}")
@@ -141,6 +147,7 @@ class EMAConfig:
     start_step: int = 0
 
     def __post_init__(self) -> None:
+        _check_types(self)
         if not 0.0 <= self.decay < 1.0:
             raise ConfigError(f"decay: must be in [0, 1), got {self.decay}")
         if self.update_every < 1:
@@ -181,6 +188,7 @@ class Stage:
     lr: float | None = None
 
     def __post_init__(self) -> None:
+        _check_types(self)
         if not self.name:
             raise ConfigError("name: must be a non-empty string")
         where = f"(stage {self.name!r})"
@@ -225,6 +233,12 @@ class TrainingConfig:
         keep_last: Keep only the newest this many checkpoints (``None``: keep all).
         resume_from: ``"latest"`` (the newest complete checkpoint in ``output_dir``, or a fresh start if there
             is none), a checkpoint folder, or ``None`` (fresh start).
+        resume_fallback: When the checkpoint ``resume_from="latest"`` (or a run folder) picks is damaged (a
+            missing, truncated or corrupt file), skip it, with a logged warning naming it and why, and resume from
+            the newest intact one before it. Off: a damaged checkpoint raises ``CheckpointError`` naming the file.
+        checkpoint_digests: Record the SHA-256 of every checkpoint file (checked on resume unless
+            ``VIDTOK_VERIFY_WEIGHTS=0``). Sizes are always recorded; turn this off only if hashing each save is too
+            slow for very large checkpoints.
         trackers: Extra accelerate trackers, e.g. ``["tensorboard"]`` (metrics always go to
             ``metrics.jsonl``).
         progress_bar: Show a tqdm progress bar (main process only).
@@ -253,12 +267,15 @@ class TrainingConfig:
     save_every: int = 1000
     keep_last: int | None = 3
     resume_from: str | None = None
+    resume_fallback: bool = False
+    checkpoint_digests: bool = True
     trackers: list[str] = field(default_factory=list)
     progress_bar: bool = True
     find_unused_parameters: bool = False
     stream_resume: Literal["replay", "reshuffle"] = "replay"
 
     def __post_init__(self) -> None:
+        _check_types(self)
         positive = ("batch_size", "gradient_accumulation_steps", "log_every", "save_every")
         for name in positive:
             if getattr(self, name) < 1:
@@ -354,10 +371,15 @@ def load_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
         ConfigError: If it cannot be parsed or is not a mapping.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ConfigError(f"{path}: is a folder, expected a .json, .yaml or .yml config file")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such config file: {path!r}")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not a UTF-8 text file ({err})") from None
     if path.endswith(".json"):
         parse = json.loads
     elif path.endswith((".yaml", ".yml")):
@@ -451,6 +473,21 @@ def _check_optimizer(cfg: Any) -> None:
         raise ConfigError(f"scheduler: unknown schedule {cfg.scheduler!r}{hint}; choose one of {known}")
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _check_types(config: Any) -> None:
+    """Type-check (and normalise, as ``from_dict`` does) the fields of a config dataclass built in Python.
+
+    Without it ``TrainingConfig(batch_size="8")`` would fail later with an error naming no field.
+    """
+    hints = _hints(type(config))
+    for f in dataclasses.fields(config):
+        setattr(config, f.name, _coerce(hints[f.name], getattr(config, f.name), f.name))
+
+
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
@@ -535,19 +572,20 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
             raise ConfigError(f"{path}: expected true/false, got {type(value).__name__} {value!r}")
         return value
     if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
             raise ConfigError(f"{path}: expected an integer, got {type(value).__name__} {value!r}")
-        return value
+        return int(value)
     if tp is float:
+        number = value
         # PyYAML reads "1e-4" (no dot) as a string; accept numeric strings for float fields.
         if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            with contextlib.suppress(ValueError):
+                number = float(value)
+        if isinstance(number, bool) or not isinstance(number, numbers.Real):
             raise ConfigError(f"{path}: expected a number, got {type(value).__name__} {value!r}")
-        return float(value)
+        if not math.isfinite(number):  # a NaN would pass every "> 0" check below and train on NaNs
+            raise ConfigError(f"{path}: must be a finite number, got {value!r}")
+        return float(number)
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{path}: expected a string, got {type(value).__name__} {value!r}")

@@ -29,6 +29,14 @@ by import path (any class or function returning a torch ``Dataset`` or ``Iterabl
 
 A file whose top level names a ``recipe`` (``recipe: dicode_tiny`` + ``overrides``) is a recipe run instead: see
 [`vidtok.training.recipe`][vidtok.training.recipe].
+
+**Run configs are trusted input: they are code.** An import path runs the module it imports and calls what it
+names (``target: subprocess:run`` would run a command), and a shard URL ``pipe:COMMAND`` runs a shell command.
+So by default only import paths inside the ``vidtok`` package (to classes and functions defined there) are
+accepted, and ``pipe:`` shards are refused; ``allow_code=True`` (``train_from_config``, ``build_model``,
+``build_datasets``), ``VIDTOK_ALLOW_CODE=1`` in the environment, or ``vidtok train --allow-code`` lifts both
+limits, for configs you wrote or trust. A config cannot grant this to itself: an ``allow_code`` key in its
+``kwargs`` is refused. ``trust_remote_code`` is always refused.
 """
 
 from __future__ import annotations
@@ -62,12 +70,26 @@ _MODEL_KEYS = ("name", "registry", "target", "kwargs", "pretrained")
 _DATASET_KEYS = ("name", "target", "kwargs")
 
 
-def import_object(path: str, *, where: str) -> Any:
+def _in_vidtok(name: Any) -> bool:
+    return isinstance(name, str) and (name == "vidtok" or name.startswith("vidtok."))
+
+
+def import_object(path: str, *, where: str, allow_code: bool | None = None) -> Any:
     """Import ``"package.module:attr"`` (or ``"package.module.attr"``).
 
+    Args:
+        path: The import path.
+        where: Dotted config path of the value, for error messages.
+        allow_code: Allow paths outside the ``vidtok`` package (``None``: only if ``VIDTOK_ALLOW_CODE=1``).
+            Without it the module must be in ``vidtok`` and the object a class or function defined there (not,
+            say, ``vidtok.data.shards:subprocess.run``).
+
     Raises:
-        ConfigError: If the module or attribute does not exist; the message starts with ``where``.
+        ConfigError: If the module or attribute does not exist, or the path leaves ``vidtok`` while code is not
+            allowed; the message starts with ``where``.
     """
+    from vidtok.data.shards import ALLOW_CODE_ENV, code_allowed
+
     if not isinstance(path, str) or not path:
         raise ConfigError(f"{where}: expected an import path 'module:attr', got {path!r}")
     module_name, sep, attr = path.partition(":")
@@ -75,6 +97,14 @@ def import_object(path: str, *, where: str) -> Any:
         module_name, _, attr = path.rpartition(".")
     if not module_name or not attr:
         raise ConfigError(f"{where}: expected an import path 'module:attr', got {path!r}")
+    trusted = code_allowed(allow_code)
+    refusal = (
+        f"{where}: {path!r} is outside the vidtok package; run configs are code, so import paths outside vidtok "
+        f"are refused unless allowed (allow_code=True, {ALLOW_CODE_ENV}=1, or vidtok train --allow-code) for "
+        "configs you trust"
+    )
+    if not trusted and not _in_vidtok(module_name):
+        raise ConfigError(refusal)  # before the import: importing a module runs its code
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
@@ -84,6 +114,15 @@ def import_object(path: str, *, where: str) -> Any:
         if not hasattr(obj, part):
             raise ConfigError(f"{where}: module {module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
+        if not trusted and inspect.ismodule(obj) and not _in_vidtok(obj.__name__):
+            raise ConfigError(refusal)
+    if not trusted and not (
+        (inspect.isclass(obj) or inspect.isroutine(obj)) and _in_vidtok(getattr(obj, "__module__", None))
+    ):
+        raise ConfigError(
+            f"{where}: {path!r} is not a class or function defined in vidtok (it comes from "
+            f"{getattr(obj, '__module__', None) or type(obj).__name__!r}); allow code to use it"
+        )
     return obj
 
 
@@ -101,38 +140,72 @@ def _check_keys(spec: Any, allowed: Sequence[str], where: str) -> Mapping[str, A
     return spec
 
 
-def _call(factory: Any, kwargs: Mapping[str, Any], where: str) -> Any:
+#: Keyword arguments a config may not pass: the permission to run code comes from the caller, never the config.
+_GUARDED_KWARGS = ("allow_code", "trust_remote_code")
+
+
+def _guard_kwargs(kwargs: Mapping[str, Any], where: str) -> None:
+    for key in _GUARDED_KWARGS:
+        if key in kwargs:
+            raise ConfigError(
+                f"{where}.kwargs.{key}: not accepted from a config (a config cannot grant itself the right to run "
+                "code); allow code from the caller instead (allow_code=True or VIDTOK_ALLOW_CODE=1"
+                + (")" if key == "allow_code" else "; trust_remote_code is never passed)")
+            )
+
+
+def _call(factory: Any, kwargs: Mapping[str, Any], where: str, allow_code: bool = False) -> Any:
+    name = getattr(factory, "__qualname__", factory)
     try:
-        inspect.signature(factory).bind(**kwargs)
-    except TypeError as err:
-        raise ConfigError(f"{where}.kwargs: {err} (calling {getattr(factory, '__qualname__', factory)!r})") from err
-    except ValueError:  # no signature available (builtins): let the call itself complain
-        pass
-    return factory(**kwargs)
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # no signature available (builtins): let the call itself complain
+        params = None
+    if allow_code and params is not None and "allow_code" in params:
+        kwargs = {**kwargs, "allow_code": True}  # e.g. ShardDataset's pipe: URLs, allowed by the caller
+    if params is not None:
+        try:
+            inspect.signature(factory).bind(**kwargs)
+        except TypeError as err:
+            raise ConfigError(f"{where}.kwargs: {err} (calling {name!r})") from err
+    try:
+        return factory(**kwargs)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError, PermissionError) as err:
+        # The constructor refused a value of the config: say which section it came from.
+        raise ConfigError(f"{where}.kwargs: {name} refused the arguments: {type(err).__name__}: {err}") from err
 
 
-def build_model(spec: Mapping[str, Any], *, where: str = "model") -> Any:
+def build_model(spec: Mapping[str, Any], *, where: str = "model", allow_code: bool | None = None) -> Any:
     """Build the model named by a run config's ``model`` section.
 
     Args:
         spec: ``{"name" | "target": ..., "registry": ..., "kwargs": {...}, "pretrained": ...}`` (see the
             module docs).
         where: Dotted path of the section, for error messages.
+        allow_code: Allow a ``target`` outside the ``vidtok`` package (``None``: only if ``VIDTOK_ALLOW_CODE=1``);
+            see the module docs.
 
     Raises:
-        ConfigError: On unknown keys, an unknown name or import path, or arguments the model does not take.
+        ConfigError: On unknown keys, an unknown name or import path, a ``target`` outside vidtok while code is
+            not allowed, or arguments the model does not take or refuses.
     """
+    from vidtok.data.shards import code_allowed
     from vidtok.registry import REGISTRIES
 
+    trusted = code_allowed(allow_code)
     spec = _check_keys(spec, _MODEL_KEYS, where)
     spec = {k: v for k, v in spec.items() if v is not None}  # "--set model.target=null" removes a key
     kwargs = dict(spec.get("kwargs") or {})
+    _guard_kwargs(kwargs, where)
     if ("name" in spec) == ("target" in spec):
         raise ConfigError(f"{where}: give exactly one of 'name' (a registered component) or 'target' (an import path)")
     if "target" in spec:
-        factory = import_object(spec["target"], where=f"{where}.target")
+        factory = import_object(spec["target"], where=f"{where}.target", allow_code=trusted)
     else:
         name = spec["name"]
+        if not isinstance(name, str):
+            raise ConfigError(f"{where}.name: expected a registered name (a string), got {type(name).__name__}")
         kinds = [spec["registry"]] if "registry" in spec else list(_REGISTRIES)
         unknown = [k for k in kinds if k not in _REGISTRIES]
         if unknown:
@@ -149,13 +222,18 @@ def build_model(spec: Mapping[str, Any], *, where: str = "model") -> Any:
     if "pretrained" in spec:
         if not (inspect.isclass(factory) and hasattr(factory, "from_pretrained")):
             raise ConfigError(f"{where}.pretrained: {factory!r} has no from_pretrained")
+        if not isinstance(spec["pretrained"], (str, os.PathLike)):
+            raise ConfigError(
+                f"{where}.pretrained: expected a folder or hub id (a string), got {type(spec['pretrained']).__name__}"
+            )
         return factory.from_pretrained(spec["pretrained"], **kwargs)
-    return _call(factory, kwargs, where)
+    return _call(factory, kwargs, where, trusted)
 
 
-def _build_dataset(spec: Any, where: str) -> Any:
+def _build_dataset(spec: Any, where: str, allow_code: bool) -> Any:
     spec = _check_keys(spec, _DATASET_KEYS, where)
     spec = {k: v for k, v in spec.items() if v is not None}
+    _guard_kwargs(spec.get("kwargs") or {}, where)
     if ("name" in spec) == ("target" in spec):
         raise ConfigError(
             f"{where}: give exactly one of 'name' ({', '.join(DATASET_NAMES)}) or 'target' (an import path)"
@@ -170,38 +248,49 @@ def _build_dataset(spec: Any, where: str) -> Any:
             )
         factory = import_object(DATASET_NAMES[spec["name"]], where=f"{where}.name")
     else:
-        factory = import_object(spec["target"], where=f"{where}.target")
-    return _call(factory, dict(spec.get("kwargs") or {}), where)
+        factory = import_object(spec["target"], where=f"{where}.target", allow_code=allow_code)
+    return _call(factory, dict(spec.get("kwargs") or {}), where, allow_code)
 
 
 def _is_single_spec(spec: Mapping[str, Any]) -> bool:
     return any(isinstance(spec.get(key), str) for key in ("name", "target"))
 
 
-def build_datasets(spec: Mapping[str, Any] | None, *, where: str = "data") -> tuple[Any, Any]:
+def build_datasets(
+    spec: Mapping[str, Any] | None, *, where: str = "data", allow_code: bool | None = None
+) -> tuple[Any, Any]:
     """Build the training data of a run config's ``data`` section.
 
     Args:
         spec: ``{"train": dataset_spec | {name: dataset_spec, ...}, "collate": "module:function"}``; ``None``
             means the default Shapes dataset.
         where: Dotted path of the section, for error messages.
+        allow_code: Allow ``target``/``collate`` import paths outside vidtok and ``pipe:`` shard URLs (``None``:
+            only if ``VIDTOK_ALLOW_CODE=1``); see the module docs.
 
     Returns:
         ``(train_data, collate_fn)``: one dataset or a dict of named datasets, and the collate function
         (``None``: the default).
     """
+    from vidtok.data.shards import code_allowed
+
+    trusted = code_allowed(allow_code)
     spec = {"train": {"name": "shapes"}} if spec is None else spec
     spec = _check_keys(spec, ("train", "collate"), where)
     train = spec.get("train") or {"name": "shapes"}
     if not isinstance(train, Mapping):
         raise ConfigError(f"{where}.train: expected a dataset spec or a mapping of named specs")
     if _is_single_spec(train):
-        data: Any = _build_dataset(train, f"{where}.train")
+        data: Any = _build_dataset(train, f"{where}.train", trusted)
     else:
-        data = {str(name): _build_dataset(sub, f"{where}.train.{name}") for name, sub in train.items()}
+        data = {str(name): _build_dataset(sub, f"{where}.train.{name}", trusted) for name, sub in train.items()}
         if not data:
             raise ConfigError(f"{where}.train: no datasets")
-    collate = import_object(spec["collate"], where=f"{where}.collate") if spec.get("collate") else None
+    collate = None
+    if spec.get("collate"):
+        collate = import_object(spec["collate"], where=f"{where}.collate", allow_code=trusted)
+        if not callable(collate):
+            raise ConfigError(f"{where}.collate: {spec['collate']!r} is not callable")
     return data, collate
 
 
@@ -251,6 +340,7 @@ def train_from_config(
     *,
     stages: Sequence[str] | None = None,
     callbacks: Sequence[Any] = (),
+    allow_code: bool | None = None,
 ) -> Any:
     """Build everything a run config names and train; what ``vidtok train`` does.
 
@@ -262,6 +352,8 @@ def train_from_config(
         overrides: ``dotted.key=value`` overrides.
         stages: Train only these named stages (see [`load_run_config`][vidtok.training.run.load_run_config]).
         callbacks: [`Callback`][vidtok.training.trainer.Callback]s for the trainer.
+        allow_code: Allow import paths outside vidtok and ``pipe:`` shard URLs (``None``: only if
+            ``VIDTOK_ALLOW_CODE=1``). Run configs are code: allow it only for configs you trust.
 
     Returns:
         The [`TrainOutput`][vidtok.training.trainer.TrainOutput].
@@ -272,13 +364,13 @@ def train_from_config(
 
     data, config = load_run_config(source, overrides, stages=stages)
     set_seed(config.seed)  # identical initial weights in every process
-    model = build_model(data["model"])
+    model = build_model(data["model"], allow_code=allow_code)
     if not callable(getattr(model, "training_step", None)):
         raise ConfigError(
             f"model: {type(model).__name__} does not implement training_step(batch) -> dict of losses, so the "
             "trainer cannot train it (see vidtok.training.trainer for the protocol)"
         )
-    train_data, collate = build_datasets(data.get("data"))
+    train_data, collate = build_datasets(data.get("data"), allow_code=allow_code)
     trainer = Trainer(model, config, train_data, collate_fn=collate, callbacks=callbacks)
     if trainer.accelerator.is_main_process:
         os.makedirs(config.output_dir, exist_ok=True)

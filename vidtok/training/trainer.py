@@ -306,6 +306,28 @@ class Trainer:
         """Wall-clock seconds of training so far, the runs before a resume included (the log's ``time``)."""
         return self._time_offset + (time.perf_counter() - self._started)
 
+    def _resolve_resume(self, spec: str | os.PathLike[str] | None) -> Path | None:
+        """The verified checkpoint to resume from: checked (and digests hashed) once, on the main process."""
+        acc, fallback = self.accelerator, self.config.resume_fallback
+        if acc.num_processes == 1:
+            return ckpt.resolve_checkpoint(spec, self.output_dir, fallback=fallback)
+        from accelerate.utils import broadcast_object_list
+
+        result: list[Any] = [None, None]
+        if acc.is_main_process:
+            try:
+                found = ckpt.resolve_checkpoint(spec, self.output_dir, fallback=fallback)
+                result = [None if found is None else os.fspath(found), None]
+            except (FileNotFoundError, TypeError, ckpt.CheckpointError) as err:
+                result = [None, (type(err).__name__, str(err))]  # every process must raise, not wait
+        broadcast_object_list(result)
+        if result[1] is not None:
+            kind, message = result[1]
+            raise {"FileNotFoundError": FileNotFoundError, "TypeError": TypeError}.get(kind, ckpt.CheckpointError)(
+                message
+            )
+        return None if result[0] is None else Path(result[0])
+
     def _setup(self, resume: Path | None) -> None:
         from accelerate.utils import set_seed
 
@@ -342,7 +364,13 @@ class Trainer:
             if self.global_step > self._stage_starts()[index]:
                 # The uninterrupted run configured this stage before the checkpoint: do it before the RNG restore.
                 self._enter_stage(index, notify=False)
-            ckpt.restore_rng_state(ckpt.load_torch(resume / "rng" / f"rank-{acc.process_index:05d}.pt"))
+            rng_file = resume / "rng" / f"rank-{acc.process_index:05d}.pt"
+            if not rng_file.is_file():
+                raise ckpt.CheckpointError(
+                    f"{rng_file}: missing; the checkpoint was written by {state.get('num_processes', '?')} process(es) "
+                    f"and this run has {acc.num_processes} (resume with as many processes, or the file was lost)"
+                )
+            _restore(rng_file, "RNG state", lambda: ckpt.restore_rng_state(ckpt.load_torch(rng_file)))
 
     def _load_training_state(self, resume: Path, state: dict[str, Any]) -> None:
         cfg = self.config
@@ -350,35 +378,55 @@ class Trainer:
         if self.sharded:
             acc.load_state(str(resume / "accelerate"))
         else:
-            self.optimizer.load_state_dict(ckpt.load_torch(resume / "optimizer.pt"))
-            if self.discriminator_optimizer is not None:
-                self.discriminator_optimizer.load_state_dict(ckpt.load_torch(resume / "discriminator_optimizer.pt"))
+            optimizers = {"optimizer.pt": self.optimizer, "discriminator_optimizer.pt": self.discriminator_optimizer}
+            for name, optimizer in optimizers.items():
+                if optimizer is not None:
+                    saved = ckpt.load_torch(resume / name)
+                    _restore(resume / name, "optimizer state", lambda o=optimizer, v=saved: o.load_state_dict(v))
         schedulers = ckpt.load_torch(resume / "scheduler.pt")
-        self.lr_scheduler.load_state_dict(schedulers["model"])
-        if self.discriminator_lr_scheduler is not None:
-            self.discriminator_lr_scheduler.load_state_dict(schedulers["discriminator"])
+        for key, scheduler in (("model", self.lr_scheduler), ("discriminator", self.discriminator_lr_scheduler)):
+            if scheduler is None:
+                continue
+            if not isinstance(schedulers, dict) or key not in schedulers:
+                raise ckpt.CheckpointError(
+                    f"{resume / 'scheduler.pt'}: no {key!r} scheduler state (the checkpoint was written for another "
+                    "model, or is damaged)"
+                )
+            saved = schedulers[key]
+            _restore(resume / "scheduler.pt", f"{key!r} scheduler", lambda s=scheduler, v=saved: s.load_state_dict(v))
+        state_file = resume / ckpt.STATE_FILE
         if self.ema is not None:
             if not (resume / "ema").is_dir():
-                raise FileNotFoundError(f"{resume}: EMA is on but the checkpoint has no ema/ folder")
+                raise ckpt.CheckpointError(f"{resume / 'ema'}: EMA is on but the checkpoint has no ema/ folder")
             averaged = ckpt.read_model_state(self.model, resume / "ema")
-            self.ema.load_state_dict({**state["ema"], "shadow": {n: averaged[n] for n in self.ema.shadow}})
-        self.global_step = int(state["step"])
-        saved_batch = int(state["global_batch_size"])
-        if saved_batch != cfg.batch_size * acc.num_processes or state["gradient_accumulation_steps"] != (
-            cfg.gradient_accumulation_steps
-        ):
+            saved_ema = _state_value(state, "ema", dict, state_file)
+            missing = [n for n in self.ema.shadow if n not in averaged]
+            if missing:
+                raise ckpt.CheckpointError(f"{resume / 'ema'}: no EMA weights for {missing[:5]}")
+            _restore(
+                state_file,
+                "EMA state",
+                lambda: self.ema.load_state_dict({**saved_ema, "shadow": {n: averaged[n] for n in self.ema.shadow}}),
+            )
+        self.global_step = state["step"]  # an int >= 0: checked by read_trainer_state
+        saved_batch = _state_value(state, "global_batch_size", int, state_file)
+        saved_accumulation = _state_value(state, "gradient_accumulation_steps", int, state_file)
+        if saved_batch != cfg.batch_size * acc.num_processes or saved_accumulation != (cfg.gradient_accumulation_steps):
             logger.warning(
                 "resuming with a different global batch (%d×%d now, %d×%d in the checkpoint): the data order "
                 "continues approximately, not exactly",
                 cfg.batch_size * acc.num_processes,
                 cfg.gradient_accumulation_steps,
                 saved_batch,
-                state["gradient_accumulation_steps"],
+                saved_accumulation,
             )
-        if [s["name"] for s in state.get("stages", [])] != [s.name for s in self.stages]:
-            logger.warning("resuming with different stages than the checkpoint's: %s", state.get("stages"))
+        stages = state.get("stages", [])
+        names = [s.get("name") for s in stages if isinstance(s, Mapping)] if isinstance(stages, list) else None
+        if names != [s.name for s in self.stages]:
+            logger.warning("resuming with different stages than the checkpoint's: %s", stages)
         self._last_checkpoint = resume
-        self._time_offset = float(state.get("time", 0.0))
+        seconds = state.get("time", 0.0)
+        self._time_offset = float(seconds) if isinstance(seconds, (int, float)) and math.isfinite(seconds) else 0.0
 
     # ------------------------------------------------------------------ data
     def _loader(self, index: int, start_batch: int) -> Iterator[Any]:
@@ -521,8 +569,15 @@ class Trainer:
         Returns:
             A [`TrainOutput`][vidtok.training.trainer.TrainOutput].
 
+        Damaged checkpoints (a missing, truncated or corrupt file, see
+        [`verify_checkpoint`][vidtok.training.checkpoint.verify_checkpoint]) are refused before anything is
+        loaded; with ``config.resume_fallback`` the newest intact earlier checkpoint is used instead, and each one
+        skipped is logged as a warning with the reason.
+
         Raises:
             FileNotFoundError: If ``resume_from`` names a folder without a complete checkpoint.
+            vidtok.training.checkpoint.CheckpointError: If the checkpoint to resume from is damaged (the message
+                names the file), or with ``resume_fallback`` every checkpoint of the run is.
             RuntimeError: If this Trainer already trained (build a new one to continue a run).
         """
         from tqdm.auto import tqdm
@@ -530,7 +585,7 @@ class Trainer:
         if self._wrapped is not None:
             raise RuntimeError("Trainer.train() runs once; build a new Trainer (resume_from='latest') to continue")
         cfg, acc = self.config, self.accelerator
-        resume = ckpt.resolve_checkpoint(resume_from if resume_from is not None else cfg.resume_from, self.output_dir)
+        resume = self._resolve_resume(resume_from if resume_from is not None else cfg.resume_from)
         if acc.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             ckpt.remove_stale(self.output_dir)
@@ -653,7 +708,7 @@ class Trainer:
         acc.wait_for_everyone()
         final = ckpt.checkpoint_root(self.output_dir) / ckpt.checkpoint_name(step)
         if acc.is_main_process:
-            final = ckpt.commit_checkpoint(tmp, self._trainer_state())
+            final = ckpt.commit_checkpoint(tmp, self._trainer_state(), digests=cfg.checkpoint_digests)
             ckpt.rotate_checkpoints(self.output_dir, cfg.keep_last, protect=final)
         acc.wait_for_everyone()
         self._last_checkpoint = final
@@ -734,6 +789,33 @@ class Trainer:
                 self.save_model(ema_dir, ema=True)
         acc.wait_for_everyone()
         return model_dir, ema_dir
+
+
+_KIND_NAMES = {int: "an integer", dict: "a JSON object"}
+
+
+def _state_value(state: Mapping[str, Any], key: str, kind: type, path: Path) -> Any:
+    """``state[key]``, which must be a ``kind``: a missing or mistyped entry names the file and key."""
+    value = state.get(key)
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise ckpt.CheckpointError(
+            f"{path}: {key!r} must be {_KIND_NAMES.get(kind, kind.__name__)}, got {value!r}; the checkpoint is damaged "
+            "or too old"
+        )
+    return value
+
+
+def _restore(path: Path, what: str, load: Callable[[], Any]) -> None:
+    """Run ``load()``; a saved state that does not fit (wrong structure or sizes) names the file."""
+    try:
+        load()
+    except ckpt.CheckpointError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
+        raise ckpt.CheckpointError(
+            f"{path}: the {what} does not fit this run ({type(err).__name__}: {err}); was the model or its "
+            "trainable parameters changed since the checkpoint, or is it damaged?"
+        ) from err
 
 
 def _save_from_state(model: nn.Module, state: dict[str, torch.Tensor], path: Path) -> None:
