@@ -85,3 +85,16 @@ def test_duration_is_accepted_as_in_python(tmp_path, capsys):
     assert main(["generate", "a large red circle moves right", "-o", str(tmp_path / "a.gif"), "--duration", "1"]) == 0
     out = capsys.readouterr().out
     assert "generating 2 keyframes (9 frames" in out and (tmp_path / "a.gif").is_file()
+
+
+def test_train_refuses_code_in_a_config_unless_allowed(tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("VIDTOK_ALLOW_CODE", raising=False)
+    config = tmp_path / "run.yaml"
+    config.write_text("model: {target: 'subprocess:run', kwargs: {args: ['true']}}\ntrainer: {max_steps: 1}\n")
+    assert main(["train", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "subprocess:run" in err and "Traceback" not in err, err
+    from vidtok.cli import build_parser
+
+    args = build_parser().parse_args(["train", str(config), "--allow-code", "--resume-fallback"])
+    assert args.allow_code and args.resume_fallback

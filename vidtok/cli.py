@@ -37,7 +37,7 @@ __all__ = ["main"]
 # (ValueError, TypeError, KeyError, OverflowError) and files that are missing, unwritable or damaged (OSError,
 # and vidtok's LoadingError, a RuntimeError, matched by name so this module stays import-light).
 _USER_ERRORS: tuple[type[BaseException], ...] = (KeyError, ValueError, TypeError, OverflowError, OSError)
-_USER_ERROR_NAMES = ("LoadingError", "ConfigVersionError")
+_USER_ERROR_NAMES = ("LoadingError", "ConfigVersionError", "TokenCacheError")
 
 _KINDS = ("tokenizers", "heads", "backbones", "models", "recipes")  # the keys of vidtok.registry.REGISTRIES
 
@@ -143,6 +143,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
         overrides.append(f"trainer.output_dir={args.output_dir}")
     if args.resume is not None:
         overrides.append(f"trainer.resume_from={args.resume}")
+    if args.resume_fallback:
+        overrides.append("trainer.resume_fallback=true")
+    if args.allow_code:
+        import os
+
+        # The config is trusted: its import paths outside vidtok and pipe: shard URLs may run (both trainers read it).
+        os.environ["VIDTOK_ALLOW_CODE"] = "1"
     from accelerate import PartialState
 
     data = apply_overrides(load_mapping(args.config), overrides)
@@ -158,7 +165,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             summary += f"; pipeline exported to {result.export_dir}"
         print(f"{summary}; run folder {result.output_dir}")
         return 0
-    out = train_from_config(data, stages=args.stages)
+    out = train_from_config(data, stages=args.stages, allow_code=True if args.allow_code else None)
     if not PartialState().is_main_process:
         return 0
     loss = out.metrics.get("loss")
@@ -368,6 +375,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_train.add_argument("--output-dir", default=None, help="shortcut for --set trainer.output_dir=DIR")
     p_train.add_argument(
+        "--allow-code",
+        action="store_true",
+        help="trust this config: allow import paths outside vidtok and pipe: shard URLs (or VIDTOK_ALLOW_CODE=1)",
+    )
+    p_train.add_argument(
+        "--resume-fallback",
+        action="store_true",
+        help="when resuming, skip damaged checkpoints (each is named in a warning) for the newest intact one",
+    )
+    p_train.add_argument(
         "--stage",
         dest="stages",
         action="append",
@@ -453,7 +470,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except BaseException as err:
-        user = isinstance(err, tuple(errors)) or type(err).__name__ in _USER_ERROR_NAMES
+        user = isinstance(err, tuple(errors)) or any(c.__name__ in _USER_ERROR_NAMES for c in type(err).__mro__)
         if args.debug or not user or isinstance(err, (KeyboardInterrupt, SystemExit)):
             raise
         message = err.args[0] if isinstance(err, KeyError) and err.args else err

@@ -119,20 +119,9 @@ class VideoARModel(Component, abc.ABC):
     def complete_config(cls, kwargs: dict[str, Any], *, text_tokenizer: Any = None) -> dict[str, Any]:
         """Fill the keyword arguments a recipe leaves to the other components (e.g. the text pad id).
 
-        ``build_components`` calls it before construction; the default fills ``pad_token_id`` from the text
-        tokenizer when the model takes one and the recipe did not set it.
+        ``build_components`` calls it before construction; the default returns ``kwargs`` unchanged.
         """
-        kwargs = dict(kwargs)
-        if text_tokenizer is not None and "pad_token_id" in cls.config_keys() and "pad_token_id" not in kwargs:
-            kwargs["pad_token_id"] = text_tokenizer.pad_token_id
-        return kwargs
-
-    @classmethod
-    def config_keys(cls) -> set[str]:
-        """Names of the model's config arguments."""
-        import inspect
-
-        return set(inspect.signature(cls.__init__).parameters) - {"self", "args", "kwargs"}
+        return dict(kwargs)
 
     @property
     def text_length(self) -> int:

@@ -174,6 +174,14 @@ class DiCoDeLM(VideoARModel):
         }
 
     @classmethod
+    def complete_config(cls, kwargs: dict[str, Any], *, text_tokenizer: Any = None) -> dict[str, Any]:
+        """The recipe's kwargs with ``pad_token_id`` taken from the text tokenizer unless the recipe set it."""
+        kwargs = dict(kwargs)
+        if text_tokenizer is not None and "pad_token_id" not in kwargs:
+            kwargs["pad_token_id"] = text_tokenizer.pad_token_id
+        return kwargs
+
+    @classmethod
     def tiny_companions(cls) -> dict[str, Any]:
         """A tiny deep tokenizer (4 × 8 tokens), the tiny GPT-2 backbone (32 wide) and an L2 head that fit."""
         from vidtok.backbones.hf_causal_lm import HFCausalLM

@@ -673,7 +673,7 @@ def train_recipe(
         saved_cfg = saved.model.config
         trained = max(trained, saved_cfg.get("context_keyframes") or saved_cfg.get("max_keyframes") or trained)
     # Generation windows stay within the frame indices training has reached (past them, the model slides).
-    if {"context_keyframes", "max_keyframes"} <= model.config_keys():
+    if {"context_keyframes", "max_keyframes"} <= set(model.config):
         model.register_to_config(context_keyframes=min(trained, model.config.max_keyframes))
 
     transform = CaptionAugmentation(data_cfg.color_dropout) if data_cfg.augment else None
