@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import vidtok
 from vidtok.pipelines.reconstruct import reconstruct_file
@@ -139,3 +141,80 @@ def test_letterbox_keeps_the_whole_frame():
 def test_fit_must_be_named(tmp_path):
     with pytest.raises(ValueError, match="fit must be 'crop' or 'letterbox'"):
         reconstruct_file(tmp_path / "x.mp4", tmp_path / "o.gif", fit="squash")
+
+
+# --------------------------------------------------------------------------------------------- every tokenizer
+
+TOKENIZER_NAMES = vidtok.TOKENIZERS.list()
+_BUILT: dict[str, object] = {}
+
+
+def _tiny(name):
+    if name not in _BUILT:
+        cls = vidtok.TOKENIZERS.get(name)
+        torch.manual_seed(0)
+        _BUILT[name] = cls(**cls.tiny_config()).eval()
+    return _BUILT[name]
+
+
+@st.composite
+def bad_videos(draw):
+    """A video that is wrong in exactly one way: a NaN/inf value, an integer/bool/complex dtype, or an empty dim."""
+    b, t = draw(st.integers(1, 2)), draw(st.integers(1, 6))
+    video = torch.rand(b, 3, t, 16, 16) * 2 - 1
+    kind = draw(st.sampled_from(["nan", "inf", "-inf", "int", "bool", "complex", "empty_b", "empty_t", "empty_h"]))
+    if kind in ("nan", "inf", "-inf"):
+        idx = tuple(draw(st.integers(0, s - 1)) for s in video.shape)
+        video[idx] = float(kind)
+    elif kind == "int":
+        video = video.to(torch.int64)
+    elif kind == "bool":
+        video = video > 0
+    elif kind == "complex":
+        video = video.to(torch.complex64)
+    else:
+        dim = {"empty_b": 0, "empty_t": 2, "empty_h": 3}[kind]
+        video = video.narrow(dim, 0, 0)
+    return kind, video
+
+
+@pytest.mark.parametrize("name", TOKENIZER_NAMES)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=bad_videos())
+def test_every_tokenizer_names_a_bad_video(name, case):
+    kind, video = case
+    with pytest.raises((ValueError, TypeError)) as info:
+        _tiny(name).encode(video)
+    message = str(info.value)
+    assert any(word in message for word in ("video", "empty", "NaN", "floating")), (kind, message)
+
+
+@st.composite
+def bad_tokens(draw, n, d):
+    tokens = torch.randn(draw(st.integers(1, 2)), draw(st.integers(1, 3)), n, d)
+    kind = draw(st.sampled_from(["nan", "inf", "int", "empty_b", "empty_s", "wrong_n", "wrong_d", "3d"]))
+    if kind in ("nan", "inf"):
+        tokens[0, 0, 0, 0] = float(kind)
+    elif kind == "int":
+        tokens = tokens.long()
+    elif kind in ("empty_b", "empty_s"):
+        tokens = tokens.narrow(0 if kind == "empty_b" else 1, 0, 0)
+    elif kind == "wrong_n":
+        tokens = torch.randn(1, 2, n + 1, d)
+    elif kind == "wrong_d":
+        tokens = torch.randn(1, 2, n, d + 1)
+    else:
+        tokens = tokens[0]
+    return kind, tokens
+
+
+@pytest.mark.parametrize("name", TOKENIZER_NAMES)
+@settings(max_examples=25, deadline=None)
+@given(data=st.data())
+def test_every_tokenizer_names_bad_tokens(name, data):
+    tok = _tiny(name)
+    level = tok.token_layout(tok.num_frames_for(2), *(tok.sample_size or (16, 16)))[-1]
+    kind, tokens = data.draw(bad_tokens(level.tokens, level.dim))
+    with pytest.raises((ValueError, TypeError)) as info:
+        tok.decode(tokens, num_inference_steps=1, progress=False)
+    assert "tokens" in str(info.value), (kind, str(info.value))
