@@ -346,3 +346,42 @@ def test_text_encoder_mismatches_are_named(encoder_folder):
     recipe = vidtok.RECIPES.create("dicode_tiny", tiny=True, model_kwargs={"text_embed_dim": 24})
     with pytest.raises(ValueError, match="no text_encoder"):
         build_components(recipe)
+
+
+def test_text_encoder_loads_strictly_and_must_hold_the_tokenizer_ids(encoder_folder, tmp_path):
+    from safetensors.torch import load_file, save_file
+    from transformers import BertConfig, BertModel
+
+    from vidtok.modeling_utils import LoadingError
+
+    broken = tmp_path / "broken"
+    BertModel.from_pretrained(encoder_folder).save_pretrained(broken)
+    weights = load_file(broken / "model.safetensors")
+    weights.pop("embeddings.LayerNorm.bias")
+    save_file(weights, broken / "model.safetensors", metadata={"format": "pt"})
+    for digest in broken.glob("*.sha256.json"):
+        digest.unlink()
+    kw = {"tiny": True, "model_kwargs": {"text_embed_dim": 24}}
+    with pytest.raises(LoadingError, match="embeddings.LayerNorm.bias"):
+        build_components(vidtok.RECIPES.create("dicode_tiny", text_encoder=str(broken), **kw))
+    small = tmp_path / "small"
+    cfg = BertConfig(vocab_size=16, hidden_size=24, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    BertModel(cfg).save_pretrained(small)
+    with pytest.raises(ValueError, match="text tokenizer has .* tokens, the text_encoder embeds 16"):
+        TextToVideo.from_recipe(vidtok.RECIPES.create("dicode_tiny", text_encoder=str(small), **kw))
+
+
+def test_the_frozen_text_encoder_follows_the_training_module(encoder_folder):
+    from vidtok.models.base import VideoARModelForTraining
+
+    pipe = TextToVideo.from_recipe(
+        vidtok.RECIPES.create(
+            "dicode_tiny", tiny=True, model_kwargs={"text_embed_dim": 24}, text_encoder=encoder_folder
+        )
+    )
+    train = VideoARModelForTraining(
+        pipe.backbone, pipe.model, pipe.head, pipe.text_tokenizer, text_encoder=pipe.text_encoder
+    )
+    train.to(torch.float64)
+    assert next(pipe.text_encoder.parameters()).dtype == torch.float64
+    train.to(torch.float32)

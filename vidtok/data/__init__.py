@@ -85,7 +85,9 @@ _LAZY: dict[str, str] = {
     "ImageTextDataset": "vidtok.data.images",
     **dict.fromkeys(("MixingPlan", "MixtureBatchSampler", "WeightedMixture"), "vidtok.data.mixing"),
     **dict.fromkeys(("DICODE_MOTION_RANGE", "flow_magnitudes", "motion_score"), "vidtok.data.motion"),
-    **dict.fromkeys(("ShardDataset", "expand_urls", "write_shards"), "vidtok.data.shards"),
+    **dict.fromkeys(
+        ("ALLOW_CODE_ENV", "ShardDataset", "code_allowed", "expand_urls", "write_shards"), "vidtok.data.shards"
+    ),
     **dict.fromkeys(
         (
             "CACHE_FORMAT",
@@ -103,6 +105,7 @@ _LAZY: dict[str, str] = {
 _SUBMODULES = ("images", "mixing", "motion", "shapes", "shards", "token_cache", "transforms", "video")
 
 __all__ = [
+    "ALLOW_CODE_ENV",
     "CACHE_FORMAT",
     "CACHE_VERSION",
     "COLORS",
@@ -138,6 +141,7 @@ __all__ = [
     "caption",
     "center_crop",
     "clip_span",
+    "code_allowed",
     "expand_urls",
     "flow_magnitudes",
     "generate",
@@ -206,7 +210,7 @@ if TYPE_CHECKING:  # real imports for IDEs and type checkers
         sample_objects,
         sample_scene,
     )
-    from vidtok.data.shards import ShardDataset, expand_urls, write_shards
+    from vidtok.data.shards import ALLOW_CODE_ENV, ShardDataset, code_allowed, expand_urls, write_shards
     from vidtok.data.token_cache import (
         CACHE_FORMAT,
         CACHE_VERSION,

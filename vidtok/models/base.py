@@ -25,7 +25,7 @@ from torch import nn
 from vidtok.modeling_utils import Component
 from vidtok.registry import Registry
 
-__all__ = ["MODELS", "VideoARModel", "VideoARModelForTraining"]
+__all__ = ["MODELS", "VideoARModel", "VideoARModelForTraining", "encode_text"]
 
 
 class VideoARModel(Component, abc.ABC):
@@ -150,6 +150,20 @@ class VideoARModel(Component, abc.ABC):
             raise ValueError(f"{name}: the components do not fit: " + "; ".join(problems))
 
 
+def encode_text(text_encoder: nn.Module, ids: torch.Tensor, pad_token_id: int | None) -> torch.Tensor:
+    """A frozen text encoder's hidden states ``(B, L, E)`` of prompt ids, padding masked out of its attention.
+
+    The all-pad null prompt keeps its positions visible (an all-masked row has no defined attention).
+    """
+    ids = ids.to(text_encoder.device)
+    mask = None
+    if pad_token_id is not None:
+        mask = (ids != pad_token_id).long()
+        mask[mask.sum(-1) == 0] = 1
+    with torch.no_grad():
+        return text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+
+
 class VideoARModelForTraining(nn.Module):
     """Backbone + AR model + head(s) (+ text tokenizer) as one module with ``training_step``.
 
@@ -233,11 +247,18 @@ class VideoARModelForTraining(nn.Module):
         ids = self.input_ids(batch, generator).to(tokens.device)
         if self.text_encoder is None:
             return self.model.loss(self.backbone, self.head, ids, tokens, generator=generator)
-        with torch.no_grad():
-            text = self.text_encoder(input_ids=ids.to(self.text_encoder.device)).last_hidden_state.to(tokens.device)
-            null_ids = self.model.null_text(1, self.text_encoder.device)
-            null = self.text_encoder(input_ids=null_ids).last_hidden_state.to(tokens.device)
+        pad = getattr(self.text_tokenizer, "pad_token_id", None)
+        text = encode_text(self.text_encoder, ids, pad).to(tokens.device)
+        null = encode_text(self.text_encoder, self.model.null_text(1, ids.device), pad).to(tokens.device)
         return self.model.loss(self.backbone, self.head, text, tokens, generator=generator, null_text=null)
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> VideoARModelForTraining:
+        # The frozen text encoder is kept out of the module tree (not trained, not saved) but must follow the
+        # trained parts to their device and dtype (.to(), .cuda() under accelerate).
+        super()._apply(fn, *args, **kwargs)
+        if self.text_encoder is not None:
+            self.text_encoder._apply(fn, *args, **kwargs)
+        return self
 
 
 MODELS: Registry[type[VideoARModel]] = Registry("model", base=VideoARModel, package="vidtok.models")

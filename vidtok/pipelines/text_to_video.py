@@ -44,7 +44,7 @@ from vidtok.backbones.base import Backbone
 from vidtok.backbones.hf_causal_lm import as_backbone
 from vidtok.heads.base import TokenHead
 from vidtok.io import as_model_video, to_output
-from vidtok.models.base import VideoARModel
+from vidtok.models.base import VideoARModel, encode_text
 from vidtok.models.text_tokenizers import encode_prompts
 from vidtok.pipelines.pipeline_output import TextToVideoOutput
 from vidtok.pipelines.pipeline_utils import VidtokPipeline
@@ -134,10 +134,13 @@ class TextToVideo(VidtokPipeline):
             self.model.check_compatible(self.video_tokenizer, self.backbone, self.head, **extra)
         except ValueError as err:
             problems.append(str(err))
-        table = self.backbone.get_input_embeddings()
-        if self.text_encoder is None and table is not None and len(self.text_tokenizer) > table.num_embeddings:
+        # The ids go to the text encoder where there is one, else to the backbone's own table: it must hold them.
+        reader = self.text_encoder if self.text_encoder is not None else self.backbone
+        table = reader.get_input_embeddings()
+        if table is not None and len(self.text_tokenizer) > table.num_embeddings:
+            name = "text_encoder" if self.text_encoder is not None else "backbone"
             problems.append(
-                f"text tokenizer has {len(self.text_tokenizer)} tokens, the backbone embeds {table.num_embeddings}"
+                f"text tokenizer has {len(self.text_tokenizer)} tokens, the {name} embeds {table.num_embeddings}"
             )
         if problems:
             raise ValueError("TextToVideo components do not fit: " + "; ".join(problems))
@@ -203,8 +206,8 @@ class TextToVideo(VidtokPipeline):
         return self._encode_ids(ids)
 
     def _encode_ids(self, ids: torch.Tensor) -> torch.Tensor:
-        out = self.text_encoder(input_ids=ids.to(self.text_encoder.device)).last_hidden_state
-        return out.to(self.model.device, self.model.dtype)
+        states = encode_text(self.text_encoder, ids, self.text_tokenizer.pad_token_id)
+        return states.to(self.model.device, self.model.dtype)
 
     @torch.no_grad()
     def encode_video(self, video: Any) -> torch.Tensor:

@@ -260,9 +260,10 @@ def build_components(recipe: RecipeConfig | dict[str, Any]) -> dict[str, Any]:
         model = model_cls(**model_cls.complete_config(recipe.model.kwargs, text_tokenizer=text_tokenizer))
     text_encoder = None
     if recipe.text_encoder is not None:
-        from transformers import AutoModel
+        from vidtok.backbones.hf_causal_lm import load_transformers_model
 
-        text_encoder = AutoModel.from_pretrained(resolve_weights(recipe.text_encoder)).eval().requires_grad_(False)
+        # Strictly (missing, extra or mis-shaped weights are a LoadingError), as pipelines load their parts.
+        text_encoder = load_transformers_model(resolve_weights(recipe.text_encoder)).eval().requires_grad_(False)
     try:
         extra = {"text_encoder": text_encoder} if text_encoder is not None else {}
         model.check_compatible(video_tokenizer, backbone, head, **extra)
