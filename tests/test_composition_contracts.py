@@ -385,3 +385,14 @@ def test_the_frozen_text_encoder_follows_the_training_module(encoder_folder):
     train.to(torch.float64)
     assert next(pipe.text_encoder.parameters()).dtype == torch.float64
     train.to(torch.float32)
+
+
+def test_a_context_longer_than_the_backbone_positions_is_refused_when_built():
+    # 8 keyframes x (40 tokens + [BOV]) + 8 text positions = 336 > the tiny GPT-2's 256 positions.
+    with pytest.raises(ValueError, match="336 positions, the backbone reads 256"):
+        build_components(vidtok.RECIPES.create("dicode_tiny", tiny=True, num_deep_tokens=40))
+    # The same model with a shorter generation window fits.
+    parts = build_components(
+        vidtok.RECIPES.create("dicode_tiny", tiny=True, num_deep_tokens=40, model_kwargs={"context_keyframes": 6})
+    )
+    assert parts["backbone"].max_positions == 256

@@ -34,8 +34,6 @@ DOCS = ROOT / "docs"
 # Pages run elsewhere, or not (yet) runnable, with the reason.
 EXCLUDED = {
     "guides/plugins.md": "run by tests/test_plugin_guide.py",
-    "api/data.md": "not runnable yet: its blocks read datasets this machine does not have (webvid/train.csv, ...)",
-    "concepts/training.md": "not runnable yet: its commands train for thousands of steps (tiny.yaml: 2,000)",
 }
 
 # Pages whose program takes more than ~10 s on one CPU thread.

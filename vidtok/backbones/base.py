@@ -66,6 +66,11 @@ class Backbone(nn.Module, abc.ABC):
         """The token embedding table the backbone owns (for text prompts), or ``None``."""
         return None
 
+    @property
+    def max_positions(self) -> int | None:
+        """The longest sequence the backbone can read (learned position tables), or ``None`` if unbounded."""
+        return None
+
     @staticmethod
     def cache_length(past_key_values: Any) -> int:
         """Positions held by a cache (0 for ``None``)."""

@@ -401,6 +401,13 @@ class HFCausalLM(ModelMixin, Backbone):
         """The language model's token embedding table (prompts are embedded with it)."""
         return self.model.get_input_embeddings()
 
+    @property
+    def max_positions(self) -> int | None:
+        """``n_positions`` / ``max_position_embeddings`` of the language model's config."""
+        cfg = self.model.config
+        value = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+        return int(value) if value else None
+
     def forward(
         self,
         inputs_embeds: torch.Tensor,

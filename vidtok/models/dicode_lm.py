@@ -222,6 +222,7 @@ class DiCoDeLM(VideoARModel):
             if level.tokens != cfg.num_tokens:
                 problems.append(
                     f"the tokenizer gives {level.tokens} tokens per keyframe, the model expects {cfg.num_tokens}"
+                    + " (dicode_* recipes size the model with num_deep_tokens=N)"
                 )
             if level.codebook_size != cfg.codebook_size:
                 kind = lambda n: f"{n}-code discrete" if n is not None else "continuous"  # noqa: E731
@@ -234,6 +235,15 @@ class DiCoDeLM(VideoARModel):
             width = _backbone(backbone).hidden_size
             if width != cfg.hidden_size:
                 problems.append(f"backbone width {width} != model hidden_size {cfg.hidden_size}")
+            limit = _backbone(backbone).max_positions
+            window = int(cfg.get("context_keyframes") or cfg.max_keyframes)
+            needed = cfg.text_length + window * (cfg.num_tokens + 1)
+            if limit is not None and needed > limit:
+                problems.append(
+                    f"a context of {window} keyframes needs text_length {cfg.text_length} + {window} x "
+                    f"({cfg.num_tokens} tokens + [BOV]) = {needed} positions, the backbone reads {limit} "
+                    "(lower context_keyframes or max_keyframes, or give the backbone more positions)"
+                )
             if not self.reads_text_states and _backbone(backbone).get_input_embeddings() is None:
                 problems.append("the backbone has no token embedding table to embed the prompt with")
         if head is not None:

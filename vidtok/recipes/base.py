@@ -268,8 +268,7 @@ def build_components(recipe: RecipeConfig | dict[str, Any]) -> dict[str, Any]:
         extra = {"text_encoder": text_encoder} if text_encoder is not None else {}
         model.check_compatible(video_tokenizer, backbone, head, **extra)
     except ValueError as err:
-        hint = " (pass num_deep_tokens=N to the recipe)" if "tokens per keyframe" in str(err) else ""
-        raise ValueError(f"{recipe.name}: {err}{hint}") from None
+        raise ValueError(f"{recipe.name}: {err}") from None
     return {
         "video_tokenizer": video_tokenizer,
         "backbone": backbone,
