@@ -355,3 +355,18 @@ def test_bad_config():
         DiCoDeLM(**{**DiCoDeLM.tiny_config(), "mlp_layers": 0})
     with pytest.raises(ValueError, match="still_tolerance"):
         DiCoDeLM(**{**DiCoDeLM.tiny_config(), "still_gate": True, "still_tolerance": -1.0})
+
+
+def test_a_checkpoint_from_before_the_model_contract_still_loads(parts):
+    """Trainer checkpoints of VideoLMForTraining named the model "video_lm." and the bare GPT-2 "backbone.wte...";
+    the training module renames them on load, so such runs resume (strictly: every tensor lands)."""
+    lm, backbone = parts
+    model = VideoARModelForTraining(backbone, lm, L2Head(hidden_size=H, token_dim=D))
+    old = {}
+    for key, value in model.state_dict().items():
+        key = "video_lm." + key.removeprefix("model.") if key.startswith("model.") else key
+        old[key.replace("backbone.model.", "backbone.", 1)] = value.clone() + 1.0
+    assert "video_lm.bov" in old and "backbone.wte.weight" in old
+    model.load_state_dict(old, strict=True)
+    assert torch.equal(model.model.bov, old["video_lm.bov"])
+    assert torch.equal(model.backbone.model.wte.weight, old["backbone.wte.weight"])

@@ -200,6 +200,9 @@ class VideoARModelForTraining(nn.Module):
         self.active = next(iter(self.heads))
         self.text_tokenizer = text_tokenizer
         self.caption_transform = caption_transform
+        # Checkpoints written before the AR-model contract name the model "video_lm." and, for a transformers
+        # backbone, its weights without the adapter's "model." level: renamed on load, so such runs resume.
+        self.register_load_state_dict_pre_hook(self._migrate_state_dict)
         # Kept out of the module tree (not a submodule): frozen, not saved with the trained parts.
         self.__dict__["text_encoder"] = text_encoder.eval().requires_grad_(False) if text_encoder is not None else None
 
@@ -207,6 +210,20 @@ class VideoARModelForTraining(nn.Module):
     def video_lm(self) -> VideoARModel:
         """The AR model (the name it had when only DiCoDe's existed)."""
         return self.model
+
+    def _migrate_state_dict(self, module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        """Rename the keys of a pre-contract checkpoint in place (``video_lm.*``; bare transformers backbone keys)."""
+        from vidtok.backbones.hf_causal_lm import HFCausalLM
+
+        adapted = isinstance(self.backbone, HFCausalLM)
+        for key in list(state_dict):
+            if not key.startswith(prefix):
+                continue
+            rest = key[len(prefix) :]
+            if rest.startswith("video_lm."):
+                state_dict[prefix + "model." + rest[len("video_lm.") :]] = state_dict.pop(key)
+            elif adapted and rest.startswith("backbone.") and not rest.startswith("backbone.model."):
+                state_dict[prefix + "backbone.model." + rest[len("backbone.") :]] = state_dict.pop(key)
 
     @property
     def head(self) -> nn.Module:
