@@ -98,3 +98,35 @@ def test_image_to_video_names_a_wrong_image_type(pipe):
 def test_recipe_refuses_an_unknown_head_at_creation():
     with pytest.raises(KeyError, match="unknown head 'nope'"):
         vidtok.RECIPES.create("dicode_tiny", head="nope")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"prefix_tokens": [[0.0]]}, TypeError, "prefix_tokens must be a torch.Tensor"),
+        (
+            {"prefix_tokens": torch.zeros(1, 3, 4, 16), "num_keyframes": 2},
+            ValueError,
+            "prefix_tokens gives 3 keyframes",
+        ),
+        ({"prefix_tokens": torch.zeros(1, 1, 5, 16)}, ValueError, "prefix_tokens: deep tokens must be"),
+        ({"prefix_tokens": torch.zeros(4, 16)}, ValueError, "prefix_tokens must be"),
+    ],
+)
+def test_bad_prefixes_are_named(pipe, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        pipe("a red circle moves right", progress=False, output_type="latent", **kwargs)
+
+
+def test_a_video_prefix_longer_than_num_keyframes_names_video(pipe):
+    video = torch.zeros(1, 3, pipe.video_tokenizer.num_frames_for(3), 16, 16)
+    with pytest.raises(ValueError, match="video gives 3 keyframes, more than num_keyframes=2"):
+        pipe("a red circle moves right", video=video, num_keyframes=2, progress=False, output_type="latent")
+
+
+def test_image_to_video_takes_one_prompt_for_several_images(pipe):
+    images = torch.zeros(2, 3, 16, 16)
+    out = ImageToVideo(**pipe.components)(
+        images, ["a red circle"], num_keyframes=2, progress=False, output_type="latent"
+    )
+    assert out.tokens.shape[0] == 2

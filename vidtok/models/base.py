@@ -114,6 +114,13 @@ class VideoARModel(Component, abc.ABC):
         """
         raise NotImplementedError(f"{cls.__name__} names no tiny companions")
 
+    def check_tokens(self, tokens: torch.Tensor) -> None:
+        """Raise a ``ValueError``/``TypeError`` naming the problem if ``tokens`` are not what the model reads.
+
+        Pipelines check a prefix (image-to-video, continuation) with it before generating. The default accepts
+        anything; models override it.
+        """
+
     # ------------------------------------------------------------------ shared conveniences
     @classmethod
     def complete_config(cls, kwargs: dict[str, Any], *, text_tokenizer: Any = None) -> dict[str, Any]:

@@ -65,5 +65,7 @@ class ImageToVideo(TextToVideo):
                 f"got {type(image).__name__}"
             )
         tokens = self.encode_video(image)[:, :1]
+        if isinstance(prompt, (list, tuple)) and len(prompt) == 1:
+            prompt = prompt[0]  # one prompt for all images, as a string is
         prompts = [prompt] * tokens.shape[0] if isinstance(prompt, str) else prompt
         return super().__call__(prompts, num_keyframes=num_keyframes, prefix_tokens=tokens, **kwargs)

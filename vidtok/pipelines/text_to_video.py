@@ -299,9 +299,21 @@ class TextToVideo(VidtokPipeline):
         ids = self.encode_prompt(prompt, num_videos_per_prompt)
         if video is not None and prefix_tokens is not None:
             raise ValueError("give video or prefix_tokens, not both")
+        source = "video" if video is not None else "prefix_tokens"
         if video is not None:
             prefix_tokens = self.encode_video(video)
         if prefix_tokens is not None:
+            if not isinstance(prefix_tokens, torch.Tensor):
+                raise TypeError(f"prefix_tokens must be a torch.Tensor, got {type(prefix_tokens).__name__}")
+            if prefix_tokens.ndim < 3:
+                raise ValueError(
+                    f"prefix_tokens must be (B, P, N, D) tokens or (B, P, N) codes, got {tuple(prefix_tokens.shape)}"
+                )
+            if num_keyframes is not None and prefix_tokens.shape[1] > num_keyframes:
+                raise ValueError(
+                    f"{source} gives {prefix_tokens.shape[1]} keyframes, more than num_keyframes={num_keyframes} "
+                    "(num_keyframes counts the prefix)"
+                )
             if (
                 prefix_tokens.shape[0] * num_videos_per_prompt == ids.shape[0]
                 and prefix_tokens.shape[0] != ids.shape[0]
@@ -317,6 +329,11 @@ class TextToVideo(VidtokPipeline):
             raise ValueError(f"num_keyframes must be a positive int, got {num_keyframes!r}")
         if temperature is None:
             temperature = self.model.default_temperature
+        try:
+            if prefix_tokens is not None:
+                self.model.check_tokens(prefix_tokens)
+        except (ValueError, TypeError) as err:
+            raise type(err)(f"{source}: {err}") from None
         tokens = self.model.generate(
             self.backbone,
             self.head,
