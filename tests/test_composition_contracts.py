@@ -221,13 +221,17 @@ def code_pipe():
     torch.manual_seed(0)
     text_tokenizer = load_text_tokenizer(recipe.text_tokenizer)
     model_cls = vidtok.MODELS.get("dicode_lm")
-    return TextToVideo(
+    pipe = TextToVideo(
         video_tokenizer=ToyCodes(**ToyCodes.tiny_config()),
         backbone=vidtok.BACKBONES.create("hf_causal_lm", **recipe.backbone.kwargs),
         model=model_cls(**model_cls.complete_config(recipe.model.kwargs, text_tokenizer=text_tokenizer)),
         head=vidtok.HEADS.create("categorical", **recipe.head.kwargs),
         text_tokenizer=text_tokenizer,
     )
+    for module in pipe.components.values():
+        if isinstance(module, torch.nn.Module):
+            module.eval()  # as from_pretrained/from_recipe leave them: no dropout while generating
+    return pipe
 
 
 def test_discrete_codes_generate_and_decode_through_the_pipeline(code_pipe, tmp_path):
@@ -259,13 +263,34 @@ def test_discrete_model_guides_the_categorical_head_in_logit_space(code_pipe, mo
     original = type(code_pipe.head).sample
 
     def spy(self, hidden, *args, **kwargs):
-        calls.append(kwargs.get("guidance_scale", 1.0))
-        assert kwargs.get("uncond_hidden") is not None and kwargs["uncond_hidden"].shape == hidden.shape
+        calls.append((hidden.clone(), kwargs.get("uncond_hidden"), kwargs.get("guidance_scale", 1.0)))
         return original(self, hidden, *args, **kwargs)
 
     monkeypatch.setattr(type(code_pipe.head), "sample", spy)
-    code_pipe("a red circle moves right", num_keyframes=2, guidance_scale=4.0, progress=False, output_type="latent")
-    assert calls and all(s == 4.0 for s in calls)
+    prompt = "a red circle moves right"
+    code_pipe(prompt, num_keyframes=2, guidance_scale=4.0, progress=False, output_type="latent")
+    assert calls and all(s == 4.0 and u is not None and u.shape == h.shape for h, u, s in calls)
+    # The first draw, computed directly: the hidden states at the first [BOV] after the prompt and after the
+    # null prompt, through the output MLP. The head got exactly these as the conditional and the null rows.
+    model, backbone = code_pipe.model, code_pipe.backbone
+    ids = code_pipe.encode_prompt(prompt)
+    with torch.no_grad():
+        states = [
+            model.output_proj(
+                backbone(torch.cat([model.embed_text(backbone, t), model.embed_bov(1, 0)], 1)).last_hidden_state[:, -1]
+            )
+            for t in (ids, model.null_text(1))
+        ]
+    torch.testing.assert_close(calls[0][0], states[0])
+    torch.testing.assert_close(calls[0][1], states[1])
+    # And the codes drawn are the argmax of the logit-space guidance of those rows at temperature 0.
+    with torch.no_grad():
+        lc, lu = code_pipe.head(states[0]), code_pipe.head(states[1])
+    expected = code_pipe.head._compose((lu + 4.0 * (lc - lu)).argmax(-1))
+    codes = code_pipe(
+        prompt, num_keyframes=1, guidance_scale=4.0, temperature=0.0, progress=False, output_type="latent"
+    )
+    assert torch.equal(codes.tokens[:, 0, 0], expected)
 
 
 def test_discrete_mismatches_are_named(code_pipe):

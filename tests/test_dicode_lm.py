@@ -71,11 +71,14 @@ VARIANTS = {"plain": {}, "residual": {"keyframe_residual": True}, "still_gate": 
 @pytest.mark.parametrize("head_cls", [L2Head, GMMHead])
 @pytest.mark.parametrize("window", [None, 3])
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_kv_cache_generation_equals_uncached(parts, head_cls, window, variant):
+@pytest.mark.parametrize(("guidance", "prefix"), [(1.0, False), (3.0, True)], ids=["plain", "guided+prefix"])
+def test_kv_cache_generation_equals_uncached(parts, head_cls, window, variant, guidance, prefix):
     lm, backbone = parts
     lm = _variant(lm, **VARIANTS[variant])
     head = head_cls(hidden_size=H, token_dim=D).eval()
-    kw = {"num_steps": 6, "context_keyframes": window, "progress": False}
+    kw = {"num_steps": 6, "context_keyframes": window, "progress": False, "guidance_scale": guidance}
+    if prefix:  # a two-keyframe prefix, prefilled into both guidance branches and re-encoded by the window
+        kw["prefix"] = torch.randn(2, 2, N, D, generator=torch.Generator().manual_seed(7))
     a = lm.generate(backbone, head, _text(), generator=torch.Generator().manual_seed(5), **kw)
     b = lm.generate(backbone, head, _text(), generator=torch.Generator().manual_seed(5), use_cache=False, **kw)
     assert a.shape == (2, 6, N, D)
