@@ -203,6 +203,20 @@ def test_recipe_builds_generates_and_round_trips(name, tmp_path):
     assert torch.equal(out.frames, same.frames)
 
 
+@pytest.mark.parametrize("name", RECIPES)
+def test_recipe_components_fit_at_full_size(name):
+    """Each recipe's own configuration (not the shared tiny one): built on the meta device (shapes only), the
+    tokenizer, backbone, head and model fit and make a pipeline. Llama's tokenizer does not ship offline, so the
+    Llama recipes read GPT-2's BPE here (a smaller vocabulary than the model embeds, which fits)."""
+    overrides = {"text_tokenizer": "gpt2_bpe"} if "llama" in name else {}
+    recipe = vidtok.RECIPES.create(name, **overrides)
+    with torch.device("meta"):
+        parts = build_components(recipe)
+    pipe = TextToVideo(**parts)
+    assert type(pipe.head).registry_name == recipe.head.name and type(pipe.model).registry_name == recipe.model.name
+    assert pipe.backbone.hidden_size == recipe.model.kwargs["hidden_size"]
+
+
 # --------------------------------------------------------------------------------------------- discrete toy path
 @pytest.fixture(scope="module")
 def code_pipe():
