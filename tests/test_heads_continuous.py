@@ -215,10 +215,11 @@ def test_gmm_guidance_shares_one_component_between_branches():
     cond, uncond = torch.randn(6, HIDDEN), torch.randn(6, HIDDEN)
     g = torch.Generator
     plain = head.sample(cond, temperature=0.7, generator=g().manual_seed(1))
-    same = head.sample(cond, 0.7, g().manual_seed(1), guidance_scale=1.0, uncond_hidden=uncond)
+    same = head.sample(cond, temperature=0.7, generator=g().manual_seed(1), guidance_scale=1.0, uncond_hidden=uncond)
     assert torch.equal(plain, same)
     torch.testing.assert_close(
-        head.sample(cond, 0.0, guidance_scale=0.0, uncond_hidden=uncond), head.sample(uncond, 0.0)
+        head.sample(cond, temperature=0.0, guidance_scale=0.0, uncond_hidden=uncond),
+        head.sample(uncond, temperature=0.0),
     )
 
     s = 3.0
@@ -227,9 +228,9 @@ def test_gmm_guidance_shares_one_component_between_branches():
     k = (lu + s * (lc - lu)).argmax(-1)
     rows = torch.arange(6)
     expected = mu[rows, k] + s * (mc[rows, k] - mu[rows, k])
-    torch.testing.assert_close(head.sample(cond, 0.0, guidance_scale=s, uncond_hidden=uncond), expected)
+    torch.testing.assert_close(head.sample(cond, temperature=0.0, guidance_scale=s, uncond_hidden=uncond), expected)
     # with noise: the guided mean plus the conditional component's std (the same component in both branches)
-    draws = head.sample(cond[:1].expand(20_000, -1), 1.0, g().manual_seed(0), guidance_scale=s,
+    draws = head.sample(cond[:1].expand(20_000, -1), temperature=1.0, generator=g().manual_seed(0), guidance_scale=s,
                         uncond_hidden=uncond[:1].expand(20_000, -1))  # fmt: skip
     weights = torch.softmax(lu[0] + s * (lc[0] - lu[0]), -1)
     guided_means = mu[0] + s * (mc[0] - mu[0])
@@ -247,7 +248,9 @@ def test_gaussian_guidance_guides_the_mean_and_keeps_the_conditional_std():
     cond, uncond = torch.randn(1, HIDDEN).expand(20_000, -1), torch.randn(1, HIDDEN).expand(20_000, -1)
     mc, vc = head.split_params(head(cond[:1]))
     mu, _ = head.split_params(head(uncond[:1]))
-    draws = head.sample(cond, 1.0, torch.Generator().manual_seed(0), guidance_scale=2.5, uncond_hidden=uncond)
+    draws = head.sample(
+        cond, temperature=1.0, generator=torch.Generator().manual_seed(0), guidance_scale=2.5, uncond_hidden=uncond
+    )
     torch.testing.assert_close(draws.mean(0), (mu + 2.5 * (mc - mu))[0], atol=0.05, rtol=0)
     torch.testing.assert_close(draws.std(0), vc[0].sqrt(), rtol=0.03, atol=0)
     with pytest.raises(ValueError, match="needs uncond_hidden"):

@@ -69,6 +69,7 @@ class TokenHead(Component, abc.ABC):
     def sample(
         self,
         hidden: torch.Tensor,
+        *,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
         guidance_scale: float = 1.0,

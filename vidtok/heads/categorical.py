@@ -174,6 +174,7 @@ class CategoricalHead(TokenHead):
     def sample(
         self,
         hidden: torch.Tensor,
+        *,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
         guidance_scale: float = 1.0,

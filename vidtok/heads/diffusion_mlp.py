@@ -377,9 +377,9 @@ class DiffusionMLPHead(TokenHead):
     def sample(
         self,
         hidden: torch.Tensor,
+        *,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
-        *,
         num_inference_steps: int | None = None,
         guidance_scale: float = 1.0,
         uncond_hidden: torch.Tensor | None = None,

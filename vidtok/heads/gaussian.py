@@ -135,6 +135,7 @@ class GaussianHead(TokenHead):
     def sample(
         self,
         hidden: torch.Tensor,
+        *,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
         guidance_scale: float = 1.0,

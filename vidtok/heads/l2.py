@@ -117,6 +117,7 @@ class L2Head(TokenHead):
     def sample(
         self,
         hidden: torch.Tensor,
+        *,
         temperature: float = 1.0,
         generator: torch.Generator | None = None,
         guidance_scale: float = 1.0,
