@@ -42,6 +42,8 @@ SLOW = {"api/training.md"}
 # Every block marked `<!-- snippet: skip (reason) -->`, in page order: (page, reason).
 INSTALL = "creates a virtual environment and installs from the network; CI runs the README's identical command"
 SKIPPED = [
+    ("concepts/training.md", "hours of CPU training"),
+    ("concepts/training.md", "needs several GPUs, and several machines for the last command"),
     ("development.md", "runs the test suite, which runs this page"),
     ("getting-started.md", INSTALL),
     ("getting-started.md", INSTALL),
