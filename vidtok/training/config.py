@@ -399,6 +399,25 @@ def load_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+def load_run_mapping(source: Any, overrides: Sequence[str], known: Sequence[str], what: str) -> dict[str, Any]:
+    """A run file (or mapping) with ``--set`` overrides applied, its top-level keys checked against ``known``.
+
+    Raises:
+        ConfigError: A top-level key not in ``known`` (with the closest known one), or a bad override.
+    """
+    import copy
+    import difflib
+
+    data = copy.deepcopy(dict(source)) if isinstance(source, Mapping) else load_mapping(source)
+    apply_overrides(data, overrides)
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), list(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
+            raise ConfigError(f"{key}: unknown {what}{hint}")
+    return data
+
+
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Apply ``key.sub.key=value`` overrides to a nested mapping, in place, and return it.
 

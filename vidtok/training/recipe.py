@@ -55,7 +55,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vidtok.training.config import ConfigError, TrainingConfig, apply_overrides, build_config, load_mapping
+from vidtok.training.config import (
+    ConfigError,
+    TrainingConfig,
+    build_config,
+    load_run_mapping,
+)
 
 __all__ = [
     "EvaluationConfig",
@@ -334,13 +339,7 @@ def load_recipe_run(
     Raises:
         ConfigError: On an unknown key, recipe or override (named by dotted path), or invalid values.
     """
-    data = copy.deepcopy(dict(source)) if isinstance(source, Mapping) else load_mapping(source)
-    apply_overrides(data, overrides)
-    for key in data:
-        if key not in _TOP_LEVEL:
-            close = difflib.get_close_matches(str(key), _TOP_LEVEL, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(_TOP_LEVEL)})"
-            raise ConfigError(f"{key}: unknown key of a recipe run{hint}")
+    data = load_run_mapping(source, overrides, _TOP_LEVEL, "key of a recipe run")
     recipe = _create_recipe(data.get("recipe"), data.get("overrides") or {})
     section = recipe.training
     data_cfg = build_config(ShapesDataConfig, data.get("data") or {}, "data")

@@ -41,7 +41,6 @@ limits, for configs you wrote or trust. A config cannot grant this to itself: an
 
 from __future__ import annotations
 
-import copy
 import difflib
 import importlib
 import inspect
@@ -50,7 +49,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from vidtok.training.config import ConfigError, TrainingConfig, apply_overrides, load_mapping
+from vidtok.training.config import ConfigError, TrainingConfig, load_run_mapping
 
 __all__ = ["DATASET_NAMES", "build_datasets", "build_model", "load_run_config", "train_from_config"]
 
@@ -314,13 +313,7 @@ def load_run_config(
     Raises:
         ConfigError: On unknown sections or invalid trainer fields (named by dotted path).
     """
-    data = copy.deepcopy(dict(source)) if isinstance(source, Mapping) else load_mapping(source)
-    apply_overrides(data, overrides)
-    for key in data:
-        if key not in _SECTIONS:
-            close = difflib.get_close_matches(str(key), _SECTIONS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f" (sections: {', '.join(_SECTIONS)})"
-            raise ConfigError(f"{key}: unknown section{hint}")
+    data = load_run_mapping(source, overrides, _SECTIONS, "section")
     if "model" not in data:
         raise ConfigError("model: required section is missing (name or target of the model to train)")
     if stages:
