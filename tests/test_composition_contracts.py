@@ -435,3 +435,14 @@ def test_a_context_longer_than_the_backbone_positions_is_refused_when_built():
         vidtok.RECIPES.create("dicode_tiny", tiny=True, num_deep_tokens=40, model_kwargs={"context_keyframes": 6})
     )
     assert parts["backbone"].max_positions == 256
+
+
+def test_reconstruction_reports_any_tokenizer_from_its_layout(tmp_path):
+    from vidtok.pipelines.reconstruct import Reconstruct, compression_report
+
+    toy = ToyCodes(**ToyCodes.tiny_config())
+    report = compression_report(toy, num_frames=9, height=16, width=16, fps=8.0)
+    assert report["tokens_total"] == 12 and report["token_values"] == 36 and report["tokens_per_second"] == 8.0
+    video = torch.rand(1, 3, 9, 16, 16) * 2 - 1
+    out = Reconstruct(toy)(video, output_type="pt", progress=False)
+    assert out.frames.shape == (1, 3, 9, 16, 16)

@@ -81,22 +81,29 @@ def compression_report(
         ``pixels_per_token``, ``value_compression`` (pixel values / token values), ``vq_tokens`` and
         ``vq_ratio`` (VQ codes / amortized tokens).
     """
-    f = int(frame_stride or tokenizer.temporal_compression)
-    per_step = tokenizer.tokens_per_step(height, width)
-    steps = (num_frames - 1) // f + 1
-    total = steps * per_step
-    amortized = max(num_frames - 1, 1) / f * per_step if num_frames > 1 else per_step
+    if frame_stride is None:
+        # The tokenizer's own description, summed over its levels (hierarchical tokenizers have several).
+        levels = [
+            (lv.steps, lv.tokens, lv.dim, lv.frames_per_step)
+            for lv in tokenizer.token_layout(num_frames, height, width)
+        ]
+    else:  # deep tokens encoded at another keyframe stride
+        f = int(frame_stride)
+        levels = [((num_frames - 1) // f + 1, tokenizer.tokens_per_step(height, width), tokenizer.token_dim, f)]
+    total = sum(steps * tokens for steps, tokens, _, _ in levels)
+    token_values = sum(steps * tokens * dim for steps, tokens, dim, _ in levels)
+    amortized = sum((max(num_frames - 1, 1) / f * tokens if num_frames > 1 else tokens) for _, tokens, _, f in levels)
     pixels = num_frames * height * width
     vq = vq_token_count(num_frames, height, width)
     return {
         "tokens_total": float(total),
         "tokens_per_clip": float(amortized),
-        "tokens_per_second": fps / f * per_step,
+        "tokens_per_second": sum(fps / f * tokens for _, tokens, _, f in levels),
         "pixels": float(pixels),
         "values": float(pixels * 3),
-        "token_values": float(total * tokenizer.token_dim),
+        "token_values": float(token_values),
         "pixels_per_token": pixels / total,
-        "value_compression": pixels * 3 / (total * tokenizer.token_dim),
+        "value_compression": pixels * 3 / token_values,
         "vq_tokens": float(vq),
         "vq_ratio": vq / amortized,
     }
@@ -327,7 +334,9 @@ def reconstruct_file(
         "letterbox": float(fit == "letterbox"),
         "shapes_palette_fraction": domain_fraction,
     }
-    report.update(compression_report(tok, num_frames=recon.shape[2], height=h, width=w, fps=fps, frame_stride=f))
+    report.update(
+        compression_report(tok, num_frames=recon.shape[2], height=h, width=w, fps=fps, frame_stride=frame_stride)
+    )
     side = torch.cat([original, recon], dim=-1)[0]
     save_video(side, Path(output_path), fps=fps)
     if verbose:
@@ -373,4 +382,17 @@ def _resolve_model(model: Any) -> VideoTokenizer:
         return load_shapes_default()
     if isinstance(model, VideoTokenizer):
         return model
-    return DeepTokenizer.from_pretrained(os.fspath(model))
+    # Any registered tokenizer: the folder's config names its class (deep tokens when it says nothing).
+    import json
+
+    from vidtok.tokenizers.base import TOKENIZERS
+
+    path = os.fspath(model)
+    class_name = None
+    config = os.path.join(path, "config.json")
+    if os.path.isfile(config):
+        with open(config, encoding="utf-8") as f:
+            data = json.load(f)
+        class_name = data.get("_class_name") if isinstance(data, dict) else None
+    classes = {cls.__name__: cls for _, cls in TOKENIZERS.items()}
+    return classes.get(class_name, DeepTokenizer).from_pretrained(path)
