@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vidtok.validation import check_generator, check_number
+from vidtok.validation import check_count, check_generator, check_number
 
 __all__ = [
     "build_trunk",
@@ -89,14 +89,9 @@ def check_config_int(owner: str, name: str, value: Any, *, minimum: int = 1, opt
         TypeError: Naming ``name`` when ``value`` is not an int (``3.5``, ``4.0``, ``True``, ``"16"``).
         ValueError: Naming ``name`` when it is below ``minimum``.
     """
-    if value is None and optional:
-        return None
-    # bool is an int subclass; a float, even 4.0, would be stored as 4.0 in config.json and break nn.Linear.
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{owner}: {name} must be an int, got {_type_name(value)} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{owner}: {name} must be >= {minimum}, got {value}")
-    return value
+    # The library's one int check (bools and floats refused: even 4.0 would be stored as 4.0 in config.json and
+    # break nn.Linear), with the head's name in front of the key.
+    return check_count(f"{owner}: {name}", value, low=minimum, optional=optional)
 
 
 def check_config_float(

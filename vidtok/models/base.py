@@ -114,6 +114,18 @@ class VideoARModel(Component, abc.ABC):
         """
         raise NotImplementedError(f"{cls.__name__} names no tiny companions")
 
+    @property
+    def trained_length(self) -> int | None:
+        """The token steps per sequence the model was trained on, where it records them (else ``None``)."""
+        return None
+
+    def record_trained_length(self, steps: int) -> None:
+        """Record that the model was trained on sequences of ``steps`` token steps (trainers call it).
+
+        The default records nothing; a model whose positions are learned uses it as the default generation
+        window, so generation never reaches positions training has not.
+        """
+
     def check_tokens(self, tokens: torch.Tensor) -> None:
         """Raise a ``ValueError``/``TypeError`` naming the problem if ``tokens`` are not what the model reads.
 

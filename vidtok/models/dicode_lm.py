@@ -194,6 +194,15 @@ class DiCoDeLM(VideoARModel):
             "head": ("l2", {"hidden_size": 32, "token_dim": 8}),
         }
 
+    @property
+    def trained_length(self) -> int | None:
+        """The recorded ``context_keyframes`` (else ``max_keyframes``): keyframes per training sequence."""
+        return int(self.config.get("context_keyframes") or self.config.max_keyframes)
+
+    def record_trained_length(self, steps: int) -> None:
+        """Set ``context_keyframes`` (the default generation window) to ``steps``, at most ``max_keyframes``."""
+        self.register_to_config(context_keyframes=min(int(steps), int(self.config.max_keyframes)))
+
     # ------------------------------------------------------------------ compatibility
     @property
     def generates_codes(self) -> bool:  # type: ignore[override]

@@ -669,11 +669,9 @@ def train_recipe(
         if check_init is not None:
             check_init(TextToVideo.from_pretrained(run.init_from), components)
         saved = load_pipeline_weights(components, run.init_from, fresh=run.init_fresh, log=say)
-        saved_cfg = saved.model.config
-        trained = max(trained, saved_cfg.get("context_keyframes") or saved_cfg.get("max_keyframes") or trained)
-    # Generation windows stay within the frame indices training has reached (past them, the model slides).
-    if {"context_keyframes", "max_keyframes"} <= set(model.config):
-        model.register_to_config(context_keyframes=min(trained, model.config.max_keyframes))
+        trained = max(trained, saved.model.trained_length or trained)
+    # Generation windows stay within the positions training has reached (past them, the model slides).
+    model.record_trained_length(trained)
 
     transform = CaptionAugmentation(data_cfg.color_dropout) if data_cfg.augment else None
     module = build_training_module(components, run.config, cfg.resolved_stages(), caption_transform=transform)
