@@ -223,8 +223,7 @@ class DiCoDeLM(VideoARModel):
                 f"the model reads text-encoder states (text_embed_dim={cfg.text_embed_dim}): no text_encoder"
             )
         if tokenizer is not None:
-            size = tokenizer.sample_size or (64, 64)
-            layout = tokenizer.token_layout(tokenizer.num_frames_for(2), *size)
+            layout = tokenizer.reference_layout()
             if len(layout) != 1:
                 problems.append(f"dicode_lm reads one token level, the tokenizer makes {len(layout)}")
             level = layout[-1]

@@ -149,12 +149,6 @@ class VideoTokenizer(Component, abc.ABC):
             return None
         return (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
-    def _reference_size(self) -> tuple[int, int]:
-        size = self.sample_size
-        if size is None:
-            raise ValueError(f"{type(self).__name__} has no sample_size: give height and width")
-        return size
-
     def valid_num_frames(self, num_frames: int) -> bool:
         """Whether a video of ``num_frames`` frames tokenizes without leftover frames (``1 + k f``)."""
         return num_frames >= 1 and (num_frames - 1) % self.temporal_compression == 0
@@ -164,27 +158,27 @@ class VideoTokenizer(Component, abc.ABC):
         return (int(steps) - 1) * self.temporal_compression + 1
 
     # ------------------------------------------------------------------ derived from the layout
-    def _finest(self, height: int | None = None, width: int | None = None) -> TokenLevel:
-        h, w = (height, width) if height is not None and width is not None else self._reference_size()
-        return self.token_layout(1, h, w)[-1]
+    def reference_layout(self) -> list[TokenLevel]:
+        """The layout of one frame at the native size (64 × 64 when any size works).
+
+        The size-independent figures (stride, channels, codebook) and model compatibility checks read it.
+        """
+        return self.token_layout(1, *(self.sample_size or (64, 64)))
 
     @property
     def temporal_compression(self) -> int:
         """Input frames per token step of the finest level (the keyframe stride for deep tokens)."""
-        size = self.sample_size or (64, 64)
-        return self.token_layout(1, *size)[-1].frames_per_step
+        return self.reference_layout()[-1].frames_per_step
 
     @property
     def token_dim(self) -> int:
         """Channels ``D`` of one token of the finest level."""
-        size = self.sample_size or (64, 64)
-        return self.token_layout(1, *size)[-1].dim
+        return self.reference_layout()[-1].dim
 
     @property
     def codebook_size(self) -> int | list[int] | None:
         """Code vocabulary size (a list, coarsest first, for several levels); ``None`` if continuous."""
-        size = self.sample_size or (64, 64)
-        sizes = [level.codebook_size for level in self.token_layout(1, *size)]
+        sizes = [level.codebook_size for level in self.reference_layout()]
         if all(s is None for s in sizes):
             return None
         return sizes[0] if len(sizes) == 1 else sizes
@@ -196,7 +190,7 @@ class VideoTokenizer(Component, abc.ABC):
 
     def tokens_per_step(self, height: int, width: int) -> int:
         """Tokens ``N`` per step of the finest level for frames of the given size."""
-        return self._finest(height, width).tokens
+        return self.token_layout(1, height, width)[-1].tokens
 
     def tokens_per_second(self, fps: float, height: int, width: int) -> float:
         """Tokens per second of video at ``fps`` (summed over levels; the first-frame step amortized away)."""
