@@ -48,7 +48,6 @@ import logging
 import os
 import re
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
@@ -254,23 +253,18 @@ def save_atomically(
 
 
 def _related_class_names(cls: type) -> set[str]:
-    """Names a config's ``_class_name`` may carry to load as ``cls``: its own, its bases', its subclasses'."""
-    names = {c.__name__ for c in cls.__mro__ if c not in (Component, ModelMixin, ConfigMixin, object)}
+    """Names a config's ``_class_name`` may carry to load as ``cls``.
+
+    Its own, its bases' and its subclasses' names, and the earlier names of all of them
+    (:attr:`Component.former_class_names`).
+    """
+    related = [c for c in cls.__mro__ if c not in (Component, ModelMixin, ConfigMixin, object)]
     todo = [cls]
     while todo:
         for sub in todo.pop().__subclasses__():
-            names.add(sub.__name__)
+            related.append(sub)
             todo.append(sub)
-    return names
-
-
-def _is_alias(name: str, cls: type) -> bool:
-    """Whether an imported module binds ``name`` to ``cls``, a base or a subclass (``VideoLM = DiCoDeLM``)."""
-    for module in list(sys.modules.values()):
-        obj = getattr(module, "__dict__", {}).get(name)  # not getattr: no lazy module imports anything here
-        if isinstance(obj, type) and issubclass(obj, Component) and (issubclass(obj, cls) or issubclass(cls, obj)):
-            return True
-    return False
+    return {c.__name__ for c in related} | {n for c in related for n in getattr(c, "former_class_names", ())}
 
 
 class Component(ModelMixin, ConfigMixin):
@@ -285,11 +279,14 @@ class Component(ModelMixin, ConfigMixin):
         config_version: Version of this class's config schema. Bump it when an argument is renamed or its
             meaning changes, and teach :meth:`migrate_config` to upgrade older configs.
         registry_name: The name under which the class is registered (set by the registry).
+        former_class_names: Names the class was saved under before a rename (their folders load as it).
     """
 
     config_name = "config.json"
     config_version: ClassVar[int] = 1
     registry_name: ClassVar[str | None] = None
+    #: Names the class was saved under before a rename; their folders (``_class_name``) load as this class.
+    former_class_names: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -427,7 +424,7 @@ class Component(ModelMixin, ConfigMixin):
         if stored is not None and stored != cls.__name__:
             if not isinstance(stored, str):
                 raise LoadingError(f"{os.path.join(folder, cls.config_name)}: _class_name must be a string")
-            if stored not in _related_class_names(cls) and not _is_alias(stored, cls):
+            if stored not in _related_class_names(cls):
                 raise LoadingError(
                     f"{folder} holds a {stored} (_class_name in {cls.config_name}), which cannot be loaded as "
                     f"{cls.__name__}; load it with {stored}.from_pretrained (or import the module defining {stored})"

@@ -101,6 +101,9 @@ class DiCoDeLM(VideoARModel):
             instead of ids embedded with the language model's own table (DiCoDe's way; ``None``, the default).
     """
 
+    #: DiCoDe's video LM was ``VideoLM`` before the AR-model contract; its saved folders say so.
+    former_class_names = ("VideoLM",)
+
     @register_to_config
     def __init__(
         self,
