@@ -143,7 +143,7 @@ class TextToVideo(VidtokPipeline):
                 f"text tokenizer has {len(self.text_tokenizer)} tokens, the {name} embeds {table.num_embeddings}"
             )
         if problems:
-            raise ValueError("TextToVideo components do not fit: " + "; ".join(problems))
+            raise ValueError("TextToVideo: " + "; ".join(problems))
 
     # ------------------------------------------------------------------ construction
     @classmethod
