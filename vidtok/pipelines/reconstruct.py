@@ -383,16 +383,11 @@ def _resolve_model(model: Any) -> VideoTokenizer:
     if isinstance(model, VideoTokenizer):
         return model
     # Any registered tokenizer: the folder's config names its class (deep tokens when it says nothing).
-    import json
-
+    from vidtok.modeling_utils import read_json_object
     from vidtok.tokenizers.base import TOKENIZERS
 
     path = os.fspath(model)
-    class_name = None
     config = os.path.join(path, "config.json")
-    if os.path.isfile(config):
-        with open(config, encoding="utf-8") as f:
-            data = json.load(f)
-        class_name = data.get("_class_name") if isinstance(data, dict) else None
+    class_name = read_json_object(config, "tokenizer config").get("_class_name") if os.path.isfile(config) else None
     classes = {cls.__name__: cls for _, cls in TOKENIZERS.items()}
     return classes.get(class_name, DeepTokenizer).from_pretrained(path)
