@@ -213,6 +213,8 @@ def unknown_words(tokenizer: Any, prompt: str) -> list[str]:
     unk = getattr(tokenizer, "unk_token_id", None)
     if unk is None or not prompt.strip():
         return []
+    if not getattr(tokenizer, "is_fast", False):  # slow tokenizers have no offsets: test word by word
+        return [w for w in prompt.split() if unk in tokenizer(w, add_special_tokens=False)["input_ids"]]
     enc = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
     return [prompt[a:b] for i, (a, b) in zip(enc["input_ids"], enc["offset_mapping"]) if i == unk]
 
@@ -242,16 +244,15 @@ def encode_prompts(
     for i, prompt in enumerate(prompts):
         if not isinstance(prompt, str):
             raise TypeError(f"prompt {i} must be a string, got {type(prompt).__name__}")
-        if warn_unknown:
-            unknown = unknown_words(tokenizer, prompt)
-            if unknown:
-                warnings.warn(
-                    f"prompt {i} ({prompt!r}): the model cannot read {unknown} (not in its text vocabulary); "
-                    "they are read as an unknown word",
-                    UnknownWordsWarning,
-                    stacklevel=2,
-                )
         row = tokenizer(prompt.strip(), add_special_tokens=False)["input_ids"] if prompt.strip() else []
+        # Only a prompt that has the unknown token is tokenized again, to name the words.
+        if warn_unknown and getattr(tokenizer, "unk_token_id", None) in row:
+            warnings.warn(
+                f"prompt {i} ({prompt!r}): the model cannot read {unknown_words(tokenizer, prompt.strip())} (not in "
+                "its text vocabulary); they are read as an unknown word",
+                UnknownWordsWarning,
+                stacklevel=2,
+            )
         if len(row) > length:
             if not truncate:
                 raise ValueError(
