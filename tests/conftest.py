@@ -34,3 +34,14 @@ def seed() -> int:
 def rng(seed: int) -> np.random.Generator:
     """A seeded NumPy generator."""
     return np.random.default_rng(seed)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``fullsize`` tests (a released model at full size on CPU: minutes and tens of GB of disk) run only when
+    selected by name (``-m fullsize``); every other run skips them, saying why."""
+    if "fullsize" in (config.getoption("markexpr", "") or ""):
+        return
+    skip = pytest.mark.skip(reason="full-size release test: run with -m fullsize (minutes, ~25 GB of disk)")
+    for item in items:
+        if "fullsize" in item.keywords:
+            item.add_marker(skip)

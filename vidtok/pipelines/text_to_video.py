@@ -229,9 +229,10 @@ class TextToVideo(VidtokPipeline):
         duration: float | None = None,
         guidance_scale: float = 1.0,
         temperature: float | None = None,
-        num_inference_steps: int = 10,
-        decoder_guidance_scale: float = 1.0,
-        eta: float = 0.0,
+        num_inference_steps: int | None = None,
+        decoder_guidance_scale: float | None = None,
+        eta: float | None = None,
+        decoder_guidance_rescale: float | None = None,
         generator: torch.Generator | None = None,
         num_videos_per_prompt: int = 1,
         video: Any = None,
@@ -252,9 +253,13 @@ class TextToVideo(VidtokPipeline):
             duration: Alternatively, the length in seconds (rounded up to whole keyframe intervals).
             guidance_scale: Classifier-free guidance of the language model against the null prompt (1 = off).
             temperature: Sampling temperature of the head (default: the model's ``config.temperature``).
-            num_inference_steps: Denoising steps of the tokenizer's diffusion decoder.
+            num_inference_steps: Denoising steps of the tokenizer's diffusion decoder. This and the other
+                decoder settings default to the tokenizer's saved ``decode_defaults`` (a converted DiCoDe
+                release: 50 steps, guidance 7.5, rescale 0.7, eta 1), else to 10 steps, no guidance, eta 0.
             decoder_guidance_scale: CFG of the diffusion decoder against its unconditional tokens.
             eta: DDIM eta of the decoder (0 deterministic).
+            decoder_guidance_rescale: Rescale of the decoder's guided prediction to the conditional one's std
+                (DiCoDe: 0.7; 0 = off).
             generator: Source of all randomness (tokens and decoder noise).
             num_videos_per_prompt: Videos per prompt.
             video: Continue this video (``(B, C, T, H, W)`` in ``[-1, 1]`` or frames): its keyframes are
@@ -291,9 +296,19 @@ class TextToVideo(VidtokPipeline):
             )
         guidance_scale = check_number("guidance_scale", guidance_scale)
         temperature = check_number("temperature", temperature, optional=True)
+        saved = self.video_tokenizer.decode_defaults
+        if num_inference_steps is None:
+            num_inference_steps = saved.get("num_inference_steps", 10)
+        if decoder_guidance_scale is None:
+            decoder_guidance_scale = saved.get("guidance_scale", 1.0)
+        if eta is None:
+            eta = saved.get("eta", 0.0)
+        if decoder_guidance_rescale is None:
+            decoder_guidance_rescale = saved.get("guidance_rescale", 0.0)
         check_count("num_inference_steps", num_inference_steps)
         decoder_guidance_scale = check_number("decoder_guidance_scale", decoder_guidance_scale)
         eta = check_number("eta", eta)
+        decoder_guidance_rescale = check_number("decoder_guidance_rescale", decoder_guidance_rescale, high=1.0)
         check_count("context_keyframes", context_keyframes, optional=True)
         check_generator(generator)
         ids = self.encode_prompt(prompt, num_videos_per_prompt)
@@ -359,6 +374,8 @@ class TextToVideo(VidtokPipeline):
             eta=eta,
             generator=generator,
             progress=progress,
+            # Passed only when set, so a decoder without the option keeps its own signature happy.
+            **({"guidance_rescale": decoder_guidance_rescale} if decoder_guidance_rescale else {}),
         )
         if self.model.generates_codes:
             frames = tok.decode_codes(tokens.to(tok.device), **dec).float()

@@ -136,6 +136,14 @@ class VideoTokenizer(Component, abc.ABC):
         return {k: v for k, v in options.items() if k in params}
 
     @property
+    def decode_defaults(self) -> dict[str, Any]:
+        """Sampler settings saved with the tokenizer, used by pipelines when their caller gives none.
+
+        Config ``decode_defaults`` (e.g. a converted release's DDIM steps and guidance); ``{}`` if it has none.
+        """
+        return dict(self.config.get("decode_defaults") or {})
+
+    @property
     def training_domain(self) -> str | None:
         """What the tokenizer was trained on (config ``training_domain``, e.g. ``"shapes"``), if recorded."""
         return self.config.get("training_domain")

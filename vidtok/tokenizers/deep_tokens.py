@@ -46,6 +46,7 @@ from torch import nn
 from vidtok.assets import shipped_path
 from vidtok.noise import rand, randn
 from vidtok.outputs import TokenizerOutput, TokenLevel
+from vidtok.tokenizers._dicode_unet import DiCoDeUNet
 from vidtok.tokenizers._frame_encoders import build_frame_encoder
 from vidtok.tokenizers._resampler import PerceiverResampler
 from vidtok.tokenizers._video_denoiser import VideoDenoiser
@@ -60,6 +61,12 @@ embedded default pipeline, so it ships once."""
 
 _UNCOND = ("grey", "learned")
 _PREVIEW_LOSSES = ("mse", "l1")
+# Denoiser architectures by name: this library's factorized UNet, or the released DiCoDe (DynamiCrafter) UNet.
+_DENOISERS = {"video_denoiser": VideoDenoiser, "dicode_unet": DiCoDeUNet}
+# Sampler settings a saved tokenizer may default (decode_defaults) and the values used when it does not.
+_DECODE_DEFAULTS = {"num_inference_steps": 25, "guidance_scale": 1.0, "guidance_rescale": 0.0, "eta": 0.0}
+# The diffusers DDIM options a tokenizer may fix (scheduler_kwargs): how sampling steps are spaced.
+_SCHEDULER_KEYS = ("timestep_spacing", "steps_offset", "set_alpha_to_one")
 
 
 class _DDIMScheduler(DDIMScheduler):
@@ -129,9 +136,16 @@ class DeepTokenizer(VideoTokenizer):
         vae_config: Instead of ``vae``, the ``AutoencoderKL`` config (weights come with this tokenizer's
             checkpoint).
         vae_scaling_factor: Latent scaling (``None``: the VAE config's ``scaling_factor``).
-        denoiser_kwargs: Keyword arguments of the video denoiser (``block_channels``, ``layers_per_block``,
-            ``attention_levels``, ``temporal_levels``, ``head_dim``, ``norm_groups``, ``spatial_condition``,
-            ``spatial_dim``, ``spatial_depth``, ``spatial_upsample``, ``spatial_features``).
+        denoiser_type: The denoiser architecture: ``"video_denoiser"`` (this library's factorized spatial/temporal UNet,
+            sized for CPU training) or ``"dicode_unet"`` (the released DiCoDe decoder, DynamiCrafter's 3-D UNet
+            with image cross-attention; :class:`~vidtok.tokenizers._dicode_unet.DiCoDeUNet`, the architecture the
+            official weights load into).
+        denoiser_kwargs: Keyword arguments of the denoiser. ``video_denoiser``: ``block_channels``,
+            ``layers_per_block``, ``attention_levels``, ``temporal_levels``, ``head_dim``, ``norm_groups``,
+            ``spatial_condition``, ``spatial_dim``, ``spatial_depth``, ``spatial_upsample``, ``spatial_features``.
+            ``dicode_unet``: ``model_channels``, ``channel_mult``, ``num_res_blocks``, ``attention_resolutions``,
+            ``num_head_channels``, ``fs`` (the frame-stride condition, 6 in DiCoDe's demos), ... (its
+            docstring); ``in_channels`` and ``context_dim`` are set by the tokenizer.
         context_mode: Which tokens each frame cross-attends to: ``"half"`` (DiCoDe: head tokens for the first
             half of the clip, rear tokens for the second), ``"interpolate"`` or ``"both"``.
         num_train_timesteps: Diffusion steps.
@@ -157,6 +171,14 @@ class DeepTokenizer(VideoTokenizer):
             edges, as in the L1 reconstruction losses of VQGAN-style tokenizers.
         training_domain: What the tokenizer was trained on (metadata, e.g. ``"shapes"`` for the shipped one):
             ``vidtok reconstruct`` says so when an input does not look like it. Does not change the tokens.
+        scheduler_kwargs: DDIM options that fix how sampling steps are spaced: ``timestep_spacing``
+            (``"trailing"``, the default with zero terminal SNR, or ``"leading"``/``"linspace"``),
+            ``steps_offset`` and ``set_alpha_to_one`` (default ``True``: the last step returns the denoised
+            sample). DiCoDe's sampler ("uniform" steps 1, 21, ..., 981, last step to ``alphas_cumprod[0]``) is
+            ``{"timestep_spacing": "leading", "steps_offset": 1, "set_alpha_to_one": False}``.
+        decode_defaults: The sampler settings :meth:`decode` (and the pipelines) use when the caller gives
+            none: any of ``num_inference_steps``, ``guidance_scale``, ``guidance_rescale``, ``eta`` (DiCoDe's
+            release: 50, 7.5, 0.7, 1.0). Without them: 25 steps, no guidance, deterministic DDIM.
     """
 
     # Only the frame encoder and the query transformer make the tokens: a token cache or a video LM built on
@@ -183,6 +205,9 @@ class DeepTokenizer(VideoTokenizer):
             "preview_gradient_weight",
             "preview_loss",
             "training_domain",
+            "denoiser_type",
+            "scheduler_kwargs",
+            "decode_defaults",
         }
     )
     decode_only_modules = ("autoencoder.", "denoiser.", "null_tokens")
@@ -211,6 +236,7 @@ class DeepTokenizer(VideoTokenizer):
         vae: str | None = None,
         vae_config: dict[str, Any] | None = None,
         vae_scaling_factor: float | None = None,
+        denoiser_type: str = "video_denoiser",
         denoiser_kwargs: dict[str, Any] | None = None,
         context_mode: str = "half",
         num_train_timesteps: int = 1000,
@@ -225,8 +251,18 @@ class DeepTokenizer(VideoTokenizer):
         preview_gradient_weight: float = 0.0,
         preview_loss: str = "mse",
         training_domain: str | None = None,
+        scheduler_kwargs: dict[str, Any] | None = None,
+        decode_defaults: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        if denoiser_type not in _DENOISERS:
+            raise ValueError(f"denoiser_type must be one of {sorted(_DENOISERS)}, got {denoiser_type!r}")
+        bad = sorted(set(scheduler_kwargs or {}) - set(_SCHEDULER_KEYS))
+        if bad:
+            raise ValueError(f"unknown scheduler_kwargs {bad}; allowed: {list(_SCHEDULER_KEYS)}")
+        bad = sorted(set(decode_defaults or {}) - set(_DECODE_DEFAULTS))
+        if bad:
+            raise ValueError(f"unknown decode_defaults {bad}; allowed: {list(_DECODE_DEFAULTS)}")
         if training_domain is not None and not isinstance(training_domain, str):
             raise TypeError(f"training_domain must be a string or None, got {type(training_domain).__name__}")
         if uncond not in _UNCOND:
@@ -276,7 +312,9 @@ class DeepTokenizer(VideoTokenizer):
         den_kwargs = dict(denoiser_kwargs or {})
         if den_kwargs.get("spatial_dense") or den_kwargs.get("spatial_token_grid"):
             den_kwargs["spatial_tokens"] = 2 * num_queries
-        self.denoiser = VideoDenoiser(
+        if denoiser_type == "dicode_unet":
+            den_kwargs.setdefault("out_channels", channels)
+        self.denoiser = _DENOISERS[denoiser_type](
             in_channels=channels, context_dim=token_dim, context_mode=context_mode, **den_kwargs
         )
         # Validates the schedule arguments now rather than at the first training step.
@@ -381,16 +419,16 @@ class DeepTokenizer(VideoTokenizer):
 
     @classmethod
     def official_config(cls) -> dict[str, Any]:
-        """DiCoDe's released tokenizer size (supplementary §6): ViT-H/14 → 16 × 1024 tokens, latent 3-D UNet.
+        """The released DiCoDe tokenizer (supplementary §6 and the official code): ViT-H/14 → 16 × 1024 tokens.
 
         The frame encoder is OpenCLIP ViT-H/14 (frozen; last block, 257 × 1280, no ``ln_post``/``proj``), the
-        query transformer 4 layers × 12 heads × 64 with 16 queries to 1024-d, and the decoder a
-        v-prediction, zero-terminal-SNR UNet (320-channel base, ``[1, 2, 4, 4]``, two blocks per level,
-        attention at the first three levels, temporal attention everywhere) in the 4-channel latent space of
-        an SD-style ``AutoencoderKL`` (scaling 0.18215) on 16-frame 256² clips, keyframes 0 and 15, with the
-        half/half head/rear assignment and grey-image unconditional tokens. Pass ``encoder_pretrained`` (the
-        OpenCLIP checkpoint) and a trained checkpoint to use it; the denoiser here is this library's UNet,
-        not DynamiCrafter's, so DiCoDe's released UNet weights do not load into it.
+        query transformer 4 layers × 12 heads × 64 with 16 queries to 1024-d, and the decoder the released
+        video-diffusion UNet (``denoiser_type="dicode_unet"``: DynamiCrafter's 3-D UNet, 320-channel base,
+        ``[1, 2, 4, 4]``, image cross-attention, frame-stride condition 6) with v-prediction and a
+        zero-terminal-SNR schedule, in the 4-channel latent space of an SD-style ``AutoencoderKL`` (scaling
+        0.18215), on 16-frame 256² clips between keyframes 0 and 15, head tokens on the first half, grey-image
+        unconditional tokens. Sampling defaults are the release's (DDIM 50 "uniform" steps, ``eta`` 1, CFG 7.5,
+        rescale 0.7). ``vidtok convert dicode`` loads the released weights into exactly this configuration.
         """
         return {
             "encoder": "open_clip:ViT-H-14",
@@ -421,15 +459,10 @@ class DeepTokenizer(VideoTokenizer):
             "context_mode": "half",
             "uncond": "grey",
             "cond_dropout": 0.1,
-            "denoiser_kwargs": {
-                "block_channels": [320, 640, 1280, 1280],
-                "layers_per_block": 2,
-                "attention_levels": [True, True, True, False],
-                "temporal_levels": [True, True, True, True],
-                "head_dim": 64,
-                "norm_groups": 32,
-                "spatial_condition": False,
-            },
+            "denoiser_type": "dicode_unet",
+            "denoiser_kwargs": {"fs": 6},
+            "scheduler_kwargs": {"timestep_spacing": "leading", "steps_offset": 1, "set_alpha_to_one": False},
+            "decode_defaults": {"num_inference_steps": 50, "guidance_scale": 7.5, "guidance_rescale": 0.7, "eta": 1.0},
         }
 
     # ------------------------------------------------------------------ compression
@@ -474,12 +507,15 @@ class DeepTokenizer(VideoTokenizer):
             "clip_sample": self.autoencoder is None,
             "clip_sample_range": 1.0,
         }
+        fixed = dict(cfg.get("scheduler_kwargs") or {})
+        # The last DDIM step returns the denoised sample itself (alpha = 1), not one noised to alphas_cumprod[0].
+        set_alpha_to_one = fixed.pop("set_alpha_to_one", True)
+        kwargs.update(fixed)
         kwargs.update(overrides)
         if name == "ddpm":
             return DDPMScheduler(**kwargs)
         if name == "ddim":
-            # The last step returns the denoised sample itself (alpha = 1), not one noised to alphas_cumprod[0].
-            return _DDIMScheduler(**kwargs, set_alpha_to_one=True)
+            return _DDIMScheduler(**kwargs, set_alpha_to_one=set_alpha_to_one)
         raise ValueError(f"unknown scheduler {name!r}; expected 'ddpm' or 'ddim'")
 
     # ------------------------------------------------------------------ encoding
@@ -707,13 +743,13 @@ class DeepTokenizer(VideoTokenizer):
     def decode(
         self,
         tokens: torch.Tensor,
-        num_inference_steps: int = 25,
-        guidance_scale: float = 1.0,
-        guidance_rescale: float = 0.0,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        guidance_rescale: float | None = None,
         generator: torch.Generator | None = None,
         frame_stride: int | None = None,
         *,
-        eta: float = 0.0,
+        eta: float | None = None,
         height: int | None = None,
         width: int | None = None,
         clip_batch_size: int | None = None,
@@ -724,8 +760,9 @@ class DeepTokenizer(VideoTokenizer):
         """Reconstruct a video from deep tokens by DDIM sampling every clip between keyframes (DiCoDe §3.2).
 
         DiCoDe samples with 50 DDIM steps, ``eta = 1``, ``guidance_scale = 7.5`` and ``guidance_rescale =
-        0.7``; deterministic DDIM (``eta = 0``) without guidance (``guidance_scale = 1``) is the default here
-        because it maximizes reconstruction fidelity on small models.
+        0.7`` (a converted release has these as its ``decode_defaults``); without ``decode_defaults`` the
+        defaults are 25 steps of deterministic DDIM (``eta = 0``) without guidance, which maximizes
+        reconstruction fidelity on small models. ``None`` means "the default" for every sampler setting.
 
         Args:
             tokens: ``(B, S, N, D)`` deep tokens; ``S == 1`` decodes one frame (an image).
@@ -765,6 +802,15 @@ class DeepTokenizer(VideoTokenizer):
             raise ValueError(f"tokens are empty: shape {tuple(tokens.shape)} has B = 0 or S = 0")
         if not torch.isfinite(tokens).all():
             raise ValueError("tokens contain NaN or inf")
+        defaults = {**_DECODE_DEFAULTS, **self.decode_defaults}
+        if num_inference_steps is None:
+            num_inference_steps = defaults["num_inference_steps"]
+        if guidance_scale is None:
+            guidance_scale = defaults["guidance_scale"]
+        if guidance_rescale is None:
+            guidance_rescale = defaults["guidance_rescale"]
+        if eta is None:
+            eta = defaults["eta"]
         check_count("num_inference_steps", num_inference_steps)
         check_number("guidance_scale", guidance_scale)
         check_number("guidance_rescale", guidance_rescale, high=1.0)
