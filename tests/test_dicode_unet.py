@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 from pathlib import Path
@@ -18,7 +19,8 @@ from vidtok.tokenizers._dicode_unet import (
     _TemporalTransformer,
 )
 
-KEYS_JSON = Path(__file__).resolve().parents[2] / "shared/research/dicode-official-keys/tokenizer-checkpoint-keys.json"
+# The official key lists (``../shared/research/dicode-official-keys``), kept with the tests.
+KEYS_JSON = Path(__file__).parent / "data" / "dicode_official_keys.json.gz"
 PREFIX = "model.diffusion_model."
 # Parameters of the released UNet, counted from the key list (1,438.8 M).
 OFFICIAL_PARAMS = 1_438_843_476
@@ -68,9 +70,8 @@ def _temporal_zero_inits(model: DiCoDeUNet) -> list[torch.nn.Module]:
 
 
 def test_full_size_matches_official_checkpoint_keys() -> None:
-    if not KEYS_JSON.is_file():
-        pytest.skip(f"official key list not found at {KEYS_JSON}")
-    official = json.loads(KEYS_JSON.read_text())
+    with gzip.open(KEYS_JSON, "rt") as f:
+        official = json.load(f)["tokenizer"]
     expected = {
         k[len(PREFIX) :].replace("temopral_conv", "temporal_conv"): tuple(shape)
         for k, shape in official.items()
