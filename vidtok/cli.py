@@ -456,8 +456,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="crop",
         help="fit another aspect ratio by center-cropping (default) or with black bars; never squashed",
     )
-    p_rec.add_argument("--steps", type=_int_at_least(1), default=25, help="denoising steps (default 25)")
-    p_rec.add_argument("--guidance", type=_finite(), default=1.0, help="classifier-free guidance scale (default 1)")
+    p_rec.add_argument(
+        "--steps", type=_int_at_least(1), default=None, help="denoising steps (default: the model's saved, else 25)"
+    )
+    p_rec.add_argument(
+        "--guidance", type=_finite(), default=None, help="classifier-free guidance (default: the model's saved, else 1)"
+    )
     p_rec.add_argument("--seed", type=int, default=0, help="seed of the decoding noise (default 0)")
     p_rec.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cpu)")
     p_rec.add_argument("--quiet", action="store_true", help="no progress bars, no library warnings")

@@ -63,6 +63,7 @@ __all__ = [
     "ConvertedDiCoDe",
     "convert_dicode",
     "convert_state_dicts",
+    "empty_prompt_context",
     "load_official_file",
     "release_configs",
     "release_text_tokenizer",

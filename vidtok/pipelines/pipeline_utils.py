@@ -30,7 +30,17 @@ from vidtok.modeling_utils import (
     write_weight_digests,
 )
 
-__all__ = ["VidtokPipeline", "import_vidtok_components"]
+__all__ = ["VidtokPipeline", "import_vidtok_components", "sampler_settings"]
+
+
+def sampler_settings(tokenizer: Any, defaults: dict[str, Any], **given: Any) -> dict[str, Any]:
+    """Decoder settings for a pipeline call: the caller's, else the tokenizer's saved ones, else ``defaults``.
+
+    A tokenizer saves its own (``decode_defaults``, e.g. a converted release's 50 DDIM steps and CFG 7.5);
+    ``None`` in ``given`` means "not given". Keys are the tokenizer's ``decode`` argument names.
+    """
+    saved = getattr(tokenizer, "decode_defaults", None) or {}
+    return {k: v if v is not None else saved.get(k, defaults[k]) for k, v in given.items()}
 
 
 def import_vidtok_components(path_or_id: Any, revision: str | None = None) -> None:

@@ -31,7 +31,7 @@ from diffusers import ModelMixin  # noqa: F401  (ModelMixin: diffusers' loader l
 
 from vidtok.io import as_model_video, center_resize, letterbox_resize, to_output
 from vidtok.pipelines.pipeline_output import ReconstructionOutput
-from vidtok.pipelines.pipeline_utils import VidtokPipeline
+from vidtok.pipelines.pipeline_utils import VidtokPipeline, sampler_settings
 from vidtok.tokenizers.base import VideoTokenizer
 from vidtok.validation import check_count, check_number
 
@@ -43,6 +43,9 @@ __all__ = [
     "reconstruct_file",
     "vq_token_count",
 ]
+
+# Decoder settings when neither the caller nor the tokenizer's saved decode_defaults give one.
+_SAMPLER_DEFAULTS = {"num_inference_steps": 25, "guidance_scale": 1.0, "guidance_rescale": 0.0, "eta": 0.0}
 
 #: Spatial downsampling of the VQ tokenizer DiCoDe compares with in Fig. 1 (16,384 codes for 16 frames of 256²).
 VQ_DOWNSAMPLE = 8
@@ -128,10 +131,10 @@ class Reconstruct(VidtokPipeline):
         video: Any,
         *,
         frame_stride: int | None = None,
-        num_inference_steps: int = 25,
-        guidance_scale: float = 1.0,
-        guidance_rescale: float = 0.0,
-        eta: float = 0.0,
+        num_inference_steps: int | None = None,
+        guidance_scale: float | None = None,
+        guidance_rescale: float | None = None,
+        eta: float | None = None,
         generator: torch.Generator | None = None,
         output_type: str = "np",
         return_dict: bool = True,
@@ -143,7 +146,9 @@ class Reconstruct(VidtokPipeline):
             video: ``(B, C, T, H, W)`` or ``(C, T, H, W)`` tensor in ``[-1, 1]``, or user frames (``uint8`` or
                 ``[0, 1]`` ``(T, H, W, C)``, a list of PIL images) converted by ``vidtok.io.frames_to_tensor``.
             frame_stride: Keyframe stride for deep tokens (default: the tokenizer's).
-            num_inference_steps: Denoising steps (diffusion decoders).
+            num_inference_steps: Denoising steps (diffusion decoders). This and the other sampler settings
+                default to the tokenizer's saved ``decode_defaults`` (a converted DiCoDe release: 50 steps,
+                guidance 7.5, rescale 0.7, eta 1), else to 25 steps, no guidance, eta 0.
             guidance_scale: Classifier-free guidance (1 = off).
             guidance_rescale: Guidance rescale (DiCoDe: 0.7 with guidance 7.5).
             eta: DDIM eta (0 deterministic; DiCoDe samples with 1).
@@ -162,11 +167,16 @@ class Reconstruct(VidtokPipeline):
         video = as_model_video(video).to(tok.device, tok.dtype)
         enc_kwargs = {"frame_stride": frame_stride} if frame_stride is not None else {}
         tokens = tok.encode(video, **enc_kwargs).tokens
-        dec = tok.decode_options(
+        settings = sampler_settings(
+            tok,
+            _SAMPLER_DEFAULTS,
             num_inference_steps=num_inference_steps,
             guidance_scale=guidance_scale,
             guidance_rescale=guidance_rescale,
             eta=eta,
+        )
+        dec = tok.decode_options(
+            **settings,
             generator=generator,
             frame_stride=frame_stride,
             height=video.shape[-2],
@@ -198,10 +208,10 @@ def reconstruct_file(
     num_keyframes: int | None = None,
     start: int = 0,
     size: tuple[int, int] | None = None,
-    num_inference_steps: int = 25,
-    guidance_scale: float = 1.0,
-    guidance_rescale: float = 0.0,
-    eta: float = 0.0,
+    num_inference_steps: int | None = None,
+    guidance_scale: float | None = None,
+    guidance_rescale: float | None = None,
+    eta: float | None = None,
     seed: int = 0,
     fps: float | None = None,
     device: str | torch.device | None = None,
@@ -227,10 +237,10 @@ def reconstruct_file(
         num_keyframes: Keyframes to use (default: as many as the video has).
         start: First frame read.
         size: ``(height, width)`` the frames are resized to.
-        num_inference_steps: Denoising steps.
-        guidance_scale: Classifier-free guidance scale.
-        guidance_rescale: Guidance rescale.
-        eta: DDIM eta.
+        num_inference_steps: Denoising steps (default: the tokenizer's saved ``decode_defaults``, else 25).
+        guidance_scale: Classifier-free guidance scale (default: saved, else 1).
+        guidance_rescale: Guidance rescale (default: saved, else 0).
+        eta: DDIM eta (default: saved, else 0).
         seed: Seed of the decoding noise.
         fps: Frame rate for the output and the tokens-per-second figure (default: the input's, else 8).
         device: Device to run on (default: the model's).
@@ -253,12 +263,12 @@ def reconstruct_file(
     check_count("frame_stride", frame_stride, optional=True)
     check_count("num_keyframes", num_keyframes, optional=True)
     check_count("start", start, low=0)
-    check_count("num_inference_steps", num_inference_steps)
+    check_count("num_inference_steps", num_inference_steps, optional=True)
     if fit not in ("crop", "letterbox"):
         raise ValueError(f"fit must be 'crop' or 'letterbox', got {fit!r}")
-    check_number("guidance_scale", guidance_scale)
-    check_number("guidance_rescale", guidance_rescale, high=1.0)
-    check_number("eta", eta, high=1.0)
+    check_number("guidance_scale", guidance_scale, optional=True)
+    check_number("guidance_rescale", guidance_rescale, high=1.0, optional=True)
+    check_number("eta", eta, high=1.0, optional=True)
     check_number("fps", fps, optional=True)
     if fps == 0:
         raise ValueError("fps must be > 0, got 0")

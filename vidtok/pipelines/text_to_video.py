@@ -47,7 +47,7 @@ from vidtok.io import as_model_video, to_output
 from vidtok.models.base import VideoARModel, encode_text
 from vidtok.models.text_tokenizers import encode_prompts
 from vidtok.pipelines.pipeline_output import TextToVideoOutput
-from vidtok.pipelines.pipeline_utils import VidtokPipeline
+from vidtok.pipelines.pipeline_utils import VidtokPipeline, sampler_settings
 from vidtok.tokenizers.base import VideoTokenizer
 from vidtok.validation import check_count, check_generator, check_number
 
@@ -296,15 +296,16 @@ class TextToVideo(VidtokPipeline):
             )
         guidance_scale = check_number("guidance_scale", guidance_scale)
         temperature = check_number("temperature", temperature, optional=True)
-        saved = self.video_tokenizer.decode_defaults
-        if num_inference_steps is None:
-            num_inference_steps = saved.get("num_inference_steps", 10)
-        if decoder_guidance_scale is None:
-            decoder_guidance_scale = saved.get("guidance_scale", 1.0)
-        if eta is None:
-            eta = saved.get("eta", 0.0)
-        if decoder_guidance_rescale is None:
-            decoder_guidance_rescale = saved.get("guidance_rescale", 0.0)
+        settings = sampler_settings(
+            self.video_tokenizer,
+            {"num_inference_steps": 10, "guidance_scale": 1.0, "eta": 0.0, "guidance_rescale": 0.0},
+            num_inference_steps=num_inference_steps,
+            guidance_scale=decoder_guidance_scale,
+            eta=eta,
+            guidance_rescale=decoder_guidance_rescale,
+        )
+        num_inference_steps, decoder_guidance_scale = settings["num_inference_steps"], settings["guidance_scale"]
+        eta, decoder_guidance_rescale = settings["eta"], settings["guidance_rescale"]
         check_count("num_inference_steps", num_inference_steps)
         decoder_guidance_scale = check_number("decoder_guidance_scale", decoder_guidance_scale)
         eta = check_number("eta", eta)
