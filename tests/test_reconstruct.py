@@ -87,6 +87,14 @@ def test_reconstruct_file_writes_side_by_side(tok, tmp_path, capsys):
     assert report["tokens_total"] == 12 and np.isfinite(report["psnr"]) and np.isfinite(report["ssim"])
     out = read_video(tmp_path / "out.mp4")
     assert out.shape == (9, 16, 32, 3)  # original | reconstruction at the model's 16x16
+    # What was scored, as pictures: a contact sheet (two rows: original, reconstruction) and a GIF grid.
+    from PIL import Image
+
+    assert f"wrote {tmp_path / 'out_sheet.png'}" in printed and f"wrote {tmp_path / 'out_grid.gif'}" in printed
+    with Image.open(tmp_path / "out_grid.gif") as gif:
+        assert gif.n_frames == 9
+    with Image.open(tmp_path / "out_sheet.png") as sheet:
+        assert sheet.height > sheet.width / 8  # two rows of frames under their captions
     saved = tmp_path / "tok"
     tok.save_pretrained(saved)
     again = reconstruct_file(

@@ -218,6 +218,7 @@ def reconstruct_file(
     progress: bool = True,
     verbose: bool = True,
     fit: str = "crop",
+    visuals: bool = True,
 ) -> dict[str, float]:
     """Reconstruct a video file and write ``original | reconstruction`` side by side (``vidtok reconstruct``).
 
@@ -247,6 +248,9 @@ def reconstruct_file(
         progress: Show the decoding progress bar.
         verbose: Print the report.
         fit: ``"crop"`` (center-crop to the target aspect) or ``"letterbox"`` (pad to it with black).
+        visuals: Also write what was scored as pictures next to the output: ``<stem>_sheet.png`` (a contact
+            sheet: original and reconstruction, frames side by side, with the PSNR) and ``<stem>_grid.gif`` (both
+            playing side by side).
 
     Returns:
         The report: ``psnr``, ``ssim`` (dB / [0, 1], per frame averaged), ``num_frames``, ``height``,
@@ -349,8 +353,19 @@ def reconstruct_file(
     )
     side = torch.cat([original, recon], dim=-1)[0]
     save_video(side, Path(output_path), fps=fps)
+    pictures = []
+    if visuals:
+        from vidtok.metrics.visuals import animated_grid, contact_sheet
+
+        stem = Path(output_path).with_suffix("")
+        videos = torch.cat([original, recon])
+        labels = ["original", f"reconstruction: PSNR {report['psnr']:.1f} dB"]
+        pictures.append(contact_sheet(videos, labels, path=f"{stem}_sheet.png", frames_per_video=8))
+        pictures.append(animated_grid(videos, f"{stem}_grid.gif", columns=2, fps=fps, captions=labels))
     if verbose:
         print(format_report(report, output_path))
+        for picture in pictures:
+            print(f"wrote {picture}")
     return report
 
 
