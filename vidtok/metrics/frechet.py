@@ -42,6 +42,10 @@ from typing import Any
 
 import numpy as np
 
+# One warning class for every metric's sample minimum; a Fréchet distance from too few samples is biased upwards by
+# about O(D / N) (400-d Gaussians from one distribution: N = 64 -> 52.6, 256 -> 18.4, 1024 -> 4.7, 2048 -> 2.3).
+from vidtok.metrics.eval_card import MINIMUM_SAMPLES, SmallSampleWarning
+
 __all__ = [
     "MIN_SAMPLES",
     "RECOMMENDED_SAMPLES",
@@ -51,20 +55,12 @@ __all__ = [
     "frechet_distance_from_stats",
 ]
 
-#: Below this many samples per set :func:`frechet_distance_from_stats` (and FVD) warn.
-MIN_SAMPLES = 256
+#: Below this many samples per set :func:`frechet_distance_from_stats` (and FVD) warn (the eval cards' minimum).
+MIN_SAMPLES = MINIMUM_SAMPLES["fvd"]
 #: The sample count of the usual FVD protocol ("FVD-2048", StyleGAN-V).
 RECOMMENDED_SAMPLES = 2048
 
 _FORMAT = "vidtok.FeatureStats/1"
-
-
-class SmallSampleWarning(UserWarning):
-    """A Fréchet distance from too few samples: biased upwards by about ``O(D / N)`` and not comparable.
-
-    Measured on 400-d Gaussians, both sets from the *same* distribution (true distance 0): N = 64 → 52.6,
-    256 → 18.4, 1024 → 4.7, 2048 → 2.3. Use 2048 samples per set (the usual FVD protocol), and report N.
-    """
 
 
 def _as_float64(name: str, value: Any, ndim: int) -> np.ndarray:
