@@ -22,7 +22,7 @@ LAYERS = [
     {"models"},
     {"recipes"},
     {"pipelines"},
-    {"training", "diagnostics", "convert"},
+    {"training", "diagnostics", "convert", "evaluation"},
     {"cli"},
 ]
 

@@ -20,6 +20,12 @@ Sub-commands:
 * ``vidtok convert dicode --tokenizer FILE --llm FILE --out DIR`` — convert DiCoDe's released checkpoints into
   a ``TextToVideo`` folder (see [`vidtok.convert.dicode`][vidtok.convert.dicode]); ``--tokenizer`` alone writes
   a ``DeepTokenizer`` folder.
+* ``vidtok eval fvd|clipsim|recon|msrvtt|ucf101 --model ... --data ... --out REPORT.json`` — benchmarks on local
+  data (FVD, CLIPSIM, reconstruction, DiCoDe's MSR-VTT zero-shot protocol, UCF-101), each writing an eval card
+  with the whole protocol; ``--cache DIR`` makes an interrupted run resume to the same result (see
+  [`vidtok.evaluation`][vidtok.evaluation]). ``vidtok eval compare A.json B.json`` compares two cards and
+  refuses different protocols unless ``--allow-protocol-mismatch``. Metric weights are local files only
+  (``--i3d FILE`` or ``$VIDTOK_I3D_PATH``, ``--clip-weights FILE``): a missing one is a one-line error.
 * ``vidtok --version``.
 
 Heavy imports happen inside each sub-command, so ``vidtok --help`` answers at once, and ``vidtok list`` reads
@@ -363,6 +369,413 @@ def _cmd_convert_dicode(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- vidtok eval
+
+
+def _eval_generation(args: argparse.Namespace) -> dict:
+    """The generation settings given on the command line (``None`` values: the model's own)."""
+    return {
+        "num_inference_steps": args.steps,
+        "guidance_scale": args.guidance,
+        "decoder_guidance_scale": getattr(args, "decoder_guidance", None),
+    }
+
+
+def _eval_prepare(args: argparse.Namespace) -> None:
+    _output_path(args.out, "--out", (".json",))
+    if args.device:
+        _device(args.device)
+    if args.quiet:
+        _quiet()
+
+
+def _card_line(card) -> str:
+    """One line summing up a card: value(s), counts and the main protocol choices."""
+    p = card.protocol
+    if isinstance(card.value, dict):
+        shown = ", ".join(f"{k} = {_fmt(v)}" for k, v in card.value.items() if not isinstance(v, dict))
+    else:
+        shown = f"{card.metric} = {_fmt(card.value)}"
+    parts = []
+    if "feature_network" in p:
+        parts.append(f"{p['feature_network']}, {p.get('num_real')} real / {p.get('num_fake')} generated videos")
+    elif "num_fake" in p:
+        parts.append(f"{p['num_fake']} generated videos")
+    elif "num_videos" in p:
+        parts.append(f"{p['num_videos']} videos")
+    if "clip_model" in p:
+        parts.append(f"CLIP {p['clip_model']}")
+    if "num_frames" in p and "resolution" in p:
+        h, w = p["resolution"]
+        parts.append(f"{p['num_frames']} frames at {h}x{w}" + (f" ({p['resize']})" if "resize" in p else ""))
+    return f"{shown} ({'; '.join(parts)})" if parts else shown
+
+
+def _fmt(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _cmd_eval_fvd(args: argparse.Namespace) -> int:
+    _eval_prepare(args)
+    from vidtok.evaluation.runners import run_fvd
+
+    card = run_fvd(
+        args.model,
+        args.data,
+        args.real,
+        args.out,
+        i3d=args.i3d,
+        num_videos=args.num_videos or None,
+        frames=args.frames,
+        stride=args.stride,
+        resolution=args.resolution,
+        resize=args.resize,
+        unbiased=args.unbiased,
+        batch_size=args.batch_size,
+        cache_dir=args.cache,
+        seed=args.seed,
+        generate_kwargs=_eval_generation(args),
+        device=args.device,
+        progress=not args.quiet,
+    )
+    print(f"{_card_line(card)}; wrote {args.out}")
+    return 0
+
+
+def _cmd_eval_clipsim(args: argparse.Namespace) -> int:
+    _eval_prepare(args)
+    from vidtok.evaluation.runners import run_clipsim
+
+    card = run_clipsim(
+        args.model,
+        args.data,
+        args.out,
+        clip_model=args.clip_model,
+        clip_weights=args.clip_weights,
+        num_videos=args.num_videos or None,
+        frames=args.frames,
+        batch_size=args.batch_size,
+        cache_dir=args.cache,
+        seed=args.seed,
+        generate_kwargs=_eval_generation(args),
+        device=args.device,
+        progress=not args.quiet,
+    )
+    print(f"{_card_line(card)}; wrote {args.out}")
+    return 0
+
+
+def _cmd_eval_recon(args: argparse.Namespace) -> int:
+    _eval_prepare(args)
+    from vidtok.evaluation.runners import run_recon
+
+    card = run_recon(
+        args.model,
+        args.real,
+        args.out,
+        num_videos=args.num_videos or None,
+        frames=args.frames,
+        stride=args.stride,
+        resolution=args.resolution,
+        resize=args.resize,
+        lpips=args.lpips,
+        lpips_weights=args.lpips_weights,
+        fps=args.fps,
+        cache_dir=args.cache,
+        seed=args.seed,
+        decode_kwargs={"num_inference_steps": args.steps, "guidance_scale": args.guidance},
+        device=args.device,
+        progress=not args.quiet,
+    )
+    print(f"{_card_line(card)}; wrote {args.out}")
+    for name, why in card.details.get("notes", {}).items():
+        print(f"  {name}: {why}")
+    return 0
+
+
+def _cmd_eval_msrvtt(args: argparse.Namespace) -> int:
+    _eval_prepare(args)
+    from vidtok.evaluation.runners import run_msrvtt
+
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    card = run_msrvtt(
+        args.model,
+        args.data,
+        args.out,
+        metrics=metrics,
+        i3d=args.i3d,
+        clip_model=args.clip_model,
+        clip_weights=args.clip_weights,
+        caption_seed=args.caption_seed,
+        annotation=args.annotation,
+        videos=args.videos,
+        missing=args.missing,
+        num_videos=args.num_videos or None,
+        frames=args.frames,
+        stride=args.stride,
+        resolution=args.resolution,
+        resize=args.resize,
+        unbiased=args.unbiased,
+        batch_size=args.batch_size,
+        cache_dir=args.cache,
+        seed=args.seed,
+        generate_kwargs=_eval_generation(args),
+        device=args.device,
+        progress=not args.quiet,
+    )
+    print(f"{_card_line(card)}; wrote {args.out}")
+    for path in (card.details.get("cards") or {}).values():
+        print(f"  and {path}")
+    return 0
+
+
+def _cmd_eval_ucf101(args: argparse.Namespace) -> int:
+    _eval_prepare(args)
+    from vidtok.evaluation.runners import run_ucf101
+
+    card = run_ucf101(
+        args.model,
+        args.data,
+        args.out,
+        split=args.split,
+        fold=args.fold,
+        splits_dir=args.splits_dir,
+        prompt_template=args.prompt_template,
+        missing=args.missing,
+        i3d=args.i3d,
+        num_videos=args.num_videos or None,
+        frames=args.frames,
+        stride=args.stride,
+        resolution=args.resolution,
+        resize=args.resize,
+        unbiased=args.unbiased,
+        batch_size=args.batch_size,
+        cache_dir=args.cache,
+        seed=args.seed,
+        generate_kwargs=_eval_generation(args),
+        device=args.device,
+        progress=not args.quiet,
+    )
+    print(f"{_card_line(card)}; wrote {args.out}")
+    return 0
+
+
+def _cmd_eval_compare(args: argparse.Namespace) -> int:
+    from vidtok.metrics.eval_card import EvalCard, compare_cards
+
+    a, b = EvalCard.load(args.a), EvalCard.load(args.b)
+    result = compare_cards(a, b, allow_protocol_mismatch=args.allow_protocol_mismatch)
+    if isinstance(a.value, dict) and isinstance(b.value, dict):
+        for key in sorted(set(a.value) | set(b.value)):
+            x, y = a.value.get(key), b.value.get(key)
+            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (x, y))
+            diff = f", B - A = {_fmt(y - x)}" if numeric else ""
+            print(f"{a.metric}.{key}: A = {_fmt(x)}, B = {_fmt(y)}{diff}")
+    else:
+        diff = f", B - A = {_fmt(result['difference'])}" if result["difference"] is not None else ""
+        print(f"{a.metric}: A = {_fmt(a.value)} ({args.a}), B = {_fmt(b.value)} ({args.b}){diff}")
+    differences = result["protocol_differences"]
+    if differences:
+        print(f"protocol differences ({len(differences)}; compared anyway, --allow-protocol-mismatch):")
+        for key, (x, y) in differences.items():
+            print(f"  {key}: A = {x!r}, B = {y!r}")
+    else:
+        print("same protocol")
+    return 0
+
+
+# ----- vidtok eval shapes ------------------------------------------------------------------------------------
+# The Shapes benchmark lives in vidtok.metrics.shapes_benchmark (benchmark_shapes(models, cache_dir=...),
+# format_table(results)); this command only maps the flags onto it.
+def _cmd_eval_shapes(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    if args.out is not None:
+        _output_path(args.out, "--out", (".json",))
+    if args.quiet:
+        _quiet()
+    from vidtok.metrics.shapes_benchmark import benchmark_shapes, format_table
+
+    specs = args.models or ["vidtok:default"]
+    if len(set(specs)) != len(specs):
+        raise ValueError(f"--model given twice: {sorted(m for m in specs if specs.count(m) > 1)[0]}")
+    seeds = [int(x) for x in args.seeds.split(",") if x.strip()] if args.seeds else (0, 1)
+    results = benchmark_shapes(
+        {spec: spec for spec in specs},
+        seeds=seeds,
+        cache_dir=args.cache,
+        categories=args.categories,
+        log=None if args.quiet else print,
+    )
+    print(format_table(results))
+    if args.out is not None:
+        import tempfile
+
+        folder = os.path.dirname(os.path.abspath(args.out))
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".shapes-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(results, f, indent=2)
+            os.replace(tmp, args.out)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _add_eval_parsers(sub) -> None:
+    p_eval = sub.add_parser(
+        "eval",
+        help="benchmarks on local data (FVD, CLIPSIM, reconstruction, MSR-VTT, UCF-101); writes an eval card",
+        description="Benchmarks on local data. Every run writes an eval card (JSON: the value and its whole "
+        "protocol); --cache DIR keeps per-video features so an interrupted run resumes to the same result. "
+        "Metric weights are local files only: nothing is downloaded.",
+    )
+    ev = p_eval.add_subparsers(dest="benchmark", metavar="BENCHMARK", required=True)
+
+    def common(
+        p, *, generation: bool = True, real_clips: bool = True, resize_default: str = "squash", videos: int = 0
+    ) -> None:
+        p.add_argument("--out", required=True, help="eval card to write (.json)")
+        p.add_argument(
+            "--num-videos",
+            type=_int_at_least(0),
+            default=videos,
+            help=f"videos per set, a seeded subset (default {videos or 'all'}; 0 = all)",
+        )
+        if real_clips:
+            p.add_argument(
+                "--stride", type=_int_at_least(1), default=1, help="frame stride of the real clips (default 1)"
+            )
+            p.add_argument(
+                "--resolution",
+                type=_size,
+                default=None,
+                help="HxW (or S) real and generated clips are brought to (default: the model's size)",
+            )
+            p.add_argument(
+                "--resize",
+                choices=("squash", "center_crop"),
+                default=resize_default,
+                help=f"squash (TF FVD, StyleGAN-V) or center_crop (VideoGPT) (default {resize_default})",
+            )
+        p.add_argument("--batch-size", type=_int_at_least(1), default=4, help="videos per batch (default 4)")
+        p.add_argument("--cache", default=None, metavar="DIR", help="per-video feature cache; rerun to resume")
+        p.add_argument("--seed", type=int, default=0, help="seed of generation and subset draws (default 0)")
+        p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, mps (default: cpu)")
+        p.add_argument("--quiet", action="store_true", help="no progress bars, no library warnings")
+        if generation:
+            p.add_argument("--steps", type=_int_at_least(1), default=None, help="decoder denoising steps")
+            p.add_argument("--guidance", type=_finite(), default=None, help="classifier-free guidance of the LM")
+            p.add_argument(
+                "--decoder-guidance", type=_finite(), default=None, help="classifier-free guidance of the decoder"
+            )
+
+    model_help = "TextToVideo folder, hub id or vidtok:<name> (default: the embedded Shapes model)"
+    i3d_help = "I3D weights file: i3d_pretrained_400.pt or i3d_torchscript.pt (default: $VIDTOK_I3D_PATH)"
+
+    p = ev.add_parser("fvd", help="FVD of videos generated from a captions file against real videos")
+    p.add_argument("--model", default=None, help=model_help)
+    p.add_argument("--data", required=True, metavar="CAPTIONS.csv", help="captions CSV: caption[,video] columns")
+    p.add_argument("--real", default=None, metavar="VIDEOS", help="folder of real videos (default: the CSV's video)")
+    p.add_argument("--i3d", default=None, metavar="FILE", help=i3d_help)
+    p.add_argument("--frames", type=_int_at_least(9), default=16, help="frames per clip (default 16; I3D needs 9+)")
+    p.add_argument("--unbiased", action="store_true", help="covariances / (N - 1) (VideoGPT) instead of / N")
+    common(p)
+    p.set_defaults(func=_cmd_eval_fvd)
+
+    p = ev.add_parser("clipsim", help="CLIPSIM of videos generated from a captions file (raw cosine, not x100)")
+    p.add_argument("--model", default=None, help=model_help)
+    p.add_argument("--data", required=True, metavar="CAPTIONS.csv", help="captions CSV with a caption column")
+    p.add_argument("--clip-model", default="ViT-B-32", help="open_clip architecture (default ViT-B-32)")
+    p.add_argument("--clip-weights", default=None, metavar="FILE", help="local CLIP checkpoint (required)")
+    p.add_argument("--frames", type=_int_at_least(1), default=16, help="frames per video scored (default 16)")
+    common(p, real_clips=False)
+    p.set_defaults(func=_cmd_eval_clipsim)
+
+    p = ev.add_parser("recon", help="reconstruction PSNR/SSIM/MS-SSIM/LPIPS and compression of a tokenizer")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="tokenizer or pipeline folder, vidtok:<name>, or a folder of reconstructions matched by relative path "
+        "(default: the shipped Shapes tokenizer)",
+    )
+    p.add_argument("--real", required=True, metavar="VIDEOS", help="folder of real videos")
+    p.add_argument("--frames", type=_int_at_least(1), default=None, help="frames per clip (default: (S-1)f+1 >= 16)")
+    p.add_argument("--lpips", choices=("alex", "vgg"), default=None, help="also LPIPS with this backbone")
+    p.add_argument("--lpips-weights", default=None, metavar="FILE", help="torchvision backbone file for --lpips")
+    p.add_argument("--fps", type=_finite(positive=True), default=None, help="frame rate for tokens per second")
+    common(p, generation=False, resize_default="center_crop")
+    p.add_argument("--steps", type=_int_at_least(1), default=None, help="decoder denoising steps")
+    p.add_argument("--guidance", type=_finite(), default=None, help="decoder classifier-free guidance")
+    p.set_defaults(func=_cmd_eval_recon)
+
+    p = ev.add_parser("msrvtt", help="MSR-VTT zero-shot (DiCoDe Tab. 2): 2,990 test videos, one random caption each")
+    p.add_argument("--model", default=None, help=model_help)
+    p.add_argument("--data", required=True, metavar="MSRVTT", help="local MSRVTT folder (annotation/, videos/all/)")
+    p.add_argument("--metrics", default="fvd,clipsim", help="fvd, clipsim or both (default fvd,clipsim)")
+    p.add_argument("--i3d", default=None, metavar="FILE", help=i3d_help)
+    p.add_argument("--clip-model", default="ViT-B-32", help="open_clip architecture (default ViT-B-32)")
+    p.add_argument("--clip-weights", default=None, metavar="FILE", help="local CLIP checkpoint (for clipsim)")
+    p.add_argument("--caption-seed", type=int, default=0, help="seed of the one-caption-per-video draw (default 0)")
+    p.add_argument("--annotation", default=None, metavar="FILE", help="annotation JSON (default: found in --data)")
+    p.add_argument("--videos", default=None, metavar="DIR", help="video folder (default: found in --data)")
+    p.add_argument("--missing", choices=("error", "skip"), default="error", help="absent test videos (default error)")
+    p.add_argument("--frames", type=_int_at_least(9), default=16, help="frames per clip (default 16)")
+    p.add_argument("--unbiased", action="store_true", help="FVD covariances / (N - 1) instead of / N")
+    common(p)
+    p.set_defaults(func=_cmd_eval_msrvtt)
+
+    p = ev.add_parser("ucf101", help="UCF-101 FVD with class names as prompts (train split 01, 2,048 videos)")
+    p.add_argument("--model", default=None, help=model_help)
+    p.add_argument("--data", required=True, metavar="ROOT", help="folder holding UCF-101/ and ucfTrainTestlist/")
+    p.add_argument("--split", choices=("train", "test", "all"), default="train", help="official split (default train)")
+    p.add_argument("--fold", type=int, choices=(1, 2, 3), default=1, help="official split number (default 1)")
+    p.add_argument("--splits-dir", default=None, metavar="DIR", help="the ucfTrainTestlist folder")
+    p.add_argument("--prompt-template", default="{}", help="prompt around the class words, e.g. 'a person {}'")
+    p.add_argument("--missing", choices=("error", "skip"), default="error", help="absent listed videos")
+    p.add_argument("--i3d", default=None, metavar="FILE", help=i3d_help)
+    p.add_argument("--frames", type=_int_at_least(9), default=16, help="frames per clip (default 16)")
+    p.add_argument("--unbiased", action="store_true", help="covariances / (N - 1) instead of / N")
+    common(p, videos=2048)  # FVD-2048 unless --num-videos says otherwise
+    p.set_defaults(func=_cmd_eval_ucf101)
+
+    p = ev.add_parser("compare", help="compare two eval cards (refuses different protocols)")
+    p.add_argument("a", help="reference card (.json)")
+    p.add_argument("b", help="card compared with it (.json)")
+    p.add_argument(
+        "--allow-protocol-mismatch", action="store_true", help="compare anyway, listing the protocol differences"
+    )
+    p.set_defaults(func=_cmd_eval_compare)
+
+    # ----- vidtok eval shapes: the Shapes benchmark of one or more models (vidtok.metrics.shapes_benchmark) -----
+    p = ev.add_parser(
+        "shapes", help="Shapes benchmark of one or more models side by side (prompt following from pixels, ...)"
+    )
+    p.add_argument(
+        "--model",
+        dest="models",
+        action="append",
+        default=None,
+        help="TextToVideo folder or vidtok:default; repeat to compare models (default: vidtok:default)",
+    )
+    p.add_argument(
+        "--category",
+        dest="categories",
+        action="append",
+        default=None,
+        help="run only this category (repeatable): heldout, two_objects, diversity, long_video, reconstruction, "
+        "tokens, shapes_fd (default: all)",
+    )
+    p.add_argument("--seeds", default=None, help="comma-separated seeds of the generated videos (default 0,1)")
+    p.add_argument("--cache", default=None, metavar="DIR", help="finished units are kept here; rerun to resume")
+    p.add_argument("--out", default=None, help="also write the results as JSON (.json)")
+    p.add_argument("--quiet", action="store_true", help="no per-unit log lines, no library warnings")
+    p.set_defaults(func=_cmd_eval_shapes)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``vidtok`` command."""
     from vidtok import __version__
@@ -528,6 +941,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_dic.add_argument("--overwrite", action="store_true", help="replace an existing non-empty --out folder")
     p_dic.set_defaults(func=_cmd_convert_dicode, user_errors=_convert_errors)
+
+    _add_eval_parsers(sub)
     return parser
 
 
