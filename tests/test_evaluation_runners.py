@@ -314,7 +314,8 @@ def test_run_fvd_card_protocol_and_value(pipe, data, tmp_path):
     assert (p["num_real"], p["num_fake"], p["num_frames"], p["frame_stride"]) == (3, 3, 9, 1)
     assert p["resolution"] == [16, 16] and p["resize"] == "squash" and p["covariance"] == "biased (divide by N)"
     assert p["real_source"] == "folder" and p["captions_source"] == "captions" and "uint8" in p["value_range"]
-    assert p["generation"] == {"num_keyframes": 3, "frames_taken": 9, "num_inference_steps": 2}
+    assert p["frames_taken"] == 9 and "generation" not in p  # how the model generated is a detail, not protocol
+    assert card.details["generation"] == {"num_keyframes": 3, "num_inference_steps": 2}
     assert "SeedSequence" in p["seed_rule"] and card.seed == 0 and card.model == "<TextToVideo>"
     assert card.details["skipped_real"] == ["sub/short.mp4"]
     # The value is the Fréchet distance between the real clips' features and those of the videos generated with

@@ -409,14 +409,18 @@ def _generation_settings(generate_kwargs: dict[str, Any] | None) -> dict[str, An
     return given
 
 
-def _generation_protocol(pipe: Any, frames: int, given: dict[str, Any]) -> dict[str, Any]:
+def _generation_details(pipe: Any, frames: int, given: dict[str, Any]) -> dict[str, Any]:
+    """How the evaluated model generated, for the card's details.
+
+    A property of the model, not of the measurement: two models with different samplers are exactly what a
+    comparison compares, so these stay out of the protocol.
+    """
     tok = getattr(pipe, "video_tokenizer", None)
     saved = getattr(tok, "decode_defaults", None) or {}
     return {
-        "generation": {"num_keyframes": _num_keyframes(pipe, frames), "frames_taken": frames, **given},
+        "generation": {"num_keyframes": _num_keyframes(pipe, frames), **given},
         "decoder_saved_defaults": dict(saved),
         "generated_fps": float(getattr(pipe, "fps", 0.0) or 0.0) or None,
-        "seed_rule": _SEED_RULE,
     }
 
 
@@ -644,10 +648,12 @@ def _generation_cards(
         **clip_fields,
         "value_range": _VALUE_RANGE,
         **fake_set.protocol("captions"),
-        **_generation_protocol(pipe, sampler.frames, generation),
+        "frames_taken": sampler.frames,
+        "seed_rule": _SEED_RULE,
         **(extra_protocol or {}),
     }
     details_common = {
+        **_generation_details(pipe, sampler.frames, generation),
         "captions_location": fake_set.location,
         "model_digest": feats.get("model_digest"),
         "elapsed_s": round(time.time() - start, 3),
@@ -1225,11 +1231,12 @@ def run_recon(
         **real_set.protocol("real"),
         "lpips": lpips_protocol,
         "reconstructions": "tokenizer encode/decode" if tok is not None else "folder of reconstructions",
+    }
+    details = {
+        # The tokenizer's own settings: what is compared, not how it is measured.
         "decoder": decode,
         "decoder_saved_defaults": dict(saved),
         "keyframe_stride": int(tok.temporal_compression) if tok is not None else None,
-    }
-    details = {
         "notes": notes,
         "real_location": real_set.location,
         "skipped_real": skipped[:20],
