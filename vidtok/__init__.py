@@ -72,8 +72,10 @@ _LAZY: dict[str, str] = {
 _SUBMODULES = (
     "backbones",
     "cli",
+    "convert",
     "data",
     "diagnostics",
+    "evaluation",
     "heads",
     "io",
     "metrics",
