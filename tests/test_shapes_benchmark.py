@@ -183,3 +183,23 @@ def test_shipped_default_reproduces_the_results_table():
     out = benchmark_shapes({"default": "vidtok:default"}, categories=["heldout"])
     scores = {k: round(v, 2) for k, v in out["models"]["default"]["heldout"].items() if isinstance(v, float)}
     assert scores == {"color": 1.0, "shape": 0.97, "size": 1.0, "motion": 0.9, "overall": 0.97, "joint": 0.87}
+
+
+def test_eval_shapes_pictures_show_what_was_scored(pipe, net, tmp_path):
+    """`vidtok eval shapes --out R.json` draws each model's held-out videos (first seed) and the accuracy bars."""
+    from PIL import Image
+
+    from vidtok.cli import _shapes_pictures
+    from vidtok.metrics.shapes_benchmark import stored_videos
+
+    cache = tmp_path / "cache"
+    results = benchmark_shapes(
+        {"tiny": pipe}, seeds=(0, 1), settings=SMALL, feature_net=net, cache_dir=cache, categories=["heldout"]
+    )
+    stored = stored_videos(cache, "tiny")
+    assert stored is not None and len(stored["captions"]) == 6  # 3 prompts x 2 seeds, in generation order
+    written = [str(p) for p in _shapes_pictures(results, str(cache), str(tmp_path / "report"))]
+    assert written == [str(tmp_path / n) for n in ("report.png", "report.gif", "report_accuracy.png")]
+    with Image.open(tmp_path / "report.gif") as gif:
+        assert gif.n_frames == stored["videos"].shape[1]
+    assert stored_videos(cache, "other") is None

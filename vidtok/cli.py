@@ -601,14 +601,22 @@ def _cmd_eval_shapes(args: argparse.Namespace) -> int:
     if len(set(specs)) != len(specs):
         raise ValueError(f"--model given twice: {sorted(m for m in specs if specs.count(m) > 1)[0]}")
     seeds = [int(x) for x in args.seeds.split(",") if x.strip()] if args.seeds else (0, 1)
+    # With --out, the videos are kept (in --cache, default OUT.cache/) so that the pictures show what was scored.
+    cache = args.cache or (os.path.splitext(args.out)[0] + ".cache" if args.out is not None else None)
+    from vidtok.pipelines.text_to_video import TextToVideo
+
     results = benchmark_shapes(
         {spec: spec for spec in specs},
         seeds=seeds,
-        cache_dir=args.cache,
+        cache_dir=cache,
         categories=args.categories,
+        loader=TextToVideo.from_pretrained,
         log=None if args.quiet else print,
     )
     print(format_table(results))
+    if args.out is not None:
+        for path in _shapes_pictures(results, cache, os.path.splitext(args.out)[0]):
+            print(f"wrote {path}")
     if args.out is not None:
         import tempfile
 
@@ -623,6 +631,38 @@ def _cmd_eval_shapes(args: argparse.Namespace) -> int:
                 os.unlink(tmp)
         print(f"wrote {args.out}")
     return 0
+
+
+def _shapes_pictures(results: dict, cache: str | None, stem: str) -> list:
+    """Per model, a contact sheet and a GIF of its held-out videos (first seed, with scores); accuracy bars."""
+    from vidtok.metrics.shapes_benchmark import stored_videos
+    from vidtok.metrics.visuals import accuracy_plot, animated_grid, contact_sheet
+    from vidtok.shapes.scorer import score_video
+
+    written = []
+    names = list(results.get("models", {}))
+    for i, name in enumerate(names):
+        stored = stored_videos(cache, name, "heldout") if cache is not None else None
+        if stored is None:
+            continue
+        n = len(stored["captions"]) // max(1, len(results["settings"].get("seeds", [0])))  # one seed's prompts
+        videos, captions = stored["videos"][:n], stored["captions"][:n]
+        scores = [score_video(v, c) for v, c in zip(videos, captions, strict=True)]
+        tag = "" if len(names) == 1 else f"_{i}"
+        written.append(contact_sheet(videos, captions, path=f"{stem}{tag}.png", scores=scores, frames_per_video=5))
+        gif = animated_grid(videos, f"{stem}{tag}.gif", columns=6, fps=stored["fps"], captions=captions, scale=2)
+        written.append(gif)
+    heldout = {
+        name: {k: v for k, v in scores["heldout"].items() if k in ("color", "shape", "size", "motion", "joint")}
+        for name, scores in results.get("models", {}).items()
+        if isinstance(scores.get("heldout"), dict)
+    }
+    if heldout:
+        try:
+            written.append(accuracy_plot(heldout, f"{stem}_accuracy.png", title="Shapes held-out prompts"))
+        except ImportError as err:  # matplotlib is optional (the eval extra)
+            print(f"no accuracy plot: {err}")
+    return written
 
 
 def _add_eval_parsers(sub) -> None:

@@ -19,6 +19,7 @@ ASSETS_DIR = os.path.dirname(os.path.abspath(__file__))
 SHIPPED: dict[str, str] = {
     "dicode_shapes": "dicode_shapes",
     "deep_tokens_shapes": os.path.join("dicode_shapes", "video_tokenizer"),
+    "shapes_features": "shapes_features",  # the Shapes FD feature network (vidtok.metrics.shapes_features)
 }
 
 

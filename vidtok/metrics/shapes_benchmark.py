@@ -73,6 +73,7 @@ from vidtok.assets import shipped_path
 from vidtok.metrics.shapes_evaluation import EVAL_MOTIONS, SCORE_KEYS, heldout_prompts
 
 __all__ = [
+    "stored_videos",
     "CATEGORIES",
     "LONG_VIDEO_PROMPTS",
     "ShapesBenchmarkSettings",
@@ -594,6 +595,17 @@ def _read_videos(path: str) -> dict | None:
             return {"videos": data["videos"], "captions": [str(c) for c in data["captions"]], "fps": float(data["fps"])}
     except (OSError, ValueError, KeyError):
         return None
+
+
+def stored_videos(cache_dir: str | os.PathLike, model: str, category: str = "heldout") -> dict | None:
+    """The videos a :func:`benchmark_shapes` run with ``cache_dir`` generated for ``model`` in ``category``.
+
+    Returns:
+        ``{"videos": (N, T, H, W, 3), "captions": [N], "fps"}`` in generation order (every prompt for the first
+        seed, then for the next), or ``None`` if that run kept none (categories without videos, no cache).
+    """
+    folder = os.path.join(os.path.abspath(os.fspath(cache_dir)), _model_dir(model))
+    return _read_videos(os.path.join(folder, f"{category}_videos.npz"))
 
 
 def _write_videos(path: str, data: Mapping[str, Any]) -> None:
