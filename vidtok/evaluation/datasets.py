@@ -130,18 +130,19 @@ class EvalSet:
     @property
     def captions(self) -> list[str]:
         """Every item's caption (raises if an item has none)."""
-        missing = [it.key for it in self.items if not it.caption]
-        if missing:
-            raise ValueError(f"{self.describe()}: {len(missing)} item(s) have no caption, e.g. {missing[0]!r}")
-        return [it.caption for it in self.items]  # type: ignore[misc]
+        return self._every("caption", "caption")
 
     @property
     def paths(self) -> list[str]:
         """Every item's video path (raises if an item has none)."""
-        missing = [it.key for it in self.items if not it.path]
+        return self._every("path", "video")
+
+    def _every(self, attr: str, what: str) -> list[str]:
+        """Every item's ``attr``; a ``ValueError`` naming the count and the first item without one (a ``what``)."""
+        missing = [it.key for it in self.items if not getattr(it, attr)]
         if missing:
-            raise ValueError(f"{self.describe()}: {len(missing)} item(s) have no video, e.g. {missing[0]!r}")
-        return [it.path for it in self.items]  # type: ignore[misc]
+            raise ValueError(f"{self.describe()}: {len(missing)} item(s) have no {what}, e.g. {missing[0]!r}")
+        return [getattr(it, attr) for it in self.items]
 
     def describe(self) -> str:
         """A short name for messages: ``"msrvtt test (/data/MSRVTT)"``."""

@@ -866,6 +866,61 @@ def _metric_list(metrics: Any) -> tuple[str, ...]:
     return tuple(m for m in ("fvd", "clipsim") if m in names)
 
 
+def _paired_benchmark(
+    metrics: Sequence[str],
+    model: Any,
+    data: EvalSet,
+    out: Any,
+    *,
+    extractor: Any,
+    clip: Any,
+    num_videos: int | None,
+    frames: int,
+    stride: int,
+    resolution: int | tuple[int, int] | None,
+    resize: str,
+    unbiased: bool,
+    batch_size: int,
+    cache_dir: Any,
+    seed: int,
+    generate_kwargs: dict[str, Any] | None,
+    device: str | None,
+    progress: bool,
+    combined_name: str,
+    benchmark: str,
+) -> EvalCard:
+    """A benchmark whose real videos carry their prompts (MSR-VTT, UCF-101): one generated video per real one.
+
+    A seeded subset of ``num_videos`` real videos is drawn; each one's caption prompts one generated video
+    (repeat 0), so the generated and the real set match item for item. The model loads last, after every cheap
+    check; ``benchmark`` is recorded in the protocol.
+    """
+    data = subset(data, num_videos, seed)
+    generation = _generation_settings(generate_kwargs)
+    pipe, location = load_text_to_video(model, device=device)
+    sampler = ClipSampler(frames, stride, _resolution(resolution, pipe, generation, seed), resize)
+    return _generation_cards(
+        metrics,
+        pipe=pipe,
+        location=location,
+        fake_set=data,
+        fake=[(it, 0) for it in data.items],
+        real=data,
+        extractor=extractor,
+        clip=clip,
+        sampler=sampler,
+        generation=generation,
+        unbiased=unbiased,
+        batch_size=batch_size,
+        cache_dir=cache_dir,
+        seed=seed,
+        progress=progress,
+        out=out,
+        combined_name=combined_name,
+        extra_protocol={"benchmark": benchmark},
+    )
+
+
 def run_msrvtt(
     model: Any,
     root: str | os.PathLike[str],
@@ -935,29 +990,27 @@ def run_msrvtt(
     if "clipsim" in metrics:
         scorer = build_clip(clip, model_name=clip_model, weights=clip_weights, device=device)
     data = msrvtt_test(root, caption_seed=caption_seed, annotation=annotation, videos=videos, missing=missing)
-    data = subset(data, num_videos, seed)
-    generation = _generation_settings(generate_kwargs)
-    pipe, location = load_text_to_video(model, device=device)
-    sampler = ClipSampler(frames, stride, _resolution(resolution, pipe, generation, seed), resize)
-    return _generation_cards(
+    return _paired_benchmark(
         metrics,
-        pipe=pipe,
-        location=location,
-        fake_set=data,
-        fake=[(it, 0) for it in data.items],
-        real=data,
+        model,
+        data,
+        out,
         extractor=extractor,
         clip=scorer,
-        sampler=sampler,
-        generation=generation,
+        num_videos=num_videos,
+        frames=frames,
+        stride=stride,
+        resolution=resolution,
+        resize=resize,
         unbiased=unbiased,
         batch_size=batch_size,
         cache_dir=cache_dir,
         seed=seed,
+        generate_kwargs=generate_kwargs,
+        device=device,
         progress=progress,
-        out=out,
         combined_name="msrvtt",
-        extra_protocol={"benchmark": "MSR-VTT zero-shot (DiCoDe Tab. 2): test split, one random caption per video"},
+        benchmark="MSR-VTT zero-shot (DiCoDe Tab. 2): test split, one random caption per video",
     )
 
 
@@ -1018,29 +1071,27 @@ def run_ucf101(
     _check_common(frames, stride, batch_size, resize)
     extractor = build_i3d(i3d, resize=resize, device=device)
     data = ucf101(root, split=split, fold=fold, splits_dir=splits_dir, prompt_template=prompt_template, missing=missing)
-    data = subset(data, num_videos, seed)
-    generation = _generation_settings(generate_kwargs)
-    pipe, location = load_text_to_video(model, device=device)
-    sampler = ClipSampler(frames, stride, _resolution(resolution, pipe, generation, seed), resize)
-    return _generation_cards(
+    return _paired_benchmark(
         ("fvd",),
-        pipe=pipe,
-        location=location,
-        fake_set=data,
-        fake=[(it, 0) for it in data.items],
-        real=data,
+        model,
+        data,
+        out,
         extractor=extractor,
         clip=None,
-        sampler=sampler,
-        generation=generation,
+        num_videos=num_videos,
+        frames=frames,
+        stride=stride,
+        resolution=resolution,
+        resize=resize,
         unbiased=unbiased,
         batch_size=batch_size,
         cache_dir=cache_dir,
         seed=seed,
+        generate_kwargs=generate_kwargs,
+        device=device,
         progress=progress,
-        out=out,
         combined_name="fvd",
-        extra_protocol={"benchmark": "UCF-101 FVD, class names as prompts"},
+        benchmark="UCF-101 FVD, class names as prompts",
     )
 
 

@@ -6,7 +6,7 @@ import errno
 import math
 import os
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +23,7 @@ from vidtok.io.video import AV_WRITE_FORMATS, read_av, read_av_info, write_av
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["read_video", "read_video_info", "save_video"]
+__all__ = ["read_video", "read_video_info", "save_video", "write_atomically"]
 
 
 _WRITE_EXTENSIONS = (*AV_WRITE_FORMATS, ".gif", *PIL_WRITE_FORMATS)
@@ -285,15 +285,35 @@ def save_video(
         raise ValueError(f"codec= only applies to video containers ({', '.join(AV_WRITE_FORMATS)}), not {ext}")
     video = to_uint8(normalize_frames(frames, layout))
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _reserve_temp(path)
-    try:
+    def write(tmp: Path) -> None:
         if ext in AV_WRITE_FORMATS:
             write_av(video, str(tmp), ext, rate, codec, crf, lossless, options)
         elif ext == ".gif":
             write_gif(video, str(tmp), rate, lossless)
         else:
             write_image(video, str(tmp), ext, lossless)
+
+    return write_atomically(path, write)
+
+
+def write_atomically(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
+    """Run ``write(tmp)`` on a new hidden file next to ``path`` and move it onto ``path`` only if it succeeded.
+
+    The parent folder is created if needed. A failure (any exception, ``KeyboardInterrupt`` included) removes the
+    temporary file and leaves ``path`` as it was; readers never see a partly written file.
+
+    Args:
+        path: The file to write.
+        write: Writes the whole content to the path it is given (an empty file, created beforehand).
+
+    Returns:
+        ``path`` as a ``Path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _reserve_temp(path)
+    try:
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

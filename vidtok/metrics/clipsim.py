@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vidtok.metrics.fvd import file_sha256
+from vidtok.metrics.eval_card import file_digest
 from vidtok.metrics.i3d import resize_frames, to_model_layout
 
 __all__ = ["CLIPSimilarity", "clipsim"]
@@ -145,7 +145,7 @@ class CLIPSimilarity:
                 force_quick_gelu=force_quick_gelu or bool(tag_cfg.get("quick_gelu")),
                 force_preprocess_cfg=preprocess or None,
             )
-            self.weights_digest = file_sha256(path)
+            self.weights_digest = file_digest(path)
             self.label = f"{model_name} @ {os.path.basename(path) if path == pretrained else pretrained}"
         self.model = model.to(self.device).eval()
         self.tokenizer = open_clip.get_tokenizer(model_name)

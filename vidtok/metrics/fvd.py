@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vidtok.metrics.eval_card import file_digest
 from vidtok.metrics.frechet import MIN_SAMPLES, FeatureStats, frechet_distance_from_stats
 from vidtok.metrics.i3d import (
     I3D_MIN_FRAMES,
@@ -46,13 +47,9 @@ from vidtok.metrics.i3d import (
 __all__ = ["VideoFeatureExtractor", "feature_stats", "file_sha256", "fvd"]
 
 
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """sha256 hex digest of a file's bytes (read in chunks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+#: sha256 hex digest of a file's bytes (read in chunks): :func:`~vidtok.metrics.eval_card.file_digest`, under the
+#: name this module has always exported.
+file_sha256 = file_digest
 
 
 def _check_resize(resize: str) -> None:
@@ -140,7 +137,7 @@ class VideoFeatureExtractor:
             network, digest, weights = source, _state_sha256(source), "in-memory"
         else:
             network = load_i3d(source)
-            digest = file_sha256(network.weights_path)
+            digest = file_digest(network.weights_path)
             weights = f"{os.path.basename(network.weights_path)} ({network.weights_format})"
         protocol = {
             "network": "I3D Inception-v1, Kinetics-400 logits averaged over time",
@@ -172,7 +169,7 @@ class VideoFeatureExtractor:
         _check_resize(resize)
         network = VideoMAEFeatures(folder)
         weights = [n for n in ("model.safetensors", "pytorch_model.bin") if os.path.isfile(os.path.join(folder, n))]
-        digest = file_sha256(os.path.join(folder, weights[0])) if weights else _state_sha256(network)
+        digest = file_digest(os.path.join(folder, weights[0])) if weights else _state_sha256(network)
         protocol = {
             "network": f"VideoMAE ({type(network.model).__name__}), mean-pooled last hidden state",
             "weights": os.path.abspath(os.fspath(folder)),

@@ -37,6 +37,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from vidtok.metrics.video_quality import data_range_span, frame_pair
+
 __all__ = [
     "LPIPS",
     "LPIPS_BACKBONE_FILES",
@@ -275,16 +277,6 @@ class LPIPS(nn.Module):
         return total
 
 
-def _flat_frames(x: torch.Tensor, name: str) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
-    if x.ndim == 4:
-        x = x[:, :, None]
-    if x.ndim != 5:
-        raise ValueError(f"{name} must be (B, C, T, H, W) or (B, C, H, W), got shape {tuple(x.shape)}")
-    return x
-
-
 def lpips_per_frame(
     pred: torch.Tensor,
     target: torch.Tensor,
@@ -302,14 +294,10 @@ def lpips_per_frame(
         batch_size: Frames per forward pass.
         data_range: ``(low, high)`` of the values, mapped linearly to LPIPS' ``[-1, 1]``.
     """
-    a, b = _flat_frames(pred, "pred"), _flat_frames(target, "target")
-    if a.shape != b.shape:
-        raise ValueError(f"pred and target shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
+    a, b = frame_pair(pred, target)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    lo, hi = data_range
-    if not hi > lo:
-        raise ValueError(f"data_range must be (low, high) with high > low, got {data_range}")
+    span, lo = data_range_span(data_range), data_range[0]
     bsz, c, t, h, w = a.shape
     a = a.transpose(1, 2).reshape(bsz * t, c, h, w)
     b = b.transpose(1, 2).reshape(bsz * t, c, h, w)
@@ -317,7 +305,7 @@ def lpips_per_frame(
     with torch.no_grad():
         for i in range(0, bsz * t, batch_size):
             pa, pb = (x[i : i + batch_size].double() for x in (a, b))
-            pa, pb = ((x - lo) / (hi - lo) * 2 - 1 for x in (pa, pb))
+            pa, pb = ((x - lo) / span * 2 - 1 for x in (pa, pb))
             out.append(lpips(pa, pb).to(device=pred.device, dtype=torch.float64))
     return torch.cat(out).reshape(bsz, t)
 

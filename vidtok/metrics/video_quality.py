@@ -34,6 +34,8 @@ import torch.nn.functional as F
 
 __all__ = [
     "MS_SSIM_BETAS",
+    "data_range_span",
+    "frame_pair",
     "ms_ssim",
     "ms_ssim_min_size",
     "ms_ssim_per_frame",
@@ -47,25 +49,44 @@ __all__ = [
 MS_SSIM_BETAS: tuple[float, ...] = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
 
-def _frames(x: torch.Tensor, name: str) -> torch.Tensor:
-    """``(B, C, T, H, W)`` or ``(B, C, H, W)`` → ``(B, T, C, H, W)`` float64."""
+def _video(x: torch.Tensor, name: str) -> torch.Tensor:
+    """``(B, C, T, H, W)`` or ``(B, C, H, W)`` → ``(B, C, T, H, W)``, values untouched."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim == 4:
         x = x[:, :, None]
     if x.ndim != 5:
         raise ValueError(f"{name} must be (B, C, T, H, W) or (B, C, H, W), got shape {tuple(x.shape)}")
-    return x.transpose(1, 2).double()
+    return x
 
 
-def _pair(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    a, b = _frames(pred, "pred"), _frames(target, "target")
+def frame_pair(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A reconstruction and its reference as videos ``(B, C, T, H, W)`` of one shape, values untouched.
+
+    Images ``(B, C, H, W)`` become one-frame videos. The checks every per-frame metric here (and LPIPS) makes.
+
+    Raises:
+        TypeError: If either is not a torch tensor.
+        ValueError: If either has another number of dimensions, or their shapes differ.
+    """
+    a, b = _video(pred, "pred"), _video(target, "target")
     if a.shape != b.shape:
         raise ValueError(f"pred and target shapes differ: {tuple(pred.shape)} vs {tuple(target.shape)}")
     return a, b
 
 
-def _span(data_range: tuple[float, float]) -> float:
+def _pair(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`frame_pair` as frames ``(B, T, C, H, W)`` float64."""
+    a, b = frame_pair(pred, target)
+    return a.transpose(1, 2).double(), b.transpose(1, 2).double()
+
+
+def data_range_span(data_range: tuple[float, float]) -> float:
+    """``high - low`` of a value range ``(low, high)``.
+
+    Raises:
+        ValueError: Unless ``high > low``.
+    """
     lo, hi = data_range
     if not hi > lo:
         raise ValueError(f"data_range must be (low, high) with high > low, got {data_range}")
@@ -84,7 +105,7 @@ def psnr_per_frame(
     """
     a, b = _pair(pred, target)
     mse = (a - b).pow(2).flatten(2).mean(-1)
-    return 10 * torch.log10(_span(data_range) ** 2 / mse)
+    return 10 * torch.log10(data_range_span(data_range) ** 2 / mse)
 
 
 def psnr(
@@ -132,7 +153,7 @@ def ssim_per_frame(
     bsz, t, c, h, w = a.shape
     if h < window_size or w < window_size:
         raise ValueError(f"SSIM needs frames of at least {window_size}x{window_size}, got {h}x{w}")
-    span = _span(data_range)
+    span = data_range_span(data_range)
     lo = data_range[0]
     a = (a - lo).reshape(bsz * t * c, 1, h, w)
     b = (b - lo).reshape(bsz * t * c, 1, h, w)
@@ -232,7 +253,7 @@ def ms_ssim_per_frame(
         raise ModuleNotFoundError(
             "MS-SSIM needs torchmetrics: pip install 'vidtok[eval]' (or pip install torchmetrics)"
         ) from err
-    span, lo = _span(data_range), data_range[0]
+    span, lo = data_range_span(data_range), data_range[0]
     # float32 as torchmetrics and pytorch-msssim compute it: float64 convolutions are ~20x slower on CPU and
     # change the score by less than 1e-6. A float data range, not a tuple: torchmetrics clips to a tuple range.
     values = tm_ms_ssim(

@@ -30,8 +30,7 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from vidtok.io import IMAGE_EXTENSIONS, save_video
 from vidtok.io.base import Layout
+from vidtok.io.files import write_atomically
 from vidtok.io.frames import normalize_frames, to_uint8
 
 __all__ = ["accuracy_plot", "animated_grid", "contact_sheet"]
@@ -186,31 +186,6 @@ def _wrap(font: Any, text: str, width: int) -> list[str]:
 # ---------------------------------------------------------------------------------------------- writing
 
 
-def _reserve_temp(path: Path) -> Path:
-    """A new empty hidden file next to ``path`` (so ``os.replace`` stays on one file system)."""
-    while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            with open(tmp, "xb"):
-                return tmp
-        except FileExistsError:  # pragma: no cover - astronomically unlikely
-            continue
-
-
-def _write_atomically(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
-    """Run ``write(tmp)`` and move ``tmp`` onto ``path`` only if it succeeded; a failure leaves no file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _reserve_temp(path)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _check_suffix(path: Any, allowed: tuple[str, ...], what: str) -> Path:
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"path must be a str or os.PathLike, got {type(path).__name__}")
@@ -235,7 +210,7 @@ def _exact_palette(image: Image.Image) -> Image.Image:
 
 def _save_png(image: Image.Image, path: Path) -> Path:
     image = _exact_palette(image)
-    return _write_atomically(path, lambda tmp: image.save(tmp, format="PNG", optimize=True))
+    return write_atomically(path, lambda tmp: image.save(tmp, format="PNG", optimize=True))
 
 
 # ---------------------------------------------------------------------------------------------- pictures
@@ -511,4 +486,4 @@ def accuracy_plot(
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     fig.tight_layout()
     # No "Software" entry: the same numbers give the same bytes whatever matplotlib wrote them.
-    return _write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}))
+    return write_atomically(path, lambda tmp: fig.savefig(tmp, format="png", metadata={"Software": None}))
