@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import vidtok
-from vidtok.metrics.shapes_benchmark import (
+from vidtok.evaluation.shapes_benchmark import (
     CATEGORIES,
     ShapesBenchmarkSettings,
     benchmark_shapes,
@@ -190,7 +190,7 @@ def test_eval_shapes_pictures_show_what_was_scored(pipe, net, tmp_path):
     from PIL import Image
 
     from vidtok.cli import _shapes_pictures
-    from vidtok.metrics.shapes_benchmark import stored_videos
+    from vidtok.evaluation.shapes_benchmark import stored_videos
 
     cache = tmp_path / "cache"
     results = benchmark_shapes(

@@ -585,7 +585,7 @@ def _cmd_eval_compare(args: argparse.Namespace) -> int:
 
 
 # ----- vidtok eval shapes ------------------------------------------------------------------------------------
-# The Shapes benchmark lives in vidtok.metrics.shapes_benchmark (benchmark_shapes(models, cache_dir=...),
+# The Shapes benchmark lives in vidtok.evaluation.shapes_benchmark (benchmark_shapes(models, cache_dir=...),
 # format_table(results)); this command only maps the flags onto it.
 def _cmd_eval_shapes(args: argparse.Namespace) -> int:
     import json
@@ -595,7 +595,7 @@ def _cmd_eval_shapes(args: argparse.Namespace) -> int:
         _output_path(args.out, "--out", (".json",))
     if args.quiet:
         _quiet()
-    from vidtok.metrics.shapes_benchmark import benchmark_shapes, format_table
+    from vidtok.evaluation.shapes_benchmark import benchmark_shapes, format_table
 
     specs = args.models or ["vidtok:default"]
     if len(set(specs)) != len(specs):
@@ -635,7 +635,7 @@ def _cmd_eval_shapes(args: argparse.Namespace) -> int:
 
 def _shapes_pictures(results: dict, cache: str | None, stem: str) -> list:
     """Per model, a contact sheet and a GIF of its held-out videos (first seed, with scores); accuracy bars."""
-    from vidtok.metrics.shapes_benchmark import stored_videos
+    from vidtok.evaluation.shapes_benchmark import stored_videos
     from vidtok.metrics.visuals import accuracy_plot, animated_grid, contact_sheet
     from vidtok.shapes.scorer import score_video
 
@@ -790,7 +790,7 @@ def _add_eval_parsers(sub) -> None:
     )
     p.set_defaults(func=_cmd_eval_compare)
 
-    # ----- vidtok eval shapes: the Shapes benchmark of one or more models (vidtok.metrics.shapes_benchmark) -----
+    # ----- vidtok eval shapes: the Shapes benchmark (vidtok.evaluation.shapes_benchmark) -----
     p = ev.add_parser(
         "shapes", help="Shapes benchmark of one or more models side by side (prompt following from pixels, ...)"
     )

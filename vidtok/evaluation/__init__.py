@@ -3,6 +3,8 @@
 * [`vidtok.evaluation.datasets`][vidtok.evaluation.datasets] — readers of the user's local copies (captions CSV,
   video folders, MSR-VTT's 2,990-video test split with one seeded caption per video as in DiCoDe Tab. 2,
   UCF-101 official splits with class names as prompts) and the deterministic clip sampler.
+* [`vidtok.evaluation.shapes_benchmark`][vidtok.evaluation.shapes_benchmark] — the Shapes benchmark of any
+  text-to-video models side by side (``vidtok eval shapes``).
 * [`vidtok.evaluation.runners`][vidtok.evaluation.runners] — ``run_fvd``, ``run_clipsim``, ``run_recon``,
   ``run_msrvtt``, ``run_ucf101``: generation with per-video seeds, per-video feature caches that make an
   interrupted run resume to the identical result, and an

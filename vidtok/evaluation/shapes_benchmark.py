@@ -1,6 +1,6 @@
 """The Shapes benchmark: several text-to-video models side by side, seven categories, resumable.
 
-[`benchmark_shapes`][vidtok.metrics.shapes_benchmark.benchmark_shapes] runs, for each model (a pipeline, a
+[`benchmark_shapes`][vidtok.evaluation.shapes_benchmark.benchmark_shapes] runs, for each model (a pipeline, a
 saved ``TextToVideo`` folder or ``"vidtok:default"``), these categories — every one scored from pixels or by
 the tokenizer, with fixed seeds:
 
@@ -47,7 +47,7 @@ which alone accounts for much of its held-out Shapes FD.
 ``shapes_fd`` 1 s), about 15 minutes when other jobs share the two cores.
 
 Example:
-    >>> from vidtok.metrics.shapes_benchmark import two_object_prompts
+    >>> from vidtok.evaluation.shapes_benchmark import two_object_prompts
     >>> for prompt in two_object_prompts(2):
     ...     print(prompt)
     a large white circle moves right and a small yellow triangle moves left
@@ -306,11 +306,9 @@ def _pipeline_identity(pipe: Any) -> str:
 
 
 def _default_loader(folder: str) -> Any:
-    # The public top-level API: metrics sit below pipelines, so the pipeline class is reached through it
-    # (callers that hold their own loader pass ``loader=``).
-    import vidtok
+    from vidtok.pipelines.text_to_video import TextToVideo
 
-    return vidtok.TextToVideo.from_pretrained(folder)
+    return TextToVideo.from_pretrained(folder)
 
 
 class _Model:
@@ -803,7 +801,7 @@ def _lookup(value: Any, keys: tuple[str, ...]) -> Any:
 
 
 def format_table(results: Mapping[str, Any]) -> str:
-    """A markdown table of a [`benchmark_shapes`][vidtok.metrics.shapes_benchmark.benchmark_shapes] result.
+    """A markdown table of a [`benchmark_shapes`][vidtok.evaluation.shapes_benchmark.benchmark_shapes] result.
 
     One row per measure, one column per model (a category that was not run has no rows; ``–`` marks a
     value missing for one model).
