@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -123,3 +124,25 @@ def test_errors(tiny, tmp_path):
         tiny.score(_videos(0), [1, 2, 3])
     with pytest.raises(ValueError, match=r"must lie in \[-1, 1\]"):
         tiny.score(_videos(0) * 255, PROMPTS)
+
+
+CLIP_WEIGHTS = os.environ.get("VIDTOK_CLIP_PATH")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (CLIP_WEIGHTS and os.path.isfile(CLIP_WEIGHTS)),
+    reason="needs real CLIP ViT-B/32 weights: set $VIDTOK_CLIP_PATH to a local open_clip checkpoint (OpenAI's)",
+)
+def test_real_clip_prefers_the_matching_caption():
+    """With real weights, a red video is closer to "a red square" than to "a blue circle" (and vice versa)."""
+    scorer = CLIPSimilarity("ViT-B-32-quickgelu", CLIP_WEIGHTS)
+    red = torch.full((1, 3, 4, 224, 224), -1.0)
+    red[:, 0, :, 56:168, 56:168] = 1.0  # a red square on black
+    blue = torch.full((1, 3, 4, 224, 224), -1.0)
+    blue[:, 2, :, 56:168, 56:168] = 1.0
+    videos = torch.cat([red, blue])
+    matched = scorer.score(videos, ["a red square", "a blue square"])
+    swapped = scorer.score(videos, ["a blue square", "a red square"])
+    assert np.all(matched > swapped)
+    assert np.all((matched > 0.1) & (matched < 0.5))  # raw cosine, in the range papers report (~0.3)
