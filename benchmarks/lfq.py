@@ -25,8 +25,12 @@ exceeds ``--reference-max-gib`` or the memory available now. ``--skip-reference`
 Values: the per-sample and batch entropies of both cases side by side, and the largest gradient difference. The
 baseline clamps probabilities at ``1e-5`` inside its logs (``log(clamp(p, 1e-5))``) over 2^18 mostly tiny
 probabilities, which lowers both of its entropies slightly; vidtok's values are exact. To show that the batch
-distributions themselves agree, vidtok's exact ``p̄`` is also run through the baseline's clamped formula
-(``batch, clamped like the baseline``).
+distributions themselves agree, vidtok's exact ``p̄`` is also run through the baseline's clamped formula. The clamp
+also changes the baseline's *gradient*: where tokens sit on distinct codes the exact gradients of the two entropies
+cancel (``H(p̄) = log N + mean H(q_n)`` for disjoint supports), the clamped ones do not. So the exactness of both
+is checked against a float64 brute force over all 2^18 codes, on ``--exact-tokens`` tokens (128: the brute force
+itself holds several ``128 × 2^18`` float64 tensors, ~2 GiB) drawn from ``N(0, 0.05²)``, where assignments are
+soft and the exact gradient is far from zero.
 
     python benchmarks/lfq.py [--tokens 1024 2048] [--bits 18] [--repeats 5] [--threads 1] [--skip-reference]
 
@@ -69,6 +73,56 @@ def _inputs(tokens: int, bits: int):
     import torch
 
     return torch.randn(tokens, bits, generator=torch.Generator().manual_seed(SEED))
+
+
+def _exactness(tokens: int, bits: int, out_dir: Path) -> None:
+    """Both implementations against a float64 brute force over all 2^bits codes (values and gradients)."""
+    import torch
+
+    z0 = 0.05 * torch.randn(tokens, bits, generator=torch.Generator().manual_seed(SEED + 1))
+    shifts = torch.arange(bits - 1, -1, -1)
+    corners = (((torch.arange(2**bits).unsqueeze(-1) >> shifts) & 1) * 2 - 1).double()
+    z = z0.double().requires_grad_(True)
+    # q(c | z) = softmax_c(-||z - c||^2 / tau) = softmax_c(2 z.c / tau): the definition, over every code.
+    log_p = torch.log_softmax(2.0 * INV_TEMPERATURE * z @ corners.T, dim=-1)
+    p = log_p.exp()
+    per_sample = -(p * log_p).sum(-1).mean()
+    mean = p.mean(0)
+    batch = -(mean * mean.clamp_min(torch.finfo(torch.float64).tiny).log()).sum()
+    (per_sample - GAMMA * batch).backward()
+    truth = {"per_sample": float(per_sample), "batch": float(batch), "grad": z.grad}
+    del log_p, p, mean
+    result = {"tokens": tokens, "grad_max": float(z.grad.abs().max())}
+    from vidtok.tokenizers.quantizers import LFQ
+
+    cases = {"ours": None}
+    try:
+        from vector_quantize_pytorch import LFQ as ReferenceLFQ
+
+        cases["reference"] = ReferenceLFQ
+    except ImportError:
+        pass
+    for case, reference_class in cases.items():
+        z = z0.clone().requires_grad_(True)
+        if reference_class is None:
+            module = LFQ(
+                num_bits=bits, inv_temperature=INV_TEMPERATURE, diversity_gamma=GAMMA, commitment_loss_weight=0.0
+            )
+            aux = module.train()(z).aux_losses
+            values = aux["per_sample_entropy"], aux["batch_entropy"]
+        else:
+            module = reference_class(
+                dim=bits, codebook_size=2**bits, entropy_loss_weight=1.0, commitment_loss_weight=0.0
+            ).train()
+            _, breakdown = module(z.unsqueeze(0), inv_temperature=INV_TEMPERATURE, return_loss_breakdown=True)
+            values = breakdown.per_sample_entropy, breakdown.batch_entropy
+        (values[0] - GAMMA * values[1]).backward()
+        result[case] = {
+            "per_sample_error": abs(float(values[0]) - truth["per_sample"]),
+            "batch_error": abs(float(values[1]) - truth["batch"]),
+            "grad_error": float((z.grad.double() - truth["grad"]).abs().max()),
+        }
+    (out_dir / f"exact_{tokens}.json").write_text(json.dumps(result))
 
 
 def _worker(case: str, tokens: int, bits: int, repeats: int, threads: int, out_dir: Path) -> None:
@@ -167,9 +221,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--skip-reference", action="store_true")
     parser.add_argument("--reference-max-gib", type=float, default=12.0)
-    parser.add_argument("--worker", choices=["ours", "reference"], help=argparse.SUPPRESS)
+    parser.add_argument("--exact-tokens", type=int, default=128, help="tokens of the brute-force check (0: skip)")
+    parser.add_argument("--worker", choices=["ours", "reference", "exact"], help=argparse.SUPPRESS)
     parser.add_argument("--out-dir", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker == "exact":
+        _exactness(args.tokens[0], args.bits, args.out_dir)
+        return []
     if args.worker:
         _worker(args.worker, args.tokens[0], args.bits, args.repeats, args.threads, args.out_dir)
         return []
@@ -218,6 +276,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                     }
                 )
             rows.append(row)
+        exact = _spawn("exact", args.exact_tokens, args, out_dir) if args.exact_tokens else None
 
     print(
         f"LFQ entropy penalty forward+backward: d={args.bits} (2^{args.bits} codes), inv_temperature="
@@ -233,7 +292,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     print(header)
     print("-" * len(header))
     for row in rows:
-        speed = f"{row['speedup']:.0f}x" if "speedup" in row else "1x"
+        speed = f"{row['speedup']:.0f}x" if "speedup" in row else ("1x" if row["case"] == BASELINE else "-")
         memory = f"{row['memory_ratio']:.4f}" if "memory_ratio" in row else ("1" if row["case"] == BASELINE else "-")
         time_text = f"{row['time_s']:.3f}" + (f" [{row['cold_time_s']:.3f}]" if row["case"] == OURS else "")
         print(
@@ -251,6 +310,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 f"speedup vs the baseline's cold run = {row['speedup_cold']:.0f}x"
             )
         print(line)
+    if exact is not None:
+        print(
+            f"\nexactness vs a float64 brute force over all 2^{args.bits} codes, {exact['tokens']} tokens "
+            f"z ~ N(0, 0.05^2) (max |grad| {exact['grad_max']:.3g}):"
+        )
+        for case, name in (("ours", OURS), ("reference", BASELINE)):
+            if case in exact:
+                errors = exact[case]
+                print(
+                    f"  {name:<40} |dH_sample| {errors['per_sample_error']:.2e}  |dH_batch| "
+                    f"{errors['batch_error']:.2e}  max |d grad| {errors['grad_error']:.2e}"
+                )
     for note in notes:
         print(note)
     return rows

@@ -32,6 +32,11 @@ sum over bits and the softmax over the ``2^d`` corners factorizes into independe
 for ``+s``), the order of :func:`vidtok.tokenizers.quantizers.bits_to_indices` and of the factorized
 :class:`~vidtok.heads.CategoricalHead`.
 
+Exactness matters for the gradient, not only the value: when tokens sit on distinct codes the batch entropy is
+``log N`` plus the mean per-sample entropy, so with ``γ = 1`` the gradients of the two terms cancel. The
+``log(clamp(p, 1e-5))`` of the public implementations breaks that cancellation and adds a spurious gradient
+(~1e-2 at ``d = 18``, ``benchmarks/lfq.py``); the values here match a float64 brute force to ~1e-8.
+
 The tables, the GEMM and the entropies run in float64 by default (float32 on MPS, which has no float64): ``p̄``
 has ``2^d`` entries of size ~``1/N`` and smaller, and the GEMM sums ``N`` products per entry.
 """
