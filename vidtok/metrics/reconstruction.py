@@ -10,7 +10,7 @@ Quality is computed per frame and averaged over the frames of each video, then o
 * ``tokens_per_pixel`` — ``Σ_levels steps × tokens / (T × H × W)``, for any tokenizer;
 * ``tokens_per_second`` — at the given ``fps``, the first-frame step amortized away.
 
-A metric that cannot be given is ``None`` and ``result["notes"][name]`` says why (frames too small for the
+A metric that cannot be given is ``None`` and its entry in ``result["notes"]`` says why (frames too small for the
 standard MS-SSIM, no LPIPS network, continuous tokens, no ``fps``). LPIPS with a random backbone is reported
 but labelled not comparable.
 
@@ -20,7 +20,8 @@ Example:
     >>> result = reconstruction_metrics(target + 0.2, target)
     >>> round(result["psnr"], 2), result["ms_ssim"]
     (20.0, None)
-    >>> result["notes"]["ms_ssim"]  # doctest: +ELLIPSIS
+    >>> notes = result["notes"]
+    >>> notes["ms_ssim"]  # doctest: +ELLIPSIS
     'MS-SSIM with 5 scales and an 11x11 window needs frames of at least 176x176, got 16x16...'
 """
 

@@ -90,7 +90,7 @@ def attribute_targets(objects_per_video: Sequence[Sequence[Any]]) -> torch.Tenso
 
     Returns:
         ``(B, 17)`` float: color (7), shape (3), size (2), motion (5) bits, in
-        [`ATTRIBUTE_CLASSES`][vidtok.metrics.shapes_features.ATTRIBUTE_CLASSES] order.
+        ``ATTRIBUTE_CLASSES`` order.
     """
     width = sum(len(v) for v in ATTRIBUTE_CLASSES.values())
     out = torch.zeros(len(objects_per_video), width)
