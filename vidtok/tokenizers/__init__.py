@@ -1,6 +1,8 @@
 """Video tokenizers, one per file, each registered in :data:`TOKENIZERS` under its file's name."""
 
+from vidtok.tokenizers import quantizers
 from vidtok.tokenizers.base import TOKENIZERS, VideoTokenizer, check_video
 from vidtok.tokenizers.deep_tokens import DeepTokenizer
+from vidtok.tokenizers.hierarchical_lfq import HierarchicalLFQTokenizer
 
-__all__ = ["TOKENIZERS", "DeepTokenizer", "VideoTokenizer", "check_video"]
+__all__ = ["TOKENIZERS", "DeepTokenizer", "HierarchicalLFQTokenizer", "VideoTokenizer", "check_video", "quantizers"]

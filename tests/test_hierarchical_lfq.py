@@ -1,0 +1,250 @@
+"""HierarchicalLFQTokenizer (HiTVideo §3.2, Tab. 2): causality, shapes, codes, gradients, saving, stages, training."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from contracts import check_gradients, check_save_load
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import vidtok
+from vidtok.tokenizers.hierarchical_lfq import HierarchicalLFQTokenizer
+
+
+def _tiny(**changes):
+    torch.manual_seed(0)
+    return HierarchicalLFQTokenizer(**{**HierarchicalLFQTokenizer.tiny_config(), **changes})
+
+
+def _video(t, h=16, w=16, b=2, seed=0):
+    return torch.rand(b, 3, t, h, w, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return _tiny().eval()
+
+
+def test_registered_and_layout_of_the_tiny_config(tok):
+    assert vidtok.TOKENIZERS.get("hierarchical_lfq") is HierarchicalLFQTokenizer
+    layout = tok.token_layout(9, 16, 16)
+    assert [lv.name for lv in layout] == ["level0", "level1", "level2"]
+    assert [(lv.steps, lv.grid, lv.dim, lv.codebook_size, lv.frames_per_step) for lv in layout] == [
+        (3, (2, 2), 3, 8, 4),
+        (3, (4, 4), 4, 16, 4),
+        (5, (4, 4), 6, 64, 2),
+    ]
+    assert tok.is_discrete and tok.codebook_size == [8, 16, 64] and tok.temporal_compression == 2
+    assert tok.token_dim == 6 and tok.tokens_per_step(16, 16) == 16
+    assert tok.valid_num_frames(1) and tok.valid_num_frames(7) and not tok.valid_num_frames(4)
+    bits = 3 * 4 * 3 + 3 * 16 * 4 + 5 * 16 * 6
+    assert tok.bits_per_pixel(9, 16, 16) == pytest.approx(bits / (9 * 16 * 16))
+    with pytest.raises(ValueError, match="1 \\+ 2 k frames"):
+        tok.token_layout(4, 16, 16)
+    with pytest.raises(ValueError, match="divisible by 8"):
+        tok.token_layout(3, 12, 16)
+    with pytest.raises(ValueError, match="1 \\+ 2 k frames"):
+        tok.encode(_video(4))
+
+
+def test_encode_matches_the_layout_codes_in_range_and_decode_codes_equals_decode(tok):
+    video = _video(7)
+    with torch.no_grad():
+        out = tok.encode(video)
+        layout = tok.token_layout(7, 16, 16)
+        assert len(out.tokens) == len(out.indices) == len(layout) == 3
+        for level, tokens, codes in zip(layout, out.tokens, out.indices):
+            assert tokens.shape == (2, level.steps, level.tokens, level.dim)
+            assert codes.shape == (2, level.steps, level.tokens) and codes.dtype == torch.int64
+            assert int(codes.min()) >= 0 and int(codes.max()) < level.codebook_size
+            assert set(tokens.unique().tolist()) <= {-1.0, 1.0}
+        for i, (tokens, codes) in enumerate(zip(out.tokens, out.indices)):
+            assert torch.equal(tok.codes_to_tokens(codes, i), tokens)
+            # Big-endian: the first channel is the most significant bit.
+            msb = (codes >> (tokens.shape[-1] - 1)) & 1
+            assert torch.equal(msb.bool(), tokens[..., 0] > 0)
+        a, b = tok.decode(out.tokens), tok.decode_codes(out.indices)
+    assert torch.equal(a, b)
+    assert a.shape == video.shape and a.abs().max() <= 1
+    # Not in training mode: no losses are computed (zeros), but the structure is the same.
+    assert float(out.aux_losses["commitment"]) == 0 and "level2/entropy" in out.aux_losses
+
+
+def _features_and_codes(tok, video):
+    with torch.no_grad():
+        feats = tok._encode_levels(video)
+        codes = tok.encode(video).indices
+    return feats, codes
+
+
+@pytest.mark.parametrize("changed", [1, 2, 3, 5, 8])
+def test_changing_frame_t_never_changes_the_codes_of_earlier_steps(tok, changed):
+    video = _video(9, b=1)
+    edited = video.clone()
+    edited[:, :, changed] = -edited[:, :, changed]
+    (f0, c0), (f1, c1) = _features_and_codes(tok, video), _features_and_codes(tok, edited)
+    for level, a, b, ca, cb in zip(tok.token_layout(9, 16, 16), f0, f1, c0, c1):
+        # Step j covers frames up to j * frames_per_step (step 0: frame 0 alone).
+        before = [j for j in range(level.steps) if j * level.frames_per_step < changed]
+        assert before, "every level has step 0"
+        assert torch.equal(a[:, :, before], b[:, :, before]), (level.name, changed)
+        assert torch.equal(ca[:, before], cb[:, before])
+        assert not torch.equal(a, b), f"{level.name} ignores frame {changed}"  # not vacuous
+
+
+def test_the_first_step_is_frame_0_alone_and_an_image_is_a_one_frame_video(tok):
+    video = _video(9, b=1)
+    with torch.no_grad():
+        full = tok.encode(video)
+        image = tok.encode(video[:, :, :1])
+    for level, a, b in zip(tok.token_layout(1, 16, 16), full.indices, image.indices):
+        assert level.steps == 1 and b.shape[1] == 1
+        assert torch.equal(a[:, :1], b), level.name
+    with torch.no_grad():
+        assert tok.decode(image.tokens).shape == (1, 3, 1, 16, 16)
+
+
+def test_decoding_is_causal_too(tok):
+    video = _video(9, b=1)
+    with torch.no_grad():
+        tokens = tok.encode(video).tokens
+        base = tok.decode(tokens)
+        # Flip the finest level's last step (frames 7-8): frames 0-6 must not move.
+        changed = [t.clone() for t in tokens]
+        changed[-1][:, -1] = -changed[-1][:, -1]
+        other = tok.decode(changed)
+    assert torch.equal(base[:, :, :7], other[:, :, :7]) and not torch.equal(base, other)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(k=st.integers(0, 4), h=st.sampled_from([8, 16, 24]), w=st.sampled_from([8, 16, 32]))
+def test_shape_laws_over_frame_counts_and_sizes(tok, k, h, w):
+    t = 1 + 2 * k
+    with torch.no_grad():
+        out = tok.encode(_video(t, h, w, b=1))
+        layout = tok.token_layout(t, h, w)
+        for i, (level, tokens) in enumerate(zip(layout, out.tokens)):
+            rt = level.frames_per_step // tok.temporal_compression
+            assert level.steps == 1 + math.ceil(k / rt) and tokens.shape[1] == level.steps
+            assert level.grid == (h // (4 * (2 if i == 0 else 1)), w // (4 * (2 if i == 0 else 1)))
+            assert tokens.shape == (1, level.steps, level.tokens, level.dim)
+        recon = tok.decode(out.tokens, grid=layout[-1].grid)
+    assert recon.shape == (1, 3, t, h, w)
+
+
+def test_straight_through_gradients_reach_the_encoder():
+    tok = _tiny().train()
+    out = tok.encode(_video(5))
+    # Only through the quantized tokens (no auxiliary loss): the sign is passed straight through.
+    sum(t.square().sum() * (i + 1) for i, t in enumerate(out.tokens)).backward()
+    assert tok.encoder.conv_in.conv.weight.grad.abs().sum() > 0
+    for proj in tok.quant_proj:
+        assert proj[-1].conv.weight.grad.abs().sum() > 0
+    tok.zero_grad()
+    tok.decode(tok.encode(_video(5)).tokens).sum().backward()
+    assert tok.encoder.conv_in.conv.weight.grad.abs().sum() > 0
+
+
+def test_save_load_round_trip_is_exact(tok, tmp_path):
+    loaded = check_save_load(tok, tmp_path).eval()
+    video = _video(5)
+    with torch.no_grad():
+        a, b = tok.encode(video), loaded.encode(video)
+        assert all(torch.equal(x, y) for x, y in zip(a.indices, b.indices))
+        assert torch.equal(tok.decode(a.tokens), loaded.decode(b.tokens))
+
+
+def test_the_contract_checks_pass():
+    tok = _tiny()
+    check_gradients(tok, "tokenizer")
+
+
+def test_progressive_stages_train_from_the_coarsest_level():
+    from vidtok.training import Stage
+
+    tok = _tiny().train()
+    video = _video(5)
+    tok.configure_stage(Stage("coarse", 1, options={"levels": 1}))
+    assert tok.active_levels == 1
+    losses = tok.training_step({"video": video})
+    out = tok.encode(video)
+    torch.testing.assert_close(losses["commitment"], out.aux_losses["level0/commitment"])
+    torch.testing.assert_close(losses["entropy"], out.aux_losses["level0/entropy"])
+    tok.zero_grad()
+    losses["loss"].backward()
+    assert tok.post_quant[0].conv.weight.grad is not None
+    assert tok.post_quant[1].conv.weight.grad is None and tok.post_quant[2].conv.weight.grad is None
+    assert tok.quant_proj[2][-1].conv.weight.grad is None
+    # With one level active, the reconstruction does not read the finer levels' codes.
+    tokens = [t.detach() for t in out.tokens]
+    noisy = tokens[:1] + [-t for t in tokens[1:]]
+    with torch.no_grad():
+        assert torch.equal(tok._decode(tokens, active=1), tok._decode(noisy, active=1))
+    tok.configure_stage({"levels": 2})
+    tok.zero_grad()
+    tok.training_step({"video": video})["loss"].backward()
+    assert tok.post_quant[1].conv.weight.grad is not None and tok.post_quant[2].conv.weight.grad is None
+    tok.configure_stage(Stage("all", 1))
+    assert tok.active_levels == 3
+    with pytest.raises(ValueError, match="levels must be an int in \\[1, 3\\]"):
+        tok.configure_stage({"levels": 4})
+    with pytest.raises(ValueError, match="unknown HierarchicalLFQTokenizer stage options"):
+        tok.configure_stage({"loss": "l1"})
+
+
+def test_perceptual_and_gan_losses_are_a_later_step():
+    for key in ("perceptual_loss_weight", "adversarial_loss_weight"):
+        with pytest.raises(NotImplementedError, match="not implemented yet"):
+            _tiny(**{key: 0.1})
+    with pytest.raises(ValueError, match="level_strides needs"):
+        _tiny(level_strides=[[2, 2]])
+    with pytest.raises(ValueError, match="temporal_downsample needs"):
+        _tiny(temporal_downsample=[True])
+
+
+def test_bsq_swaps_in_by_name():
+    tok = _tiny(quantizer="bsq").eval()
+    assert type(tok.quantizers[0]).__name__ == "BSQ"
+    with torch.no_grad():
+        out = tok.encode(_video(3))
+        assert torch.equal(tok.decode(out.tokens), tok.decode_codes(out.indices))
+
+
+def test_the_paper_preset_on_the_meta_device():
+    cfg = HierarchicalLFQTokenizer.hitvideo_paper_config()
+    with torch.device("meta"):
+        tok = HierarchicalLFQTokenizer(**cfg)
+    parts = {name: sum(p.numel() for p in child.parameters()) for name, child in tok.named_children()}
+    assert sum(p.numel() for p in tok.parameters()) == 208_076_470  # ~208 M
+    assert parts["encoder"] == 68_760_704 and parts["decoder"] == 96_467_459
+    assert parts["hier_down"] + parts["hier_up"] + parts["quant_proj"] + parts["post_quant"] == 42_848_307
+    assert parts["quantizers"] == 0  # LFQ has no codebook to learn
+    # Tab. 2's bits and its token counts per 8 latent frames (2048 / 256 / 128 / 16, coarsest last there).
+    layout = tok.token_layout(65, 256, 256)
+    assert [lv.dim for lv in layout] == [3, 14, 16, 18]
+    assert [lv.tokens for lv in layout] == [16, 64, 64, 256]
+    assert [lv.steps for lv in layout] == [2, 3, 5, 9]
+    assert [lv.frames_per_step for lv in layout] == [64, 32, 16, 8]
+    # Without the causal first step (the paper's 64 frames): 8 x 256, 4 x 64, 2 x 64, 1 x 16 tokens.
+    assert [(lv.steps - 1) * lv.tokens for lv in layout] == [16, 128, 256, 2048]
+
+
+def test_a_short_training_run_lowers_the_l1_loss_on_shapes():
+    from vidtok.shapes import ShapesDataset
+
+    data = ShapesDataset("train", resolution=16, num_frames=5, length=8)
+    video = torch.stack([data[i]["video"] for i in range(8)])
+    tok = _tiny().train()
+    opt = torch.optim.Adam(tok.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(30):
+        out = tok.training_step({"video": video})
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        losses.append(float(out["l1"]))
+    assert all(math.isfinite(x) for x in losses)
+    assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5, losses
