@@ -17,29 +17,31 @@ They plug into the [`Trainer`][vidtok.training.trainer.Trainer]'s two-optimizer 
 ``gan.generator_step(...)["loss"]`` to its ``training_step`` loss, and returns ``gan.discriminator_step(...)`` from
 ``discriminator_step``. Set ``DiscriminatorConfig.start_step`` to the ``GANLoss``'s ``start_step`` so that the
 discriminator is not trained before the generator sees it. A sketch (``encode_decode`` and ``last_layer`` stand
-for the tokenizer's own)::
+for the tokenizer's own):
 
-    class AdversarialTokenizer(nn.Module):
-        def __init__(self, tokenizer):
-            super().__init__()
-            self.tokenizer = tokenizer
-            self.perceptual = PerceptualLoss("alex")
-            self.gan = GANLoss({"base_channels": 64}, start_step=20_000, lecam_weight=0.005)
+```python
+class AdversarialTokenizer(nn.Module):
+    def __init__(self, tokenizer):
+        super().__init__()
+        self.tokenizer = tokenizer
+        self.perceptual = PerceptualLoss("alex")
+        self.gan = GANLoss({"base_channels": 64}, start_step=20_000, lecam_weight=0.005)
 
-        def training_step(self, batch, step):
-            video = batch["video"]
-            recon = self.tokenizer.encode_decode(video)
-            nll = F.l1_loss(recon, video) + self.perceptual(recon, video)
-            adv = self.gan.generator_step(recon, nll_loss=nll, last_layer=self.tokenizer.last_layer, step=step)
-            return {"loss": nll + adv["loss"], "nll": nll.detach(), **{f"gan/{k}": v for k, v in adv.items()}}
+    def training_step(self, batch, step):
+        video = batch["video"]
+        recon = self.tokenizer.encode_decode(video)
+        nll = F.l1_loss(recon, video) + self.perceptual(recon, video)
+        adv = self.gan.generator_step(recon, nll_loss=nll, last_layer=self.tokenizer.last_layer, step=step)
+        return {"loss": nll + adv["loss"], "nll": nll.detach(), **{f"gan/{k}": v for k, v in adv.items()}}
 
-        def discriminator_parameters(self):
-            return self.gan.discriminator.parameters()
+    def discriminator_parameters(self):
+        return self.gan.discriminator.parameters()
 
-        def discriminator_step(self, batch, step):
-            with torch.no_grad():
-                recon = self.tokenizer.encode_decode(batch["video"])
-            return self.gan.discriminator_step(batch["video"], recon, step=step)
+    def discriminator_step(self, batch, step):
+        with torch.no_grad():
+            recon = self.tokenizer.encode_decode(batch["video"])
+        return self.gan.discriminator_step(batch["video"], recon, step=step)
+```
 
 The trainer freezes the discriminator's parameters during the generator phase (the adversarial term still
 backpropagates *through* the discriminator into the generator) and the generator's during the discriminator phase.
@@ -346,9 +348,8 @@ class LeCAM(nn.Module):
         decay: EMA decay ``d``.
 
     Example:
-        >>> reg = LeCAM(decay=0.9)
-        >>> # the first update sets the anchors to 0.5 and -0.5: (0.5 + 0.5)² + (0.5 + 0.5)²
-        >>> float(reg(torch.tensor([0.5]), torch.tensor([-0.5])))
+        >>> reg = LeCAM(decay=0.9)  # the first update sets the anchors to 0.5 and -0.5
+        >>> float(reg(torch.tensor([0.5]), torch.tensor([-0.5])))  # (0.5 + 0.5)² + (0.5 + 0.5)²
         2.0
     """
 
