@@ -233,18 +233,29 @@ def test_the_paper_preset_on_the_meta_device():
 
 
 def test_a_short_training_run_lowers_the_l1_loss_on_shapes():
+    """150 Adam steps on two Shapes clips: the L1 falls, and not only on the black background.
+
+    Predicting all black is already a good L1 on Shapes (small objects); the codes must carry the objects, so
+    the L1 on object pixels must fall well below that of the all-black prediction too.
+    """
     from vidtok.shapes import ShapesDataset
 
-    data = ShapesDataset("train", resolution=16, num_frames=5, length=8)
-    video = torch.stack([data[i]["video"] for i in range(8)])
+    data = ShapesDataset("train", resolution=16, num_frames=5, length=2)
+    video = torch.stack([data[i]["video"] for i in range(2)])
+    objects = (video > -0.9).any(1, keepdim=True).expand_as(video)
+    black_objects = float((video + 1).abs()[objects].mean())
     tok = _tiny().train()
-    opt = torch.optim.Adam(tok.parameters(), lr=3e-3)
+    opt = torch.optim.Adam(tok.parameters(), lr=1e-3)
     losses = []
-    for _ in range(30):
+    for _ in range(150):
         out = tok.training_step({"video": video})
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
         losses.append(float(out["l1"]))
     assert all(math.isfinite(x) for x in losses)
-    assert sum(losses[-5:]) / 5 < 0.6 * sum(losses[:5]) / 5, losses
+    assert sum(losses[-5:]) / 5 < 0.1 * sum(losses[:5]) / 5, losses
+    assert losses[-1] < float((video + 1).abs().mean())  # better than all black
+    with torch.no_grad():
+        recon = tok.eval().decode(tok.encode(video).tokens)
+    assert float((recon - video).abs()[objects].mean()) < 0.75 * black_objects
