@@ -13,6 +13,7 @@ from torch import nn
 
 from vidtok.training import DiscriminatorConfig, OptimizerConfig, Trainer, TrainingConfig, losses, read_metrics
 from vidtok.training.losses import (
+    AdversarialTraining,
     GANLoss,
     LeCAM,
     PatchDiscriminator3D,
@@ -354,6 +355,91 @@ def test_losses_train_through_the_trainer_two_optimizer_mode(tmp_path):
     assert all(math.isfinite(v) for r in records for v in r.values() if isinstance(v, float))
     assert int(model.gan.lecam.num_updates) == 2
     assert all(torch.equal(v, model.perceptual.state_dict()[k]) for k, v in lpips_before.items())
+
+
+class ReconstructingAutoencoder(nn.Module):
+    """A model a layer below training: its training_step returns its loss and its reconstruction."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Conv3d(3, 4, (1, 4, 4), (1, 2, 2), (0, 1, 1))
+        self.decoder = nn.ConvTranspose3d(4, 3, (1, 4, 4), (1, 2, 2), (0, 1, 1))
+        self.stages = []
+
+    def training_step(self, batch):
+        recon = self.decoder(torch.relu(self.encoder(batch["video"])))
+        l1 = F.l1_loss(recon, batch["video"])
+        return {"loss": l1, "l1": l1.detach(), "reconstruction": recon}
+
+    def configure_stage(self, stage):
+        self.stages.append(stage.name)
+
+
+def test_adversarial_training_wrapper_adds_the_losses():
+    set_seed(0)
+    gan = GANLoss(PatchDiscriminator3D.tiny_config(), start_step=1, adversarial_weight=0.5)
+    perceptual = PerceptualLoss("alex", random_backbone=True)
+    wrapper = AdversarialTraining(
+        ReconstructingAutoencoder(), gan=gan, perceptual=perceptual, perceptual_weight=0.5, last_layer="decoder.weight"
+    )
+    batch = {"video": videos(b=2, t=2)}
+    warm = wrapper.training_step(batch, step=0)
+    assert "reconstruction" not in warm and float(warm["gan/adversarial_weight"]) == 0.0
+    torch.testing.assert_close(warm["loss"].detach(), warm["l1"] + 0.5 * warm["perceptual"])
+    out = wrapper.training_step(batch, step=1)
+    recon = wrapper.model.training_step(batch)["reconstruction"]
+    nll = F.l1_loss(recon, batch["video"]) + 0.5 * perceptual(recon, batch["video"])
+    g = hinge_g_loss(gan.discriminator(recon))
+    weight = 0.5 * adaptive_weight(nll, g, wrapper.model.decoder.weight)
+    torch.testing.assert_close(out["gan/adversarial_weight"], weight)
+    torch.testing.assert_close(out["loss"].detach(), (nll + weight * g).detach())
+    d_out = wrapper.discriminator_step(batch, step=1)
+    torch.testing.assert_close(d_out["loss"], hinge_d_loss(gan.discriminator(batch["video"]), gan.discriminator(recon)))
+    assert list(wrapper.discriminator_parameters()) == list(gan.discriminator.parameters())
+
+
+def test_adversarial_training_wrapper_refuses_bad_setups():
+    gan = GANLoss(PatchDiscriminator3D.tiny_config())
+    with pytest.raises(ValueError, match="last_layer"):
+        AdversarialTraining(ReconstructingAutoencoder(), gan=gan, last_layer="decoder.nope")
+    with pytest.raises(TypeError, match="GANLoss"):
+        AdversarialTraining(ReconstructingAutoencoder(), gan=None)
+    with pytest.raises(TypeError, match="training_step"):
+        AdversarialTraining(nn.Linear(2, 2), gan=gan)
+
+    class NoReconstruction(ReconstructingAutoencoder):
+        def training_step(self, batch):
+            out = super().training_step(batch)
+            del out["reconstruction"]
+            return out
+
+    with pytest.raises(KeyError, match="reconstruction"):
+        AdversarialTraining(NoReconstruction(), gan=gan).training_step({"video": videos(b=1, t=1, size=16)})
+
+
+def test_adversarial_training_wrapper_trains_through_the_trainer(tmp_path):
+    set_seed(0)
+    wrapper = AdversarialTraining(
+        ReconstructingAutoencoder(),
+        gan=GANLoss(PatchDiscriminator3D.tiny_config(), start_step=1, lecam_weight=0.01),
+        perceptual=PerceptualLoss("alex", random_backbone=True, frames_per_clip=1),
+        last_layer="decoder.weight",
+    )
+    cfg = TrainingConfig(
+        output_dir=str(tmp_path),
+        progress_bar=False,
+        log_every=1,
+        max_steps=3,
+        batch_size=2,
+        optimizer=OptimizerConfig(lr=1e-3, warmup_steps=1),
+        discriminator=DiscriminatorConfig(lr=1e-3, start_step=1),
+    )
+    Trainer(wrapper, cfg, Clips()).train()
+    records = read_metrics(tmp_path)
+    assert [("disc/d_loss" in r) for r in records] == [False, True, True]
+    assert {"l1", "perceptual", "gan/g_loss", "disc/lecam"} <= records[-1].keys()
+    assert all(math.isfinite(v) for r in records for v in r.values() if isinstance(v, float))
+    assert wrapper.model.stages  # configure_stage reached the model
 
 
 def test_docstring_examples_run():

@@ -16,8 +16,10 @@ They plug into the [`Trainer`][vidtok.training.trainer.Trainer]'s two-optimizer 
 ``GANLoss``, returns ``gan.discriminator.parameters()`` from ``discriminator_parameters()``, adds
 ``gan.generator_step(...)["loss"]`` to its ``training_step`` loss, and returns ``gan.discriminator_step(...)`` from
 ``discriminator_step``. Set ``DiscriminatorConfig.start_step`` to the ``GANLoss``'s ``start_step`` so that the
-discriminator is not trained before the generator sees it. A sketch (``encode_decode`` and ``last_layer`` stand
-for the tokenizer's own):
+discriminator is not trained before the generator sees it.
+[`AdversarialTraining`][vidtok.training.losses.AdversarialTraining] does this wiring for any model whose
+``training_step`` also returns its reconstruction; by hand it looks like this (``encode_decode`` and
+``last_layer`` stand for the tokenizer's own):
 
 ```python
 class AdversarialTokenizer(nn.Module):
@@ -49,7 +51,8 @@ backpropagates *through* the discriminator into the generator) and the generator
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import inspect
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +65,7 @@ from vidtok.metrics.lpips import LPIPS
 from vidtok.modeling_utils import Component
 
 __all__ = [
+    "AdversarialTraining",
     "GANLoss",
     "LeCAM",
     "PatchDiscriminator3D",
@@ -581,3 +585,120 @@ class GANLoss(nn.Module):
             f"start_step={self.start_step}, adversarial_weight={self.adversarial_weight}, adaptive={self.adaptive}, "
             f"generator_loss={self.generator_loss!r}, lecam_weight={self.lecam_weight}"
         )
+
+
+# ------------------------------------------------------------------------------------------------ wrapper
+def _call_training_step(model: nn.Module, batch: Any, step: int) -> dict[str, Any]:
+    fn = model.training_step
+    params = inspect.signature(fn).parameters
+    takes_step = "step" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    out = fn(batch, step=step) if takes_step else fn(batch)
+    if not isinstance(out, Mapping) or "loss" not in out:
+        raise TypeError(f"{type(model).__name__}.training_step must return a dict with a 'loss' entry")
+    return dict(out)
+
+
+class AdversarialTraining(nn.Module):
+    """Adds LPIPS and a GAN to a reconstruction model, for the trainer's two-optimizer mode.
+
+    The glue between a tokenizer (which, a layer below ``training``, cannot import these losses) and the
+    [`Trainer`][vidtok.training.trainer.Trainer]: train ``AdversarialTraining(tokenizer, ...)`` instead of the
+    tokenizer. The wrapped model's ``training_step(batch)`` must return, besides its ``"loss"`` (reconstruction,
+    quantizer terms, ...), the reconstruction with its graph under ``reconstruction_key``; the target is
+    ``batch[target_key]`` (or ``batch`` itself if it is a tensor). Then
+
+    * ``training_step`` returns ``loss = model loss + perceptual_weight · LPIPS + GAN generator term`` (the
+      adaptive weight compares the gradients of ``model loss + perceptual_weight · LPIPS`` and of the GAN term at
+      the parameter named ``last_layer``), with the model's entries, ``perceptual`` and ``gan/*`` logged;
+    * ``discriminator_step`` runs the model's ``training_step`` again under ``torch.no_grad()`` for the fakes (so
+      it must not update state as a side effect, e.g. an EMA codebook) and returns the
+      [`GANLoss.discriminator_step`][vidtok.training.losses.GANLoss.discriminator_step] losses;
+    * ``configure_stage`` is passed on to the model, and ``step`` too if its ``training_step`` takes it.
+
+    Checkpoints of the wrapper (``model.safetensors``) hold the model, the discriminator, LeCAM's averages and the
+    frozen LPIPS network; export the tokenizer itself with ``wrapper.model.save_pretrained(...)``.
+
+    Args:
+        model: The reconstruction model.
+        gan: The [`GANLoss`][vidtok.training.losses.GANLoss] (its ``start_step`` is the warm-up; the trainer's
+            ``DiscriminatorConfig.start_step`` should match it).
+        perceptual: The [`PerceptualLoss`][vidtok.training.losses.PerceptualLoss] (``None``: none).
+        perceptual_weight: Its weight (VidTok and Open-MAGVIT2: 1.0).
+        last_layer: Name of the model's parameter for the adaptive weight, as in ``model.named_parameters()``
+            (typically the decoder's output convolution weight); ``None``: no adaptive weight.
+        reconstruction_key: The entry of the model's ``training_step`` output holding the reconstruction (it is
+            removed from what is logged).
+        target_key: The batch entry holding the target video.
+
+    Raises:
+        ValueError: If ``last_layer`` names no parameter of ``model``, or ``perceptual_weight < 0``.
+        TypeError: If ``model`` has no ``training_step`` or ``gan`` is not a ``GANLoss``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        gan: GANLoss,
+        perceptual: PerceptualLoss | None = None,
+        perceptual_weight: float = 1.0,
+        last_layer: str | None = None,
+        reconstruction_key: str = "reconstruction",
+        target_key: str = "video",
+    ) -> None:
+        super().__init__()
+        if not isinstance(gan, GANLoss):
+            raise TypeError(f"gan must be a GANLoss, got {type(gan).__name__}")
+        if not callable(getattr(model, "training_step", None)):
+            raise TypeError(f"{type(model).__name__} has no training_step(batch)")
+        if last_layer is not None and last_layer not in dict(model.named_parameters()):
+            raise ValueError(f"last_layer {last_layer!r} is not a parameter of {type(model).__name__}")
+        if perceptual_weight < 0:
+            raise ValueError(f"perceptual_weight must be >= 0, got {perceptual_weight}")
+        self.model = model
+        self.gan = gan
+        self.perceptual = perceptual
+        self.perceptual_weight = float(perceptual_weight)
+        self.last_layer = last_layer
+        self.reconstruction_key = reconstruction_key
+        self.target_key = target_key
+
+    def _run(self, batch: Any, step: int) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
+        out = _call_training_step(self.model, batch, step)
+        if self.reconstruction_key not in out:
+            raise KeyError(
+                f"{type(self.model).__name__}.training_step must return the reconstruction under "
+                f"{self.reconstruction_key!r} to be trained with AdversarialTraining (got {sorted(out)})"
+            )
+        recon = out.pop(self.reconstruction_key)
+        target = batch[self.target_key] if isinstance(batch, Mapping) else batch
+        return out, recon, target.to(recon.dtype)
+
+    def training_step(self, batch: Any, step: int = 0) -> dict[str, torch.Tensor]:
+        """The model's losses plus the perceptual and generator adversarial terms (see the class)."""
+        out, recon, target = self._run(batch, step)
+        nll = out["loss"]
+        if self.perceptual is not None and self.perceptual_weight > 0:
+            perceptual = self.perceptual(recon, target)
+            nll = nll + self.perceptual_weight * perceptual
+            out["perceptual"] = perceptual.detach()
+        last = dict(self.model.named_parameters())[self.last_layer] if self.last_layer is not None else None
+        adv = self.gan.generator_step(recon, nll_loss=nll, last_layer=last, step=step)
+        out.update({f"gan/{k}": v.detach() for k, v in adv.items()})
+        out["loss"] = nll + adv["loss"]
+        return out
+
+    def discriminator_parameters(self) -> Iterator[nn.Parameter]:
+        """The discriminator's parameters (the trainer's second optimizer)."""
+        return self.gan.discriminator.parameters()
+
+    def discriminator_step(self, batch: Any, step: int = 0) -> dict[str, torch.Tensor]:
+        """The discriminator's losses on ``batch``'s targets and the model's (recomputed, detached) reconstructions."""
+        with torch.no_grad():
+            _, recon, target = self._run(batch, step)
+        return self.gan.discriminator_step(target, recon, step=step)
+
+    def configure_stage(self, stage: Any) -> None:
+        """Pass the stage on to the model (if it has ``configure_stage``)."""
+        if callable(getattr(self.model, "configure_stage", None)):
+            self.model.configure_stage(stage)
