@@ -156,6 +156,7 @@ def test_adaptive_weight_is_guarded():
     assert float(adaptive_weight(nll, 0.0 * out.sum(), layer.weight)) == 0.0  # zero gradient: 0, not the clamp
     weight = adaptive_weight(nll * 1e12, out.sum(), layer.weight, max_weight=10.0)
     assert float(weight) == 10.0
+    assert float(adaptive_weight(nll * float("nan"), out.sum(), layer.weight)) == 0.0  # non-finite: 0
     with torch.no_grad():
         out = layer(torch.ones(2, 3))
         assert float(adaptive_weight(out.mean(), out.sum(), layer.weight)) == 0.0

@@ -370,9 +370,10 @@ class LeCAM(nn.Module):
     def update(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> None:
         """Move the averages towards the mean real and fake logits of this batch."""
         real, fake = real_logits.detach().float().mean(), fake_logits.detach().float().mean()
-        d = self.decay if int(self.num_updates) > 0 else 0.0
-        self.ema_real.mul_(d).add_((1 - d) * real)
-        self.ema_fake.mul_(d).add_((1 - d) * fake)
+        # On the device (no host sync): decay 0 on the first update, so the averages start at the batch means.
+        d = torch.where(self.num_updates > 0, self.decay, 0.0).to(self.ema_real.dtype)
+        self.ema_real.copy_(d * self.ema_real + (1 - d) * real)
+        self.ema_fake.copy_(d * self.ema_fake + (1 - d) * fake)
         self.num_updates.add_(1)
 
     def regularizer(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
@@ -428,9 +429,9 @@ def adaptive_weight(
     if nll_grad is None or g_grad is None:
         return zero
     nll_norm, g_norm = nll_grad.detach().float().norm(), g_grad.detach().float().norm()
-    if not bool(torch.isfinite(g_norm) & torch.isfinite(nll_norm)) or float(g_norm) == 0.0:
-        return zero
-    return (nll_norm / (g_norm + eps)).clamp(0.0, max_weight).detach()
+    # Decided on the device (no host sync): 0 where the adversarial gradient is zero or either norm non-finite.
+    usable = torch.isfinite(g_norm) & torch.isfinite(nll_norm) & (g_norm > 0)
+    return torch.where(usable, (nll_norm / (g_norm + eps)).clamp(0.0, max_weight), zero).detach()
 
 
 class GANLoss(nn.Module):
