@@ -195,6 +195,40 @@ def test_progressive_stages_train_from_the_coarsest_level():
         tok.configure_stage({"loss": "l1"})
 
 
+def test_progressive_stages_run_through_the_trainer(tmp_path):
+    from accelerate.utils import set_seed
+
+    from vidtok.shapes import ShapesDataset
+    from vidtok.training import Stage, Trainer, TrainingConfig
+
+    set_seed(0)
+    tok = _tiny()
+    seen = []
+    original = tok.configure_stage
+
+    def spy(stage):
+        original(stage)
+        seen.append(tok.active_levels)
+
+    tok.configure_stage = spy
+    data = ShapesDataset("train", resolution=16, num_frames=5, length=8)
+    stages = [Stage("coarse", 1, options={"levels": 1}), Stage("middle", 1, options={"levels": 2}), Stage("all", 1)]
+    cfg = TrainingConfig(output_dir=str(tmp_path), stages=stages, batch_size=2, progress_bar=False, log_every=1)
+    out = Trainer(tok, cfg, data).train()
+    assert out.global_step == 3 and seen == [1, 2, 3]
+
+
+def test_a_new_decoder_keeps_the_tokens(tok):
+    new, reinitialized = tok.with_decoder_config(l1_loss_weight=2.0)
+    assert reinitialized == [] and new.config.l1_loss_weight == 2.0
+    video = _video(3)
+    with torch.no_grad():
+        a, b = tok.encode(video), new.encode(video)
+    assert all(torch.equal(x, y) for x, y in zip(a.indices, b.indices))
+    with pytest.raises(ValueError, match="could change the tokens"):
+        tok.with_decoder_config(level_bits=[3, 4, 8])
+
+
 def test_perceptual_and_gan_losses_are_a_later_step():
     for key in ("perceptual_loss_weight", "adversarial_loss_weight"):
         with pytest.raises(NotImplementedError, match="not implemented yet"):

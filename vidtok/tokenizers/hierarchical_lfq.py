@@ -301,7 +301,7 @@ class HierarchicalLFQTokenizer(VideoTokenizer):
         Raises:
             ValueError: If ``num_frames`` is not ``1 + f k`` or the size is not divisible by a level's factor.
         """
-        if not self.valid_num_frames_finest(num_frames):
+        if not self.valid_num_frames(num_frames):
             raise ValueError(
                 f"{type(self).__name__}: {num_frames} frames do not tokenize; use 1 + {self._time_factor} k frames"
             )
@@ -328,13 +328,14 @@ class HierarchicalLFQTokenizer(VideoTokenizer):
             )
         return layout
 
-    def valid_num_frames_finest(self, num_frames: int) -> bool:
-        """``num_frames == 1 + f k`` for the encoder's temporal factor ``f`` (what :meth:`valid_num_frames` is)."""
-        return isinstance(num_frames, int) and num_frames >= 1 and (num_frames - 1) % self._time_factor == 0
-
     def valid_num_frames(self, num_frames: int) -> bool:
         """Whether ``num_frames`` is ``1 + f k`` (``f`` the finest level's frames per step; coarse levels round up)."""
-        return self.valid_num_frames_finest(num_frames)
+        return (
+            isinstance(num_frames, int)
+            and not isinstance(num_frames, bool)
+            and num_frames >= 1
+            and (num_frames - 1) % self._time_factor == 0
+        )
 
     # ------------------------------------------------------------------ encode
     @staticmethod
