@@ -239,6 +239,27 @@ def test_perceptual_and_gan_losses_are_a_later_step():
         _tiny(temporal_downsample=[True])
 
 
+def test_bad_inputs_are_named(tok):
+    with pytest.raises(ValueError, match="must not be empty"):
+        tok.encode(torch.zeros(0, 3, 3, 16, 16))
+    with torch.no_grad():
+        tokens = tok.encode(_video(3)).tokens
+    with pytest.raises(ValueError, match="tokens as a list of 3 tensors"):
+        tok.decode(tokens[-1])
+    with pytest.raises(ValueError, match="a list of 2"):
+        tok.decode(tokens[1:])
+    with pytest.raises(TypeError, match="level 1 tokens must be a floating-point"):
+        tok.decode([tokens[0], tokens[1].long(), tokens[2]])
+    bad = [t.clone() for t in tokens]
+    bad[2][0, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="level 2 tokens contain NaN"):
+        tok.decode(bad)
+    with pytest.raises(ValueError, match="level 1 tokens must be \\(B, 2, 16, 4\\)"):
+        tok.decode([tokens[0], tokens[1][:, :1], tokens[2]])
+    with pytest.raises(ValueError, match="same batch size"):
+        tok.decode([tokens[0][:1], tokens[1], tokens[2]])
+
+
 def test_bsq_swaps_in_by_name():
     tok = _tiny(quantizer="bsq").eval()
     assert type(tok.quantizers[0]).__name__ == "BSQ"

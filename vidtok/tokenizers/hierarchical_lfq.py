@@ -362,6 +362,8 @@ class HierarchicalLFQTokenizer(VideoTokenizer):
         Raises:
             ValueError: If the video's frame count or size does not tokenize (see :meth:`token_layout`).
         """
+        if isinstance(video, torch.Tensor) and video.numel() == 0:
+            raise ValueError(f"{type(self).__name__}: video must not be empty, got shape {tuple(video.shape)}")
         video = check_video(video, channels=self.config.in_channels).to(self.dtype)
         self.token_layout(video.shape[2], video.shape[3], video.shape[4])  # validates the shape
         tokens, indices, aux = [], [], {}
@@ -425,7 +427,21 @@ class HierarchicalLFQTokenizer(VideoTokenizer):
     def _decode(self, tokens, grid=None, active: int | None = None) -> torch.Tensor:
         name = type(self).__name__
         if not isinstance(tokens, (list, tuple)) or len(tokens) != self.num_levels:
-            raise ValueError(f"{name}: decode needs a list of {self.num_levels} token tensors, coarsest first")
+            got = f"a list of {len(tokens)}" if isinstance(tokens, (list, tuple)) else type(tokens).__name__
+            raise ValueError(
+                f"{name}: decode needs tokens as a list of {self.num_levels} tensors (one per level, coarsest "
+                f"first, as encode returns them), got {got}"
+            )
+        for i, t in enumerate(tokens):
+            if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+                got = t.dtype if isinstance(t, torch.Tensor) else type(t).__name__
+                raise TypeError(f"{name}: level {i} tokens must be a floating-point tensor, got {got}")
+            if t.ndim != 4 or t.numel() == 0:
+                raise ValueError(f"{name}: level {i} tokens must be a non-empty (B, S, N, D), got {tuple(t.shape)}")
+            if not torch.isfinite(t).all():
+                raise ValueError(f"{name}: level {i} tokens contain NaN or inf")
+            if t.shape[0] != tokens[-1].shape[0]:
+                raise ValueError(f"{name}: every level's tokens must have the same batch size, got level {i} {t.shape}")
         active = self.num_levels if active is None else active
         grids = self._grids(tokens[-1].shape[2], grid)
         finest_steps = tokens[-1].shape[1]
