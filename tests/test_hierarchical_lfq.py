@@ -285,6 +285,10 @@ def test_the_paper_preset_on_the_meta_device():
     assert [lv.frames_per_step for lv in layout] == [64, 32, 16, 8]
     # Without the causal first step (the paper's 64 frames): 8 x 256, 4 x 64, 2 x 64, 1 x 16 tokens.
     assert [(lv.steps - 1) * lv.tokens for lv in layout] == [16, 128, 256, 2048]
+    # ... and the paper's bits per pixel for them: (16 * 3 + 128 * 14 + 256 * 16 + 2048 * 18) / (64 * 256^2).
+    paper_bits = sum((lv.steps - 1) * lv.tokens * lv.dim for lv in layout)
+    assert paper_bits == 42_800 and paper_bits / (64 * 256 * 256) == pytest.approx(0.0102, abs=1e-4)
+    assert tok.bits_per_pixel(65, 256, 256) == pytest.approx(49_376 / (65 * 256 * 256))  # with the causal first step
 
 
 def test_a_short_training_run_lowers_the_l1_loss_on_shapes():
