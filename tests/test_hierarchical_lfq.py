@@ -231,7 +231,7 @@ def test_a_new_decoder_keeps_the_tokens(tok):
 
 def test_perceptual_and_gan_losses_are_a_later_step():
     for key in ("perceptual_loss_weight", "adversarial_loss_weight"):
-        with pytest.raises(NotImplementedError, match="not implemented yet"):
+        with pytest.raises(NotImplementedError, match="not implemented inside the tokenizer yet.*AdversarialTraining"):
             _tiny(**{key: 0.1})
     with pytest.raises(ValueError, match="level_strides needs"):
         _tiny(level_strides=[[2, 2]])
@@ -258,6 +258,31 @@ def test_bad_inputs_are_named(tok):
         tok.decode([tokens[0], tokens[1][:, :1], tokens[2]])
     with pytest.raises(ValueError, match="same batch size"):
         tok.decode([tokens[0][:1], tokens[1], tokens[2]])
+
+
+def test_lpips_and_the_gan_come_from_the_adversarial_wrapper():
+    from accelerate.utils import set_seed
+
+    from vidtok.training.losses import AdversarialTraining, GANLoss, PatchDiscriminator3D, PerceptualLoss
+
+    set_seed(0)
+    tok = _tiny().train()
+    video = _video(3, 32, 32)  # LPIPS (AlexNet) needs frames of at least 31 x 31
+    out = tok.training_step({"video": video})
+    assert out["reconstruction"].shape == video.shape and out["reconstruction"].requires_grad
+    wrapper = AdversarialTraining(
+        tok,
+        gan=GANLoss(PatchDiscriminator3D.tiny_config(), start_step=0),
+        perceptual=PerceptualLoss("alex", random_backbone=True, frames_per_clip=1),
+        perceptual_weight=1.0,
+        last_layer="decoder.conv_out.conv.weight",
+    )
+    losses = wrapper.training_step({"video": video}, step=1)
+    assert {"perceptual", "l1", "commitment", "entropy"} <= set(losses) and "reconstruction" not in losses
+    assert torch.isfinite(losses["loss"]) and float(losses["perceptual"]) > 0
+    losses["loss"].backward()
+    assert tok.encoder.conv_in.conv.weight.grad.abs().sum() > 0
+    assert torch.isfinite(wrapper.discriminator_step({"video": video}, step=1)["loss"])
 
 
 def test_bsq_swaps_in_by_name():

@@ -180,9 +180,10 @@ class HierarchicalLFQTokenizer(VideoTokenizer):
         name = type(self).__name__
         if perceptual_loss_weight or adversarial_loss_weight:
             raise NotImplementedError(
-                f"{name}: the LPIPS and GAN losses of HiTVideo §3.2 are not implemented yet (a later step); "
-                f"set perceptual_loss_weight and adversarial_loss_weight to 0 (got {perceptual_loss_weight}, "
-                f"{adversarial_loss_weight})"
+                f"{name}: the LPIPS and GAN losses of HiTVideo §3.2 are not implemented inside the tokenizer yet "
+                f"(a later step); set perceptual_loss_weight and adversarial_loss_weight to 0 (got "
+                f"{perceptual_loss_weight}, {adversarial_loss_weight}), or train the tokenizer wrapped in "
+                f"vidtok.training.losses.AdversarialTraining, which adds them from training_step's reconstruction"
             )
         multipliers = [int(m) for m in channel_multipliers]
         temporal = [bool(t) for t in temporal_downsample]
@@ -500,7 +501,10 @@ class HierarchicalLFQTokenizer(VideoTokenizer):
             generator: Unused (the step is deterministic); accepted for the common signature.
 
         Returns:
-            ``{"loss", "l1", "commitment", "entropy"}`` scalars (``loss`` weighted, the others as logged).
+            ``{"loss", "l1", "commitment", "entropy"}`` scalars (``loss`` weighted, the others as logged) and
+            ``"reconstruction"``, the unclamped decoded video with its graph: what
+            :class:`vidtok.training.losses.AdversarialTraining` reads to add LPIPS and the GAN (HiTVideo's other
+            two losses) around this tokenizer.
         """
         video = batch["video"] if isinstance(batch, dict) else batch
         out = self.encode(video)
@@ -508,4 +512,10 @@ class HierarchicalLFQTokenizer(VideoTokenizer):
         l1 = (recon - video.to(recon.dtype)).abs().mean()
         aux = out.aux_losses
         loss = self.config.l1_loss_weight * l1 + aux["commitment"] + aux["entropy"]
-        return {"loss": loss, "l1": l1.detach(), "commitment": aux["commitment"], "entropy": aux["entropy"]}
+        return {
+            "loss": loss,
+            "l1": l1.detach(),
+            "commitment": aux["commitment"],
+            "entropy": aux["entropy"],
+            "reconstruction": recon,
+        }
