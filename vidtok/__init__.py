@@ -42,6 +42,7 @@ _LAZY: dict[str, str] = {
     "CategoricalHead": "vidtok.heads.categorical",
     # tokenizers and pipelines
     "DeepTokenizer": "vidtok.tokenizers.deep_tokens",
+    "HierarchicalLFQTokenizer": "vidtok.tokenizers.hierarchical_lfq",
     "Reconstruct": "vidtok.pipelines.reconstruct",
     "reconstruct_file": "vidtok.pipelines.reconstruct",
     "TextToVideo": "vidtok.pipelines.text_to_video",
@@ -109,6 +110,7 @@ __all__ = [
     "GMMHead",
     "GaussianHead",
     "HFCausalLM",
+    "HierarchicalLFQTokenizer",
     "ImageToVideo",
     "L2Head",
     "LoadingError",
@@ -155,6 +157,7 @@ if TYPE_CHECKING:  # real imports for IDEs, type checkers and the docs' static a
     from .registry import REGISTRIES, Registry, RegistryError
     from .tokenizers.base import TOKENIZERS, VideoTokenizer
     from .tokenizers.deep_tokens import DeepTokenizer
+    from .tokenizers.hierarchical_lfq import HierarchicalLFQTokenizer
     from .training import Trainer, TrainingConfig
 
 
