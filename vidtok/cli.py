@@ -381,6 +381,28 @@ def _eval_generation(args: argparse.Namespace) -> dict:
     }
 
 
+#: The runner keyword arguments most ``vidtok eval`` benchmarks share, read from their flags.
+_EVAL_KWARGS = {
+    "num_videos": lambda a: a.num_videos or None,
+    "frames": lambda a: a.frames,
+    "stride": lambda a: a.stride,
+    "resolution": lambda a: a.resolution,
+    "resize": lambda a: a.resize,
+    "unbiased": lambda a: a.unbiased,
+    "batch_size": lambda a: a.batch_size,
+    "cache_dir": lambda a: a.cache,
+    "seed": lambda a: a.seed,
+    "generate_kwargs": lambda a: _eval_generation(a),
+    "device": lambda a: a.device,
+    "progress": lambda a: not a.quiet,
+}
+
+
+def _eval_kwargs(args: argparse.Namespace, *names: str) -> dict:
+    """The shared runner keyword arguments ``names`` (all of them by default) from a benchmark's flags."""
+    return {name: _EVAL_KWARGS[name](args) for name in names or _EVAL_KWARGS}
+
+
 def _eval_prepare(args: argparse.Namespace) -> None:
     _output_path(args.out, "--out", (".json",))
     if args.device:
@@ -425,18 +447,7 @@ def _cmd_eval_fvd(args: argparse.Namespace) -> int:
         args.real,
         args.out,
         i3d=args.i3d,
-        num_videos=args.num_videos or None,
-        frames=args.frames,
-        stride=args.stride,
-        resolution=args.resolution,
-        resize=args.resize,
-        unbiased=args.unbiased,
-        batch_size=args.batch_size,
-        cache_dir=args.cache,
-        seed=args.seed,
-        generate_kwargs=_eval_generation(args),
-        device=args.device,
-        progress=not args.quiet,
+        **_eval_kwargs(args),
     )
     print(f"{_card_line(card)}; wrote {args.out}")
     return 0
@@ -452,14 +463,9 @@ def _cmd_eval_clipsim(args: argparse.Namespace) -> int:
         args.out,
         clip_model=args.clip_model,
         clip_weights=args.clip_weights,
-        num_videos=args.num_videos or None,
-        frames=args.frames,
-        batch_size=args.batch_size,
-        cache_dir=args.cache,
-        seed=args.seed,
-        generate_kwargs=_eval_generation(args),
-        device=args.device,
-        progress=not args.quiet,
+        **_eval_kwargs(
+            args, "num_videos", "frames", "batch_size", "cache_dir", "seed", "generate_kwargs", "device", "progress"
+        ),
     )
     print(f"{_card_line(card)}; wrote {args.out}")
     return 0
@@ -510,18 +516,7 @@ def _cmd_eval_msrvtt(args: argparse.Namespace) -> int:
         annotation=args.annotation,
         videos=args.videos,
         missing=args.missing,
-        num_videos=args.num_videos or None,
-        frames=args.frames,
-        stride=args.stride,
-        resolution=args.resolution,
-        resize=args.resize,
-        unbiased=args.unbiased,
-        batch_size=args.batch_size,
-        cache_dir=args.cache,
-        seed=args.seed,
-        generate_kwargs=_eval_generation(args),
-        device=args.device,
-        progress=not args.quiet,
+        **_eval_kwargs(args),
     )
     print(f"{_card_line(card)}; wrote {args.out}")
     for path in (card.details.get("cards") or {}).values():
@@ -543,18 +538,7 @@ def _cmd_eval_ucf101(args: argparse.Namespace) -> int:
         prompt_template=args.prompt_template,
         missing=args.missing,
         i3d=args.i3d,
-        num_videos=args.num_videos or None,
-        frames=args.frames,
-        stride=args.stride,
-        resolution=args.resolution,
-        resize=args.resize,
-        unbiased=args.unbiased,
-        batch_size=args.batch_size,
-        cache_dir=args.cache,
-        seed=args.seed,
-        generate_kwargs=_eval_generation(args),
-        device=args.device,
-        progress=not args.quiet,
+        **_eval_kwargs(args),
     )
     print(f"{_card_line(card)}; wrote {args.out}")
     return 0
