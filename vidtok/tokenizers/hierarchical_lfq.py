@@ -49,6 +49,7 @@ from vidtok.outputs import TokenizerOutput, TokenLevel
 from vidtok.tokenizers._causal3d import CausalConv3d, CausalGroupNorm, Downsample3d, ResBlock3d, Upsample3d
 from vidtok.tokenizers.base import TOKENIZERS, VideoTokenizer, check_video
 from vidtok.tokenizers.quantizers import QUANTIZERS, indices_to_bits
+from vidtok.tokenizers.token_masking import STRATEGIES, apply_token_mask, dynamic_token_mask, tokens_saved
 
 __all__ = ["HierarchicalLFQTokenizer"]
 
@@ -146,6 +147,10 @@ class HierarchicalLFQTokenizer(VideoTokenizer):
         perceptual_loss_weight: LPIPS weight — not implemented yet, must be ``0``.
         adversarial_loss_weight: GAN weight — not implemented yet, must be ``0``.
         sample_size: Native frame size (an int or ``[H, W]``), or ``None``.
+        token_masking: HiTVideo's dynamic token masking (§4, :mod:`vidtok.tokenizers.token_masking`): ``None``
+            (off, the default) or the strategy that replaces the redundant tokens, ``"repeat"``, ``"zero"`` or
+            ``"learned"`` (then every level has a learned mask token, ``mask_tokens``).
+        mask_max_fraction: The masking cap: at most this fraction of each level's tokens is masked (0.85).
 
     Raises:
         NotImplementedError: If ``perceptual_loss_weight`` or ``adversarial_loss_weight`` is not 0.
@@ -175,9 +180,21 @@ class HierarchicalLFQTokenizer(VideoTokenizer):
         perceptual_loss_weight: float = 0.0,
         adversarial_loss_weight: float = 0.0,
         sample_size: int | list[int] | None = None,
+        token_masking: str | None = None,
+        mask_max_fraction: float = 0.85,
     ):
         super().__init__()
         name = type(self).__name__
+        if token_masking is not None and token_masking not in STRATEGIES:
+            raise ValueError(
+                f"{name}: token_masking must be None or one of {', '.join(STRATEGIES)}, got {token_masking!r}"
+            )
+        if (
+            isinstance(mask_max_fraction, bool)
+            or not isinstance(mask_max_fraction, (int, float))
+            or not 0 <= mask_max_fraction <= 1
+        ):
+            raise ValueError(f"{name}: mask_max_fraction must be a number in [0, 1], got {mask_max_fraction!r}")
         if perceptual_loss_weight or adversarial_loss_weight:
             raise NotImplementedError(
                 f"{name}: the LPIPS and GAN losses of HiTVideo §3.2 are not implemented inside the tokenizer yet "
@@ -238,6 +255,11 @@ class HierarchicalLFQTokenizer(VideoTokenizer):
         self._space_factor = 2 ** len(multipliers)
         self._strides = strides
         self._active_levels = self.num_levels
+        if token_masking == "learned":
+            # One learned mask token per level (HiTVideo §4.1's third strategy), zeros until trained.
+            self.mask_tokens = nn.ParameterList([nn.Parameter(torch.zeros(b)) for b in bits])
+        self.last_token_masks: list[torch.Tensor] | None = None
+        self.last_tokens_saved: list[dict[str, Any]] | None = None
 
     # ------------------------------------------------------------------ presets
     @classmethod
@@ -360,18 +382,58 @@ class HierarchicalLFQTokenizer(VideoTokenizer):
             ``aux_losses`` the summed ``"commitment"`` and ``"entropy"`` of the active levels plus every level's
             own (``"level{i}/commitment"`` …); the losses are zero outside training mode.
 
+            With ``token_masking`` set, the redundant tokens (:meth:`token_masks`) are replaced in ``tokens`` by
+            the strategy (so :meth:`decode` sees them masked), are left out of the quantizer losses, and the masks
+            and the tokens saved are kept in :attr:`last_token_masks` and :attr:`last_tokens_saved`
+            (:class:`~vidtok.outputs.TokenizerOutput` has no field for them). ``indices`` stay the quantizer's
+            codes everywhere: the masked positions are the ones an autoregressive model can skip.
+
         Raises:
             ValueError: If the video's frame count or size does not tokenize (see :meth:`token_layout`).
         """
+        return self._encode(video, generator=kwargs.get("generator"))
+
+    def _check_and_cast(self, video: torch.Tensor) -> torch.Tensor:
         if isinstance(video, torch.Tensor) and video.numel() == 0:
             raise ValueError(f"{type(self).__name__}: video must not be empty, got shape {tuple(video.shape)}")
         video = check_video(video, channels=self.config.in_channels).to(self.dtype)
         self.token_layout(video.shape[2], video.shape[3], video.shape[4])  # validates the shape
-        tokens, indices, aux = [], [], {}
+        return video
+
+    def _quantizer_inputs(self, video: torch.Tensor) -> list[torch.Tensor]:
+        return [proj(feat) for feat, proj in zip(self._encode_levels(video), self.quant_proj)]
+
+    def token_masks(self, video: torch.Tensor, generator: torch.Generator | None = None) -> list[torch.Tensor]:
+        """HiTVideo's dynamic token masks (§4) of a video: per level, bool ``(B, S_l, N_l)``, ``True`` = masked.
+
+        Computed from each level's quantizer input (the pre-quantization latents) by
+        :func:`~vidtok.tokenizers.token_masking.dynamic_token_mask` with the ``mask_max_fraction`` cap; works
+        whether or not ``token_masking`` is set. ``generator`` drives the random unmasking above the cap.
+        """
+        video = self._check_and_cast(video)
+        with torch.no_grad():
+            latents = [self._to_tokens(z) for z in self._quantizer_inputs(video)]
+        return dynamic_token_mask(latents, max_fraction=self.config.mask_max_fraction, generator=generator)
+
+    def _encode(self, video: torch.Tensor, generator: torch.Generator | None = None) -> TokenizerOutput:
+        video = self._check_and_cast(video)
+        strategy = self.config.token_masking
+        tokens, indices, aux, masks = [], [], {}, []
         commitment = entropy = video.new_zeros(())
-        for i, (feat, proj, quant) in enumerate(zip(self._encode_levels(video), self.quant_proj, self.quantizers)):
-            out = quant(proj(feat))
-            tokens.append(self._to_tokens(out.quantized))
+        for i, (z, quant) in enumerate(zip(self._quantizer_inputs(video), self.quantizers)):
+            if strategy is None:
+                out = quant(z)
+            else:
+                mask = dynamic_token_mask(
+                    self._to_tokens(z.detach()), max_fraction=self.config.mask_max_fraction, generator=generator
+                )
+                masks.append(mask)
+                out = quant(z, mask=~mask.reshape(z.shape[0], *z.shape[2:]))
+            level_tokens = self._to_tokens(out.quantized)
+            if strategy is not None:
+                mask_token = self.mask_tokens[i] if strategy == "learned" else None
+                level_tokens = apply_token_mask(level_tokens, masks[i], strategy, mask_token)
+            tokens.append(level_tokens)
             indices.append(out.indices.flatten(2))
             for key in ("commitment", "entropy"):
                 aux[f"level{i}/{key}"] = out.aux_losses[key]
@@ -379,6 +441,9 @@ class HierarchicalLFQTokenizer(VideoTokenizer):
                 commitment = commitment + out.aux_losses["commitment"]
                 entropy = entropy + out.aux_losses["entropy"]
         aux["commitment"], aux["entropy"] = commitment, entropy
+        if strategy is not None:
+            self.last_token_masks = masks
+            self.last_tokens_saved = tokens_saved(masks)
         return TokenizerOutput(tokens=tokens, indices=indices, aux_losses=aux)
 
     # ------------------------------------------------------------------ decode
@@ -498,16 +563,20 @@ class HierarchicalLFQTokenizer(VideoTokenizer):
         Args:
             batch: ``{"video": (B, C, T, H, W) in [-1, 1], ...}`` or the video itself; ``T`` must be
                 ``1 + f k``.
-            generator: Unused (the step is deterministic); accepted for the common signature.
+            generator: Drives the random unmasking of ``token_masking`` above its cap (otherwise unused: the
+                step is deterministic).
 
         Returns:
             ``{"loss", "l1", "commitment", "entropy"}`` scalars (``loss`` weighted, the others as logged) and
             ``"reconstruction"``, the unclamped decoded video with its graph: what
             :class:`vidtok.training.losses.AdversarialTraining` reads to add LPIPS and the GAN (HiTVideo's other
             two losses) around this tokenizer.
+
+            With ``token_masking`` set, the masked tokens are left out of the quantizer losses and replaced by the
+            strategy before decoding, so a ``"learned"`` mask token is trained by the reconstruction loss.
         """
         video = batch["video"] if isinstance(batch, dict) else batch
-        out = self.encode(video)
+        out = self._encode(video, generator=generator)
         recon = self._decode(out.tokens, active=self._active_levels)
         l1 = (recon - video.to(recon.dtype)).abs().mean()
         aux = out.aux_losses
