@@ -122,6 +122,8 @@ def test_encode_masks_the_tokens_and_reports_the_savings(strategy):
         recon = tok.decode(out.tokens)
     assert recon.shape == video.shape
     assert all(torch.equal(a, b) for a, b in zip(masks, tok.last_token_masks))
+    assert all(torch.equal(a, b) for a, b in zip(masks, out.token_masks))  # returned by encode as well
+    assert ref.token_masks is None
     for i, (mask, t, r, codes, ref_codes) in enumerate(zip(masks, out.tokens, ref.tokens, out.indices, ref.indices)):
         assert mask.shape == codes.shape and not mask[:, 0].any()
         assert torch.equal(codes, ref_codes)  # the codes are the quantizer's, masked or not

@@ -27,11 +27,14 @@ class TokenizerOutput(BaseOutput):
             hierarchical tokenizers; ``None`` for continuous tokenizers.
         aux_losses: Named auxiliary training losses computed while encoding (commitment, entropy, KL), or
             ``None``.
+        token_masks: Tokens a tokenizer found redundant and masked (bool ``(B, S, N)``, ``True`` = masked; one
+            per level), which an autoregressive model may skip (HiTVideo §4), or ``None`` when it masks none.
     """
 
     tokens: Any = None
     indices: Any = None
     aux_losses: dict[str, Any] | None = None
+    token_masks: Any = None
 
 
 @dataclass(frozen=True)

@@ -384,9 +384,9 @@ class HierarchicalLFQTokenizer(VideoTokenizer):
 
             With ``token_masking`` set, the redundant tokens (:meth:`token_masks`) are replaced in ``tokens`` by
             the strategy (so :meth:`decode` sees them masked), are left out of the quantizer losses, and the masks
-            and the tokens saved are kept in :attr:`last_token_masks` and :attr:`last_tokens_saved`
-            (:class:`~vidtok.outputs.TokenizerOutput` has no field for them). ``indices`` stay the quantizer's
-            codes everywhere: the masked positions are the ones an autoregressive model can skip.
+            are returned as ``token_masks`` (also kept, with the tokens saved, in :attr:`last_token_masks` and
+            :attr:`last_tokens_saved`). ``indices`` stay the quantizer's codes everywhere: the masked positions
+            are the ones an autoregressive model can skip.
 
         Raises:
             ValueError: If the video's frame count or size does not tokenize (see :meth:`token_layout`).
@@ -444,7 +444,9 @@ class HierarchicalLFQTokenizer(VideoTokenizer):
         if strategy is not None:
             self.last_token_masks = masks
             self.last_tokens_saved = tokens_saved(masks)
-        return TokenizerOutput(tokens=tokens, indices=indices, aux_losses=aux)
+        return TokenizerOutput(
+            tokens=tokens, indices=indices, aux_losses=aux, token_masks=masks if strategy is not None else None
+        )
 
     # ------------------------------------------------------------------ decode
     def codes_to_tokens(self, indices: torch.Tensor, level: int = 0) -> torch.Tensor:
