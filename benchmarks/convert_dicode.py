@@ -17,7 +17,7 @@ pages the kernel can drop):
 Printed: seconds and peak memory per step, and peak memory as a ratio to one copy of the weights (the bytes
 of the converted float32 weights). Needs ~30 GB of free disk in ``--dir``.
 
-    python benchmarks/convert_dicode.py [--dir /tmp/dicode-bench] [--threads 2] [--keep]
+    python benchmarks/convert_dicode.py [--dir runs/dicode-bench] [--threads 2] [--keep]
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def _run(code: str, threads: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dir", default="/tmp/dicode-bench", help="scratch folder (~30 GB)")
+    parser.add_argument("--dir", default="runs/dicode-bench", help="scratch folder (~30 GB)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--keep", action="store_true", help="keep the files")
     args = parser.parse_args()

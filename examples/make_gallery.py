@@ -15,7 +15,7 @@ What it draws, all deterministic (fixed prompts and seeds, one CPU thread by def
 * ``gallery.json``: every setting, the scores and the recorded numbers the plots show.
 
     python examples/make_gallery.py                      # docs/gallery/
-    python examples/make_gallery.py --quick --out /tmp/g   # tiny settings, seconds (tests)
+    python examples/make_gallery.py --quick --out gallery_quick   # tiny settings, seconds (tests)
 """
 
 from __future__ import annotations

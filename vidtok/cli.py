@@ -602,17 +602,9 @@ def _cmd_eval_shapes(args: argparse.Namespace) -> int:
         for path in _shapes_pictures(results, cache, os.path.splitext(args.out)[0]):
             print(f"wrote {path}")
     if args.out is not None:
-        import tempfile
+        from vidtok.io.files import write_atomically
 
-        folder = os.path.dirname(os.path.abspath(args.out))
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".shapes-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(results, f, indent=2)
-            os.replace(tmp, args.out)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        write_atomically(args.out, lambda tmp: tmp.write_text(json.dumps(results, indent=2), encoding="utf-8"))
         print(f"wrote {args.out}")
     return 0
 

@@ -201,15 +201,15 @@ def load_official_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 
 
 # ---------------------------------------------------------------------------------------------- key rules
+def _same(t: torch.Tensor) -> torch.Tensor:
+    return t
+
+
 @dataclass(frozen=True)
 class _Target:
     component: str
     key: str
-    make: Callable[[torch.Tensor], torch.Tensor] = lambda t: t
-
-
-def _same(t: torch.Tensor) -> torch.Tensor:
-    return t
+    make: Callable[[torch.Tensor], torch.Tensor] = _same
 
 
 def _linear_from_conv1x1(t: torch.Tensor) -> torch.Tensor:
@@ -338,12 +338,9 @@ def _build(component: str, config: dict[str, Any], *, empty: bool):
         return make()
 
 
-def _expected(configs: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, tuple[int, ...]]]:
-    """Every weight (parameters and persistent buffers) of each component, with its shape."""
-    return {
-        name: {k: tuple(v.shape) for k, v in _build(name, cfg, empty=True).state_dict().items()}
-        for name, cfg in configs.items()
-    }
+def _empty_components(configs: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """Each component with its parameters on ``meta``: the weights to fill, and (once filled) the result."""
+    return {name: _build(name, cfg, empty=True) for name, cfg in configs.items()}
 
 
 def _encoder_arch(tokenizer_config: Mapping[str, Any]) -> str:
@@ -403,12 +400,14 @@ class ConvertedDiCoDe:
     configs: dict[str, dict[str, Any]]
     state_dicts: dict[str, dict[str, torch.Tensor]]
     dropped: dict[str, str] = field(default_factory=dict)
+    # The empty components the weights were checked against, used once by build() instead of building them again.
+    _empty: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def build(self) -> dict[str, Any]:
         """The components with these weights (parameters assigned without copies); raises if any is left empty."""
         out = {}
         for name, cfg in self.configs.items():
-            module = _build(name, cfg, empty=True)
+            module = self._empty.pop(name, None) or _build(name, cfg, empty=True)
             result = module.load_state_dict(self.state_dicts[name], strict=True, assign=True)
             if result.missing_keys or result.unexpected_keys:  # pragma: no cover - strict=True raises first
                 raise ConversionError(f"{name}: missing {result.missing_keys}, unexpected {result.unexpected_keys}")
@@ -505,7 +504,9 @@ def convert_state_dicts(
         else:
             targets["video_tokenizer"]["denoiser.text_context"] = context
     # Both directions: nothing unused above, nothing missing or mis-shaped here.
-    for name, shapes in _expected(configs).items():
+    empty = _empty_components(configs)
+    for name, module in empty.items():
+        shapes = {k: tuple(v.shape) for k, v in module.state_dict().items()}
         have = targets[name]
         for key, shape in shapes.items():
             if key not in have:
@@ -528,7 +529,7 @@ def convert_state_dicts(
             name: {k: v.to(dtype) if v.is_floating_point() else v for k, v in sd.items()}
             for name, sd in targets.items()
         }
-    return ConvertedDiCoDe(configs=configs, state_dicts=targets, dropped=dropped)
+    return ConvertedDiCoDe(configs=configs, state_dicts=targets, dropped=dropped, _empty=empty)
 
 
 def _open_clip_keys(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

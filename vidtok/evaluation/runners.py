@@ -42,7 +42,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 import warnings
 import zlib
@@ -54,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from vidtok.evaluation.datasets import ClipSampler, EvalItem, EvalSet, as_eval_set, msrvtt_test, subset, ucf101
+from vidtok.io.files import write_atomically
 from vidtok.metrics.eval_card import EvalCard, check_sample_count
 
 __all__ = [
@@ -152,14 +152,7 @@ class FeatureCache:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomically(path, lambda tmp: tmp.write_bytes(data))
 
 
 def _bar(total: int, desc: str, progress: bool):

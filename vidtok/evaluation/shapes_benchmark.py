@@ -62,7 +62,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -70,6 +69,7 @@ from typing import Any
 import numpy as np
 
 from vidtok.assets import shipped_path
+from vidtok.io.files import write_atomically
 from vidtok.metrics.shapes_evaluation import EVAL_MOTIONS, SCORE_KEYS, heldout_prompts
 
 __all__ = [
@@ -220,16 +220,11 @@ def _jsonable(value: Any) -> Any:
 
 
 def _write_atomically(path: str, write: Callable[[Any], None], mode: str = "w") -> None:
-    folder = os.path.dirname(path)
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp-", dir=folder)
-    try:
-        with os.fdopen(fd, mode) as f:
+    def fill(tmp: Any) -> None:
+        with open(tmp, mode) as f:
             write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    write_atomically(path, fill)
 
 
 def _uint8(frames: Any) -> np.ndarray:

@@ -375,8 +375,7 @@ class TextToVideo(VidtokPipeline):
             eta=eta,
             generator=generator,
             progress=progress,
-            # Passed only when set, so a decoder without the option keeps its own signature happy.
-            **({"guidance_rescale": decoder_guidance_rescale} if decoder_guidance_rescale else {}),
+            guidance_rescale=decoder_guidance_rescale,  # decode_options drops it for decoders without the option
         )
         if self.model.generates_codes:
             frames = tok.decode_codes(tokens.to(tok.device), **dec).float()

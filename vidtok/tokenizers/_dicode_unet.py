@@ -56,7 +56,7 @@ class _Layer(nn.Module):
     """A layer of a UNet block that reads the conditioning."""
 
     def forward(self, x: torch.Tensor, cond: _Cond) -> torch.Tensor:  # pragma: no cover - interface
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define forward(x, cond)")
 
 
 class _Block(nn.ModuleList):

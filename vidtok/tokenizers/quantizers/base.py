@@ -179,11 +179,11 @@ class Quantizer(nn.Module):
     @property
     def code_scale(self) -> float:
         """``s``: the codes are the corners ``{−s, +s}^d``."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define code_scale (a Quantizer subclass sets it)")
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
         """The map applied to channels-last inputs ``(..., d)`` before quantization and in the losses."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must define project (a Quantizer subclass sets it)")
 
     def extra_repr(self) -> str:
         """The constructor's keyword arguments, for ``repr``."""
