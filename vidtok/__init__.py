@@ -51,6 +51,7 @@ _LAZY: dict[str, str] = {
     "HFCausalLM": "vidtok.backbones.hf_causal_lm",
     "VideoLM": "vidtok.models.video_lm",
     "DiCoDeLM": "vidtok.models.dicode_lm",
+    "HiTVideoLM": "vidtok.models.hitvideo_lm",
     "RecipeConfig": "vidtok.recipes.base",
     "ComponentSpec": "vidtok.recipes.base",
     # outputs
@@ -110,6 +111,7 @@ __all__ = [
     "GMMHead",
     "GaussianHead",
     "HFCausalLM",
+    "HiTVideoLM",
     "HierarchicalLFQTokenizer",
     "ImageToVideo",
     "L2Head",
@@ -148,6 +150,7 @@ if TYPE_CHECKING:  # real imports for IDEs, type checkers and the docs' static a
     from .modeling_utils import Component, LoadingError
     from .models.base import MODELS, VideoARModel
     from .models.dicode_lm import DiCoDeLM
+    from .models.hitvideo_lm import HiTVideoLM
     from .models.video_lm import VideoLM
     from .outputs import BackboneOutput, TokenizerOutput, TokenLevel
     from .pipelines.image_to_video import ImageToVideo

@@ -147,29 +147,71 @@ class CategoricalHead(TokenHead):
         shifts = torch.arange(self.num_groups - 1, -1, -1, device=digits.device) * bits
         return (digits << shifts).sum(-1)
 
-    def nll(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    def _support(self, num_codes: int | None, device: torch.device) -> torch.Tensor | None:
+        """Allowed entries ``(num_groups, group_size)`` bool when codes are restricted to ``[0, num_codes)``.
+
+        In the factorized mode ``num_codes`` must be ``2^b``: a code below it has its leading
+        ``num_bits − b`` bits zero, so every group's allowed digits are a prefix ``[0, 2^k)`` — the restriction
+        factorizes like the distribution does.
+        """
+        if num_codes is None or num_codes == self.num_codes:
+            return None
+        owner = type(self).__name__
+        if isinstance(num_codes, bool) or not isinstance(num_codes, int) or not 1 <= num_codes <= self.num_codes:
+            raise ValueError(f"{owner}: num_codes must be an int in [1, {self.num_codes}], got {num_codes!r}")
+        if self.num_groups == 1:
+            limits = [num_codes]
+        else:
+            bits = num_codes.bit_length() - 1
+            if num_codes != 1 << bits:
+                raise ValueError(
+                    f"{owner}: a factorized head restricts codes to a power of two (the low bits), got {num_codes}"
+                )
+            g, total = self.config["bits_per_group"], self.config["num_bits"]
+            # Group j (most significant first) holds bits [total - (j + 1) g, total - j g) counted from the LSB.
+            limits = [1 << max(0, min(g, bits - (total - (j + 1) * g))) for j in range(self.num_groups)]
+        digits = torch.arange(self.group_size, device=device)
+        return digits[None] < torch.tensor(limits, device=device)[:, None]
+
+    def nll(self, hidden: torch.Tensor, target: torch.Tensor, *, num_codes: int | None = None) -> torch.Tensor:
         """Negative log-probability of the codes, fp32 nats per token ``(...)`` (summed over groups).
+
+        Args:
+            hidden: ``(..., hidden_size)``.
+            target: Codes ``(...)``.
+            num_codes: Restrict the distribution to codes ``[0, num_codes)`` (renormalized; a power of two in
+                the factorized mode): one head serves codebooks of several sizes, e.g. HiTVideo's levels of
+                4, 8 and 12 bits under a 12-bit head (``hitvideo_lm``). ``None``: every code.
 
         Raises:
             ValueError: If a code is outside ``[0, num_codes)``.
         """
         self.check_inputs(hidden, target)
         target = target.long()
-        if target.numel() and (bool(target.min() < 0) or bool(target.max() >= self.num_codes)):
+        limit = self.num_codes if num_codes is None else num_codes
+        support = self._support(num_codes, hidden.device)
+        if target.numel() and (bool(target.min() < 0) or bool(target.max() >= limit)):
             raise ValueError(
-                f"{type(self).__name__}: codes must lie in [0, {self.num_codes}), got values in "
+                f"{type(self).__name__}: codes must lie in [0, {limit}), got values in "
                 f"[{int(target.min())}, {int(target.max())}]"
             )
         logits = self._logits(hidden)
+        if support is not None:
+            logits = logits.masked_fill(~support, float("-inf"))
         log_probs = torch.log_softmax(logits, dim=-1)
         picked = log_probs.gather(-1, self._digits(target).unsqueeze(-1)).squeeze(-1)
         return -picked.sum(-1)
 
     def loss(
-        self, hidden: torch.Tensor, target: torch.Tensor, generator: torch.Generator | None = None
+        self,
+        hidden: torch.Tensor,
+        target: torch.Tensor,
+        generator: torch.Generator | None = None,
+        *,
+        num_codes: int | None = None,
     ) -> torch.Tensor:
-        """Cross-entropy per token, fp32 ``(...)``; equal to :meth:`nll`."""
-        return self.nll(hidden, target)
+        """Cross-entropy per token, fp32 ``(...)``; equal to :meth:`nll` (``num_codes`` as there)."""
+        return self.nll(hidden, target, num_codes=num_codes)
 
     def sample(
         self,
@@ -180,6 +222,7 @@ class CategoricalHead(TokenHead):
         guidance_scale: float = 1.0,
         uncond_hidden: torch.Tensor | None = None,
         top_k: int | None = None,
+        num_codes: int | None = None,
     ) -> torch.Tensor:
         """Sample codes ``(...)`` (``int64``).
 
@@ -192,6 +235,7 @@ class CategoricalHead(TokenHead):
                 codes themselves would be meaningless: the mix of two code indices is not a code.)
             uncond_hidden: The null prompt's hidden states (``hidden``'s shape); needed when guiding.
             top_k: Keep only the ``top_k`` most likely entries of each softmax (per group when factorized).
+            num_codes: Draw only codes in ``[0, num_codes)`` (see :meth:`nll`); ``None``: every code.
         """
         temperature = check_temperature(temperature)
         guidance_scale = check_guidance_scale(guidance_scale)
@@ -205,11 +249,14 @@ class CategoricalHead(TokenHead):
         guided = check_guidance("CategoricalHead.sample", hidden, uncond_hidden, guidance_scale)
         if guided:
             self.check_inputs(uncond_hidden, name="uncond_hidden")
+        support = self._support(num_codes, hidden.device)
         with torch.no_grad():
             logits = self._logits(hidden)
             if guided:
                 uncond = self._logits(uncond_hidden)
                 logits = uncond + guidance_scale * (logits - uncond)
+            if support is not None:
+                logits = logits.masked_fill(~support, float("-inf"))
             if temperature == 0:
                 return self._compose(logits.argmax(-1))
             logits = logits / temperature

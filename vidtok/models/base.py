@@ -40,6 +40,10 @@ class VideoARModel(Component, abc.ABC):
     #: Whether the model generates integer codes (discrete tokenizers) rather than continuous tokens.
     generates_codes: bool = False
 
+    #: Whether :meth:`generate` continues a given prefix (image-to-video, video continuation). HiTVideo's
+    #: coarse-to-fine model cannot: its coarse levels span the whole video.
+    supports_prefix: bool = True
+
     #: Whether the prompt arrives as a frozen text encoder's hidden states rather than ids. Pipelines with a
     #: ``text_encoder`` then also pass ``null_text`` (the encoded null prompt) to :meth:`loss` and
     #: :meth:`generate`, and ``text_encoder`` to :meth:`check_compatible`.
@@ -102,7 +106,8 @@ class VideoARModel(Component, abc.ABC):
             callback: ``callback(step, tokens)`` after each generated step.
 
         Returns:
-            Tokens ``(B, num_steps, N, D)``, or integer codes ``(B, num_steps, N)`` (:attr:`generates_codes`).
+            Tokens ``(B, num_steps, N, D)``, or integer codes ``(B, num_steps, N)`` (:attr:`generates_codes`);
+            a model over several token levels returns one tensor per level, coarsest first (``hitvideo_lm``).
         """
 
     @classmethod
@@ -189,7 +194,8 @@ class VideoARModelForTraining(nn.Module):
     DiCoDe trains progressively, first with the L2 loss and then with the GMM loss (supplementary §6). Give
     several heads by name and pick one per stage with the stage option ``{"head": "gmm"}``; the backbone and
     the model carry over. Batches are token-cache samples: ``{"tokens": (B, S, N, D), "caption": [...]}``
-    (captions are tokenized here) or ``{"tokens", "input_ids"}``.
+    (captions are tokenized here) or ``{"tokens", "input_ids"}``; ``tokens`` is a list of per-level tensors for
+    a model over several levels (``hitvideo_lm``).
 
     Args:
         backbone: The backbone.
@@ -280,12 +286,14 @@ class VideoARModelForTraining(nn.Module):
     def training_step(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> dict[str, Any]:
         """The loss of :meth:`VideoARModel.loss` with the active head."""
         tokens = batch["tokens"]
-        ids = self.input_ids(batch, generator).to(tokens.device)
+        # A hierarchical tokenizer's samples hold one tensor per level.
+        device = (tokens[0] if isinstance(tokens, (list, tuple)) else tokens).device
+        ids = self.input_ids(batch, generator).to(device)
         if self.text_encoder is None:
             return self.model.loss(self.backbone, self.head, ids, tokens, generator=generator)
         pad = getattr(self.text_tokenizer, "pad_token_id", None)
-        text = encode_text(self.text_encoder, ids, pad).to(tokens.device)
-        null = encode_text(self.text_encoder, self.model.null_text(1, ids.device), pad).to(tokens.device)
+        text = encode_text(self.text_encoder, ids, pad).to(device)
+        null = encode_text(self.text_encoder, self.model.null_text(1, ids.device), pad).to(device)
         return self.model.loss(self.backbone, self.head, text, tokens, generator=generator, null_text=null)
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> VideoARModelForTraining:

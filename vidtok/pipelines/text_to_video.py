@@ -316,6 +316,11 @@ class TextToVideo(VidtokPipeline):
         if video is not None and prefix_tokens is not None:
             raise ValueError("give video or prefix_tokens, not both")
         source = "video" if video is not None else "prefix_tokens"
+        if (video is not None or prefix_tokens is not None) and not self.model.supports_prefix:
+            raise ValueError(
+                f"{source}: this pipeline's {type(self.model).__name__} cannot continue a video or image (it "
+                "generates every token level of the whole video at once); leave video and prefix_tokens None"
+            )
         if video is not None:
             prefix_tokens = self.encode_video(video)
         if prefix_tokens is not None:
@@ -377,7 +382,9 @@ class TextToVideo(VidtokPipeline):
             progress=progress,
             guidance_rescale=decoder_guidance_rescale,  # decode_options drops it for decoders without the option
         )
-        if self.model.generates_codes:
+        if isinstance(tokens, (list, tuple)):  # one code tensor per level (hierarchical tokenizers)
+            frames = tok.decode_codes([t.to(tok.device) for t in tokens], **dec).float()
+        elif self.model.generates_codes:
             frames = tok.decode_codes(tokens.to(tok.device), **dec).float()
         else:
             frames = tok.decode(tokens.to(tok.device, tok.dtype), **dec).float()

@@ -1,6 +1,6 @@
-"""Recipes: registered factory functions that describe complete models (``dicode_*``: DiCoDe)."""
+"""Recipes: registered factory functions that describe complete models (``dicode_*``: DiCoDe; ``hitvideo_*``: HiTVideo)."""
 
-from vidtok.recipes import dicode  # noqa: F401  (registers)
+from vidtok.recipes import dicode, hitvideo  # noqa: F401  (registers)
 from vidtok.recipes.base import RECIPES, ComponentSpec, RecipeConfig, build_components
 
 __all__ = ["RECIPES", "ComponentSpec", "RecipeConfig", "build_components"]

@@ -586,9 +586,13 @@ def validation_nll(module: Any, data: Any, batch_size: int = 64) -> float:
         with torch.no_grad():
             for lo in range(0, len(data), batch_size):
                 items = [data[i] for i in range(lo, min(lo + batch_size, len(data)))]
-                tokens = torch.stack([it["tokens"] for it in items])
-                if tokens.is_floating_point():
-                    tokens = tokens.float()
+                first = items[0]["tokens"]
+                if isinstance(first, (list, tuple)):  # one tensor per level (hierarchical tokenizers)
+                    tokens = [torch.stack([it["tokens"][lv] for it in items]) for lv in range(len(first))]
+                else:
+                    tokens = torch.stack([it["tokens"] for it in items])
+                    if tokens.is_floating_point():
+                        tokens = tokens.float()
                 out = module.training_step({"tokens": tokens, "caption": [it["caption"] for it in items]})
                 if "nll" not in out:
                     return float("nan")
