@@ -277,6 +277,26 @@ class HierarchicalLFQTokenizer(VideoTokenizer):
         }
 
     @classmethod
+    def shapes_config(cls) -> dict[str, Any]:
+        """The Shapes tokenizer ``vidtok:hitvideo_shapes`` ships (32×32 frames, ``8×8×8`` compression, 4.4 M).
+
+        Three stages (space ÷2 in each, time ÷2 in each: 17 frames → 3 finest steps, 9 → 2) to a ``4×4``
+        latent of 64 channels, then two hierarchy levels: time ÷2 (``4×4``), then space ÷2 (``2×2``). Bits
+        4 / 8 / 12, coarsest first; a 17-frame clip is ``2×4 + 2×16 + 3×16 = 88`` tokens, 864 bits
+        (0.050 bits per pixel).
+        """
+        return {
+            "base_channels": 32,
+            "channel_multipliers": [1, 2, 2],
+            "temporal_downsample": [True, True, True],
+            "num_res_blocks": 1,
+            "latent_channels": 64,
+            "level_bits": [4, 8, 12],
+            "level_strides": [[1, 2], [2, 1]],
+            "sample_size": 32,
+        }
+
+    @classmethod
     def hitvideo_paper_config(cls) -> dict[str, Any]:
         """HiTVideo's Tab. 2 tokenizer, as far as the paper specifies it.
 
@@ -564,7 +584,7 @@ class HierarchicalLFQTokenizer(VideoTokenizer):
 
         Args:
             batch: ``{"video": (B, C, T, H, W) in [-1, 1], ...}`` or the video itself; ``T`` must be
-                ``1 + f k``.
+                ``1 + f k``. An optional ``"loss_weight"`` ``(B, 1, T, H, W)`` weights the L1 per pixel.
             generator: Drives the random unmasking of ``token_masking`` above its cap (otherwise unused: the
                 step is deterministic).
 
@@ -580,7 +600,10 @@ class HierarchicalLFQTokenizer(VideoTokenizer):
         video = batch["video"] if isinstance(batch, dict) else batch
         out = self._encode(video, generator=generator)
         recon = self._decode(out.tokens, active=self._active_levels)
-        l1 = (recon - video.to(recon.dtype)).abs().mean()
+        error = (recon - video.to(recon.dtype)).abs()
+        weight = batch.get("loss_weight") if isinstance(batch, dict) else None
+        # An optional per-pixel weight (e.g. ClipPool's foreground weight), broadcast over channels.
+        l1 = error.mean() if weight is None else (error * weight.to(error)).sum() / weight.to(error).expand_as(error).sum()
         aux = out.aux_losses
         loss = self.config.l1_loss_weight * l1 + aux["commitment"] + aux["entropy"]
         return {

@@ -1,0 +1,133 @@
+"""Train the Shapes hierarchical LFQ tokenizer (HiTVideo §3.2) that ``vidtok:hitvideo_shapes`` ships.
+
+:meth:`HierarchicalLFQTokenizer.shapes_config() <vidtok.tokenizers.hierarchical_lfq.HierarchicalLFQTokenizer.shapes_config>`
+on 32×32 Shapes clips of 9 frames at 8 fps: a causal 3-D CNN with ``8×8×8`` compression and three LFQ levels
+(coarsest first 4, 8 and 12 bits). HiTVideo's progressive training is one :class:`vidtok.training.Stage` per level
+count — ``--level-steps 300,300,1500`` trains the coarsest level alone, then two, then all three — each stage
+with its own cosine schedule. The loss is the tokenizer's own (L1 + commitment + entropy; ``--foreground-weight``
+adds weight on the objects, whose edges dominate the held-out PSNR). The paper's LPIPS and GAN terms are
+:class:`vidtok.training.losses.AdversarialTraining`'s; the shipped Shapes model is trained without them: LPIPS
+needs backbone weights that cannot be downloaded here, and a GAN trades PSNR — this model's target — for texture
+the Shapes world does not have.
+
+Every ``--eval-every`` steps held-out clips (the (color, shape) pairs training never saw) are reconstructed
+(PSNR/SSIM, Shapes scores) and the weights are exported when the PSNR is the best so far. ``--minutes M``
+stops after an evaluation past M minutes with a checkpoint; ``--resume`` continues.
+
+Reproduce the shipped tokenizer (see docs/results.md for the time it took)::
+
+    python examples/train_hitvideo_tokenizer_shapes.py --output-dir runs/hitvideo_tok \
+        --export runs/hitvideo_tok/best --threads 2
+
+The Fig. 4 baseline (one level with the same bits per clip) is the same script with
+``--config '{"level_bits": [18], "level_strides": []}' --level-steps 2100``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vidtok.data.shapes_training import ClipPool
+from vidtok.metrics.shapes_evaluation import evaluate_reconstruction, render_clips, to_model_video
+from vidtok.tokenizers.hierarchical_lfq import HierarchicalLFQTokenizer
+from vidtok.training import EvaluationCallback, OptimizerConfig, Stage, StopTraining, Trainer, TrainingConfig
+
+RESOLUTION, FRAMES, FPS = 32, 9, 8.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output-dir", default="runs/hitvideo_tok")
+    parser.add_argument("--export", default=None, help="folder the best weights (held-out PSNR) are exported to")
+    parser.add_argument(
+        "--level-steps",
+        default="300,300,1500",
+        help="steps of each progressive stage, comma-separated: stage i trains the i + 1 coarsest levels",
+    )
+    parser.add_argument("--config", default=None, help="JSON overrides of HierarchicalLFQTokenizer.shapes_config()")
+    parser.add_argument("--init-from", default=None, help="continue training this tokenizer folder")
+    parser.add_argument("--minutes", type=float, default=None, help="stop (after an evaluation) past this budget")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--train-videos", type=int, default=8000, help="pre-rendered training clips")
+    parser.add_argument("--train-cache", default=None, help=".npz cache of the training clips")
+    parser.add_argument("--train-split", choices=("train", "all"), default="train")
+    parser.add_argument("--foreground-weight", type=float, default=0.0, help="extra L1 weight on the objects")
+    parser.add_argument("--eval-videos", type=int, default=32)
+    parser.add_argument("--eval-every", type=int, default=150)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output-dir")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from accelerate.utils import set_seed
+
+    set_seed(args.seed)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    train_videos, _ = render_clips(
+        args.train_split, args.train_videos, args.seed, args.train_cache, resolution=RESOLUTION, num_frames=FRAMES, fps=FPS
+    )
+    held_videos, held_captions = render_clips(
+        "heldout", args.eval_videos, args.seed + 1, None, resolution=RESOLUTION, num_frames=FRAMES, fps=FPS
+    )
+    held = to_model_video(held_videos)
+    print(f"training clips {train_videos.shape}, held-out clips {tuple(held.shape)}", flush=True)
+
+    if args.init_from:
+        model = HierarchicalLFQTokenizer.from_pretrained(args.init_from).float()
+    else:
+        kwargs = {**HierarchicalLFQTokenizer.shapes_config(), **(json.loads(args.config) if args.config else {})}
+        model = HierarchicalLFQTokenizer(**kwargs)
+    steps = [int(s) for s in args.level_steps.split(",")]
+    if len(steps) != model.num_levels or min(steps) < 0:
+        raise SystemExit(f"--level-steps needs {model.num_levels} non-negative counts, got {args.level_steps!r}")
+    print(f"parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M", flush=True)
+    stages = [Stage(f"levels{i + 1}", n, options={"levels": i + 1}) for i, n in enumerate(steps) if n]
+    cfg = TrainingConfig(
+        output_dir=str(out),
+        stages=stages,
+        batch_size=args.batch_size,
+        optimizer=OptimizerConfig(
+            lr=args.lr,
+            betas=(0.9, 0.99),
+            weight_decay=0.0,
+            scheduler="cosine",
+            warmup_steps=args.warmup,
+            schedule_per_stage=True,
+        ),
+        max_grad_norm=1.0,
+        log_every=25,
+        save_every=150,
+        keep_last=1,
+        seed=args.seed,
+        progress_bar=False,
+        resume_from="latest" if args.resume else None,
+    )
+    callback = EvaluationCallback(
+        lambda m: evaluate_reconstruction(m, held, held_captions),
+        every=args.eval_every,
+        select="psnr" if args.export else None,
+        export_dir=args.export,
+        minutes=args.minutes,
+    )
+    trainer = Trainer(model, cfg, ClipPool(train_videos, args.foreground_weight), callbacks=[callback])
+    try:
+        trainer.train()
+    except StopTraining as stop:
+        print(f"stopped: {stop}", flush=True)
+    minutes = trainer.training_seconds / 60
+    print(f"trained {trainer.global_step} steps in {minutes:.1f} min", flush=True)
+    with (out / "summary.json").open("w") as f:
+        json.dump({"steps": trainer.global_step, "minutes": minutes, "args": vars(args)}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
