@@ -483,6 +483,10 @@ class Component(ModelMixin, ConfigMixin):
             subfolder = kwargs.get("subfolder")
             cls.check_folder(os.path.join(path, subfolder) if subfolder else path, verify=verify)
         want_info = bool(kwargs.pop("output_loading_info", False))
+        if allow_missing_keys:
+            # diffusers' low-memory path builds the model on the meta device and leaves keys the checkpoint lacks
+            # there; the promised fresh initialisation needs a model built normally.
+            kwargs.setdefault("low_cpu_mem_usage", False)
         try:
             model, info = super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True, **kwargs)
         except OSError as err:
