@@ -343,3 +343,20 @@ def test_a_short_training_run_lowers_the_l1_loss_on_shapes():
     with torch.no_grad():
         recon = tok.eval().decode(tok.encode(video).tokens)
     assert float((recon - video).abs()[objects].mean()) < 0.75 * black_objects
+
+
+def test_the_mse_term_and_the_per_pixel_weight():
+    """``l2_loss_weight`` adds the MSE (what the Shapes config trains with); ``loss_weight`` weights both terms."""
+    tok = HierarchicalLFQTokenizer(**{**HierarchicalLFQTokenizer.tiny_config(), "l1_loss_weight": 0.0,
+                                      "l2_loss_weight": 2.0, "entropy_loss_weight": 0.0,
+                                      "commitment_loss_weight": 0.0}).train()  # fmt: skip
+    video = torch.rand(2, 3, 5, 16, 16) * 2 - 1
+    out = tok.training_step({"video": video})
+    diff = out["reconstruction"].detach() - video
+    assert torch.allclose(out["l2"], diff.pow(2).mean()) and torch.allclose(out["l1"], diff.abs().mean())
+    assert torch.allclose(out["loss"].detach(), 2 * out["l2"])
+    weight = torch.ones(2, 1, 5, 16, 16)
+    weight[:, :, :, :8] = 3.0  # the top half counts three times
+    weighted = tok.training_step({"video": video, "loss_weight": weight})
+    w = weight.expand_as(diff)
+    assert torch.allclose(weighted["l2"], (diff.pow(2) * w).sum() / w.sum(), atol=1e-6)

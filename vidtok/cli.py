@@ -328,10 +328,9 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     frames = out.frames[0]
     path = save_video(frames, args.output, fps=out.fps)
     t, h, w = frames.shape[:3]
-    print(
-        f"wrote {path}: {t} frames {h}x{w} at {out.fps:g} fps ({out.tokens.shape[1]} keyframes) "
-        f"in {time.time() - start:.1f} s"
-    )
+    # A hierarchical model returns one code tensor per level, the finest last.
+    steps = (out.tokens[-1] if isinstance(out.tokens, (list, tuple)) else out.tokens).shape[1]
+    print(f"wrote {path}: {t} frames {h}x{w} at {out.fps:g} fps ({steps} keyframes) in {time.time() - start:.1f} s")
     return 0
 
 

@@ -3,7 +3,7 @@
 ================== ============================ =========================== ====================================
 recipe             language model               tokenizer                   notes
 ================== ============================ =========================== ====================================
-``hitvideo_tiny``  GPT-2 style, 4 × 128         shipped Shapes, 3 levels    trains on this CPU; ``vidtok:hitvideo_shapes``
+``hitvideo_tiny``  GPT-2 style, 4 × 128         Shapes config, 3 levels     trains on a CPU; no shipped weights yet
 ``hitvideo_paper`` Llama-3.2-3B (3.2B)          Tab. 2, 4 levels, 208 M     the paper's sizes, built from config
 ================== ============================ =========================== ====================================
 
@@ -134,11 +134,13 @@ def _recipe(
 
 @RECIPES.register("hitvideo_tiny")
 def hitvideo_tiny(**overrides: Any) -> RecipeConfig:
-    """HiTVideo in miniature on Shapes (§3.2–3.3), the recipe of ``vidtok:hitvideo_shapes``.
+    """HiTVideo in miniature on Shapes (§3.2–3.3).
 
-    The shipped 32×32 hierarchical tokenizer (bits 4 / 8 / 12, coarsest first; 88 codes per 17-frame clip), a
-    4-layer 128-wide GPT-2 from scratch, a categorical head factorized in 16-way groups (4 bits), word-level
-    prompts of 16 tokens, 10 % prompt dropout for CFG.
+    The 32×32 hierarchical tokenizer of ``HierarchicalLFQTokenizer.shapes_config()`` (bits 4 / 8 / 12, coarsest
+    first; 88 codes per 17-frame clip), a 4-layer 128-wide GPT-2 from scratch, a categorical head factorized in
+    16-way groups (4 bits), word-level prompts of 16 tokens, 10 % prompt dropout for CFG. No trained Shapes
+    tokenizer ships yet (see ``docs/results.md``): pass ``tokenizer_pretrained=`` a folder trained by
+    ``examples/train_hitvideo_tokenizer_shapes.py``; without it the tokenizer is built untrained.
     """
     from vidtok.models.text_tokenizers import SHAPES_WORDS
     from vidtok.tokenizers.hierarchical_lfq import HierarchicalLFQTokenizer
@@ -169,7 +171,7 @@ def hitvideo_tiny(**overrides: Any) -> RecipeConfig:
     return _recipe(
         "hitvideo_tiny",
         tokenizer=HierarchicalLFQTokenizer.shapes_config(),
-        tokenizer_pretrained="vidtok:hitvideo_tokens_shapes",
+        tokenizer_pretrained=None,
         backbone=backbone,
         model=model,
         head={"bits_per_group": 4},
