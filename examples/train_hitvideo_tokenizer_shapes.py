@@ -1,15 +1,15 @@
 """Train a Shapes hierarchical LFQ tokenizer (HiTVideo §3.2), the tokenizer of the ``hitvideo_tiny`` recipe.
 
-:meth:`HierarchicalLFQTokenizer.shapes_config() <vidtok.tokenizers.hierarchical_lfq.HierarchicalLFQTokenizer.shapes_config>`
-on 32×32 Shapes clips of 9 frames at 8 fps: a causal 3-D CNN with ``8×8×8`` compression and three LFQ levels
-(coarsest first 4, 8 and 12 bits). HiTVideo's progressive training is one :class:`vidtok.training.Stage` per level
-count — ``--level-steps 300,300,1500`` trains the coarsest level alone, then two, then all three — each stage
-with its own cosine schedule. The loss is the tokenizer's own: the reconstruction (the Shapes config uses MSE, not HiTVideo's L1: under L1
-the autoencoder stalls at the all-black median of these sparse videos) + commitment + entropy;
-``--foreground-weight`` adds weight on the objects, whose edges dominate the held-out PSNR. The paper's LPIPS and GAN terms are
-:class:`vidtok.training.losses.AdversarialTraining`'s; the shipped Shapes model is trained without them: LPIPS
-needs backbone weights that cannot be downloaded here, and a GAN trades PSNR — this model's target — for texture
-the Shapes world does not have.
+``HierarchicalLFQTokenizer.shapes_config()`` (overridable with ``--config``) on 32×32 Shapes clips of 9 frames at
+8 fps: a causal 3-D CNN with ``8×8×8`` compression and three LFQ levels (coarsest first 4, 8 and 12 bits).
+HiTVideo's progressive training is one :class:`vidtok.training.Stage` per level count — ``--level-steps
+300,300,1500`` trains the coarsest level alone, then two, then all three — each stage with its own cosine
+schedule. The loss is the tokenizer's own: the reconstruction (the Shapes config uses MSE, not HiTVideo's L1:
+under L1 the autoencoder stalls at the all-black median of these sparse videos) + commitment + entropy;
+``--foreground-weight`` adds weight on the objects, whose edges dominate the held-out PSNR. The paper's LPIPS
+and GAN terms are :class:`vidtok.training.losses.AdversarialTraining`'s; these Shapes runs go without them:
+LPIPS needs backbone weights that cannot be downloaded here, and a GAN trades PSNR — the target here — for
+texture the Shapes world does not have.
 
 Every ``--eval-every`` steps held-out clips (the (color, shape) pairs training never saw) are reconstructed
 (PSNR/SSIM, Shapes scores) and the weights are exported when the PSNR is the best so far. ``--minutes M``
@@ -30,7 +30,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from vidtok.data.shapes_training import ClipPool
@@ -74,7 +73,13 @@ def main() -> None:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     train_videos, _ = render_clips(
-        args.train_split, args.train_videos, args.seed, args.train_cache, resolution=RESOLUTION, num_frames=FRAMES, fps=FPS
+        args.train_split,
+        args.train_videos,
+        args.seed,
+        args.train_cache,
+        resolution=RESOLUTION,
+        num_frames=FRAMES,
+        fps=FPS,
     )
     held_videos, held_captions = render_clips(
         "heldout", args.eval_videos, args.seed + 1, None, resolution=RESOLUTION, num_frames=FRAMES, fps=FPS

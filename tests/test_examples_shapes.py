@@ -175,3 +175,35 @@ def test_ablate_token_counts_with_a_tokenizer_trained_for_8_tokens(tmp_path):
     rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
     assert rows["8"].count("|") == rows["16"].count("|") == 10 and "not run" not in rows["8"] + rows["16"]
     assert "deep tokens 32: not run" in out
+
+
+@pytest.mark.slow
+def test_hitvideo_tokenizer_training_then_the_masking_and_level_studies(tmp_path):
+    """The HiTVideo tokenizer script trains its progressive stages and exports; the studies script fine-tunes a
+    copy per masking strategy and reports PSNR and tokens masked, then compares tokenizers."""
+    config = json.dumps(
+        {**{"base_channels": 8, "latent_channels": 16}, "level_bits": [3, 6], "level_strides": [[1, 2]]}
+    )
+    _run(
+        str(EXAMPLES / "train_hitvideo_tokenizer_shapes.py"),
+        *("--output-dir", str(tmp_path / "run"), "--export", str(tmp_path / "best"), "--config", config),
+        *("--level-steps", "2,2", "--batch-size", "2", "--train-videos", "8", "--eval-videos", "2"),
+        *("--eval-every", "2", "--threads", "1"),
+        cwd=tmp_path,
+    )
+    stages = [json.loads(line)["stage"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert stages[0] == "levels1" and stages[-1] == "levels2"
+    assert (tmp_path / "best" / "config.json").is_file()
+    _run(
+        str(EXAMPLES / "hitvideo_tokenizer_studies_shapes.py"),
+        *("--tokenizer", str(tmp_path / "best"), "--compare", str(tmp_path / "best"), "--steps", "1"),
+        *("--videos", "2", "--train-videos", "4", "--threads", "1", "--out", str(tmp_path / "studies.json")),
+        cwd=tmp_path,
+    )
+    report = json.loads((tmp_path / "studies.json").read_text())
+    assert set(report["masking"]) == {"none", "repeat", "zero", "learned"}
+    for name, row in report["masking"].items():
+        assert math.isfinite(row["17f"]["psnr"]) and row["17f"]["tokens"] > 0
+        if name != "none":
+            assert 0 < row["17f"]["masked"] <= 0.85  # the cap holds
+    assert report["levels"][str(tmp_path / "best")]["levels"] == 2

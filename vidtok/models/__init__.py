@@ -1,7 +1,8 @@
 """Composite AR models (``MODELS``), the generation machinery they share, and the text tokenizers prompts use.
 
-Every file registers one model under its file's name (``dicode_lm``, ``hitvideo_lm``); :mod:`vidtok.models.generation` holds
-the shared loop pieces (backbone context with KV cache, sliding window, guidance batching).
+Every file registers one model under its file's name (``dicode_lm``, ``hitvideo_lm``);
+:mod:`vidtok.models.generation` holds the shared loop pieces (backbone context with KV cache, sliding window,
+guidance batching).
 """
 
 from __future__ import annotations

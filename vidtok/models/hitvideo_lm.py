@@ -247,8 +247,11 @@ class HiTVideoLM(VideoARModel):
         return torch.cat(levels), torch.cat(coords)
 
     def _placement(self, num_steps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(where, query, levels)``: each code's own level + position embedding ``(L, H)``, the embedding of
-        what each of the ``L + 1`` video positions predicts (the next code's) ``(L, H)``, and the levels."""
+        """``(where, query, levels)`` per code in sequence order: own level + position embedding, next-code query.
+
+        ``where`` ``(L, H)`` is each code's own level and position embedding, ``query`` ``(L, H)`` the embedding
+        of a code as the one to predict (added at the position before it), ``levels`` ``(L,)`` their levels.
+        """
         levels, coords = self._coordinates(num_steps)
         device, dtype = self.device, self.dtype
         levels = levels.to(device)
@@ -268,7 +271,9 @@ class HiTVideoLM(VideoARModel):
             elif width != cfg.text_embed_dim:
                 problems.append(f"text_encoder width {width} != model text_embed_dim {cfg.text_embed_dim}")
         elif self.reads_text_states:
-            problems.append(f"the model reads text-encoder states (text_embed_dim={cfg.text_embed_dim}): no text_encoder")
+            problems.append(
+                f"the model reads text-encoder states (text_embed_dim={cfg.text_embed_dim}): no text_encoder"
+            )
         if tokenizer is not None:
             layout = tokenizer.reference_layout()
             if any(lv.codebook_size is None for lv in layout):
@@ -311,7 +316,9 @@ class HiTVideoLM(VideoARModel):
         cfg = self.config
         if not isinstance(tokens, (list, tuple)) or len(tokens) != self.num_levels:
             got = f"{len(tokens)} tensors" if isinstance(tokens, (list, tuple)) else type(tokens).__name__
-            raise ValueError(f"codes must be a list of {self.num_levels} (B, S_l, N_l) tensors, one per level; got {got}")
+            raise ValueError(
+                f"codes must be a list of {self.num_levels} (B, S_l, N_l) tensors, one per level; got {got}"
+            )
         finest = tokens[-1]
         if not isinstance(finest, torch.Tensor) or finest.ndim != 3:
             raise ValueError(f"the finest level's codes must be (B, S, N), got {getattr(finest, 'shape', finest)}")
@@ -324,7 +331,9 @@ class HiTVideoLM(VideoARModel):
             if tuple(codes.shape) != (finest.shape[0], s, h * w):
                 raise ValueError(f"level {lv} codes must be {(finest.shape[0], s, h * w)}, got {tuple(codes.shape)}")
             if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= 2**bits):
-                raise ValueError(f"level {lv} codes must lie in [0, 2^{bits}), got [{int(codes.min())}, {int(codes.max())}]")
+                raise ValueError(
+                    f"level {lv} codes must lie in [0, 2^{bits}), got [{int(codes.min())}, {int(codes.max())}]"
+                )
 
     def check_text(self, text: torch.Tensor) -> None:
         """Raise unless the prompt is integer ids ``(B, text_length)`` (encoder states ``(B, text_length, E)``)."""
@@ -431,7 +440,11 @@ class HiTVideoLM(VideoARModel):
             n = c.shape[1] * c.shape[2]
             per_code = head.loss(hidden[:, start : start + n], c.reshape(b, n), num_codes=2 ** int(bits))
             start += n
-            keep = torch.ones_like(per_code) if token_masks is None else (~token_masks[lv].to(per_code.device)).reshape(b, n).float()
+            keep = (
+                torch.ones_like(per_code)
+                if token_masks is None
+                else (~token_masks[lv].to(per_code.device)).reshape(b, n).float()
+            )
             kept = keep.sum().clamp_min(1.0)
             level_nll = (per_code * keep).sum() / kept
             loss = loss + float(weights[lv]) * level_nll

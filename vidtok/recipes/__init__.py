@@ -1,4 +1,4 @@
-"""Recipes: registered factory functions that describe complete models (``dicode_*``: DiCoDe; ``hitvideo_*``: HiTVideo)."""
+"""Recipes: registered factory functions that describe complete models (``dicode_*``, ``hitvideo_*``)."""
 
 from vidtok.recipes import dicode, hitvideo  # noqa: F401  (registers)
 from vidtok.recipes.base import RECIPES, ComponentSpec, RecipeConfig, build_components
