@@ -167,6 +167,42 @@ class VideoARModel(Component, abc.ABC):
         pad = int(self.config.get("pad_token_id", 0))
         return torch.full((batch, self.text_length), pad, device=device, dtype=torch.long)
 
+    def text_encoder_problems(self, text_encoder: Any) -> list[str]:
+        """What does not fit between the model's prompt input and a recipe's ``text_encoder`` (or its absence).
+
+        A model reads encoder states when its config sets ``text_embed_dim`` (then the encoder's width must equal
+        it), else prompt ids embedded with the backbone's own table (then no encoder may be given).
+        """
+        dim = self.config.get("text_embed_dim")
+        if text_encoder is None:
+            if dim is None:
+                return []
+            return [f"the model reads text-encoder states (text_embed_dim={dim}): no text_encoder"]
+        if dim is None:
+            return ["a text_encoder is given but the model embeds prompt ids (set text_embed_dim)"]
+        width = getattr(getattr(text_encoder, "config", None), "hidden_size", None)
+        return [] if width == dim else [f"text_encoder width {width} != model text_embed_dim {dim}"]
+
+    def embed_text(self, backbone: Any, text: torch.Tensor) -> torch.Tensor:
+        """Prompt embeddings ``(B, text_length, H)``: ids through the backbone's table, or states through ``text_proj``.
+
+        Encoder states are read when the config sets ``text_embed_dim``; such models define ``text_proj``.
+
+        Raises:
+            ValueError: Ids outside the backbone's vocabulary.
+        """
+        if self.config.get("text_embed_dim") is not None:
+            return self.text_proj(text.to(self.dtype))
+        from vidtok.backbones.hf_causal_lm import as_backbone
+
+        table = as_backbone(backbone).get_input_embeddings()
+        if int(text.max()) >= table.num_embeddings or int(text.min()) < 0:
+            raise ValueError(
+                f"text ids must be in [0, {table.num_embeddings}) for this backbone's vocabulary, "
+                f"got [{int(text.min())}, {int(text.max())}]"
+            )
+        return table(text).to(self.dtype)
+
     @staticmethod
     def raise_mismatches(name: str, problems: list[str]) -> None:
         """Raise one ``ValueError`` listing every problem (nothing when the list is empty)."""

@@ -230,17 +230,7 @@ class DiCoDeLM(VideoARModel):
 
     def check_compatible(self, tokenizer: Any, backbone: Any, head: Any, text_encoder: Any = None) -> None:
         """Raise one ``ValueError`` listing every mismatch of tokenizer, backbone, head (and text encoder)."""
-        cfg, problems = self.config, []
-        if text_encoder is not None:
-            width = getattr(getattr(text_encoder, "config", None), "hidden_size", None)
-            if not self.reads_text_states:
-                problems.append("a text_encoder is given but the model embeds prompt ids (set text_embed_dim)")
-            elif width != cfg.text_embed_dim:
-                problems.append(f"text_encoder width {width} != model text_embed_dim {cfg.text_embed_dim}")
-        elif self.reads_text_states:
-            problems.append(
-                f"the model reads text-encoder states (text_embed_dim={cfg.text_embed_dim}): no text_encoder"
-            )
+        cfg, problems = self.config, self.text_encoder_problems(text_encoder)
         if tokenizer is not None:
             layout = tokenizer.reference_layout()
             if len(layout) != 1:
@@ -345,18 +335,6 @@ class DiCoDeLM(VideoARModel):
             raise ValueError("a model reading text-encoder states needs null_text (the encoded null prompt)")
         null_text = null_text.to(text.device, text.dtype)
         return null_text.expand(text.shape[0], *null_text.shape[1:]) if null_text.shape[0] == 1 else null_text
-
-    def embed_text(self, backbone: Any, input_ids: torch.Tensor) -> torch.Tensor:
-        """Prompt embeddings: ids through the language model's own table, encoder states through ``text_proj``."""
-        if self.reads_text_states:
-            return self.text_proj(input_ids.to(self.dtype))
-        table = _backbone(backbone).get_input_embeddings()
-        if int(input_ids.max()) >= table.num_embeddings or int(input_ids.min()) < 0:
-            raise ValueError(
-                f"text ids must be in [0, {table.num_embeddings}) for this backbone's vocabulary, "
-                f"got [{int(input_ids.min())}, {int(input_ids.max())}]"
-            )
-        return table(input_ids).to(self.dtype)
 
     def _project_in(self, tokens: torch.Tensor) -> torch.Tensor:
         if self.config.codebook_size is not None:

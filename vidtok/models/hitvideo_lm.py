@@ -263,17 +263,7 @@ class HiTVideoLM(VideoARModel):
     # ------------------------------------------------------------------ checks
     def check_compatible(self, tokenizer: Any, backbone: Any, head: Any, text_encoder: Any = None) -> None:
         """Raise one ``ValueError`` listing every mismatch of tokenizer, backbone, head (and text encoder)."""
-        cfg, problems = self.config, []
-        if text_encoder is not None:
-            width = getattr(getattr(text_encoder, "config", None), "hidden_size", None)
-            if not self.reads_text_states:
-                problems.append("a text_encoder is given but the model embeds prompt ids (set text_embed_dim)")
-            elif width != cfg.text_embed_dim:
-                problems.append(f"text_encoder width {width} != model text_embed_dim {cfg.text_embed_dim}")
-        elif self.reads_text_states:
-            problems.append(
-                f"the model reads text-encoder states (text_embed_dim={cfg.text_embed_dim}): no text_encoder"
-            )
+        cfg, problems = self.config, self.text_encoder_problems(text_encoder)
         if tokenizer is not None:
             layout = tokenizer.reference_layout()
             if any(lv.codebook_size is None for lv in layout):
@@ -351,17 +341,6 @@ class HiTVideoLM(VideoARModel):
         return self.config.get("text_embed_dim") is not None
 
     # ------------------------------------------------------------------ embeddings
-    def embed_text(self, backbone: Any, text: torch.Tensor) -> torch.Tensor:
-        """Prompt embeddings ``(B, text_length, H)``: ids through the backbone's table, states through ``text_proj``."""
-        if self.reads_text_states:
-            return self.text_proj(text.to(self.dtype))
-        table = _backbone(backbone).get_input_embeddings()
-        if int(text.max()) >= table.num_embeddings or int(text.min()) < 0:
-            raise ValueError(
-                f"text ids must be in [0, {table.num_embeddings}) for this backbone's vocabulary, "
-                f"got [{int(text.min())}, {int(text.max())}]"
-            )
-        return table(text).to(self.dtype)
 
     def _bits(self, codes: torch.Tensor, bits: int) -> torch.Tensor:
         """Codes ``(...)`` → their ``±1`` bits ``(..., bits)``, most significant first (LFQ's order)."""

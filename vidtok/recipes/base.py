@@ -32,9 +32,35 @@ __all__ = [
     "TrainingSection",
     "build_components",
     "resolve_weights",
+    "shapes_backbone",
 ]
 
 RECIPES: Registry = Registry("recipe", package="vidtok.recipes", callable_only=True)
+
+
+def shapes_backbone() -> dict[str, Any]:
+    """The ``hf_causal_lm`` kwargs of the Shapes recipes' language model: GPT-2 style, 4 layers × 128, no dropout.
+
+    Trained from scratch on the word-level Shapes prompts (its vocabulary is theirs, rounded up to a multiple of 8)
+    with 512 positions; ``dicode_tiny`` and ``hitvideo_tiny`` share it.
+    """
+    from vidtok.models.text_tokenizers import SHAPES_WORDS
+
+    return {
+        "config": {
+            "model_type": "gpt2",
+            "n_layer": 4,
+            "n_embd": 128,
+            "n_head": 4,
+            "n_positions": 512,
+            "vocab_size": 8 * ((len(SHAPES_WORDS) + 3 + 7) // 8),
+            "bos_token_id": 0,
+            "eos_token_id": 0,
+            "resid_pdrop": 0.0,
+            "embd_pdrop": 0.0,
+            "attn_pdrop": 0.0,
+        }
+    }
 
 
 def resolve_weights(location: str) -> str:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from vidtok.recipes.base import RECIPES, ComponentSpec, RecipeConfig
+from vidtok.recipes.base import RECIPES, ComponentSpec, RecipeConfig, shapes_backbone
 
 __all__ = ["hitvideo_paper", "hitvideo_tiny"]
 
@@ -142,25 +142,9 @@ def hitvideo_tiny(**overrides: Any) -> RecipeConfig:
     tokenizer ships yet (see ``docs/results.md``): pass ``tokenizer_pretrained=`` a folder trained by
     ``examples/train_hitvideo_tokenizer_shapes.py``; without it the tokenizer is built untrained.
     """
-    from vidtok.models.text_tokenizers import SHAPES_WORDS
     from vidtok.tokenizers.hierarchical_lfq import HierarchicalLFQTokenizer
 
-    vocab = 8 * ((len(SHAPES_WORDS) + 3 + 7) // 8)
-    backbone = {
-        "config": {
-            "model_type": "gpt2",
-            "n_layer": 4,
-            "n_embd": 128,
-            "n_head": 4,
-            "n_positions": 512,
-            "vocab_size": vocab,
-            "bos_token_id": 0,
-            "eos_token_id": 0,
-            "resid_pdrop": 0.0,
-            "embd_pdrop": 0.0,
-            "attn_pdrop": 0.0,
-        }
-    }
+    backbone = shapes_backbone()
     model = {"text_length": 16, "text_dropout": 0.1, "max_steps": 9, "fps": 8.0, "temperature": 1.0}
     training = {
         "stages": [{"name": "main", "options": {}, "fraction": 1.0}],
