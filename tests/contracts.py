@@ -79,9 +79,13 @@ def _probe_model(model, generator):
         parts[role] = vidtok.REGISTRIES[
             {"video_tokenizer": "tokenizers", "backbone": "backbones", "head": "heads"}[role]
         ].create(name, **kwargs)
-    level = parts["video_tokenizer"].token_layout(9, 16, 16)[-1]
+    tok = parts["video_tokenizer"]
+    levels = tok.token_layout(tok.num_frames_for(2), 16, 16)
+    level = levels[-1]
     text = torch.randint(1, 30, (2, model.text_length), generator=generator)
-    if model.generates_codes:
+    if len(levels) > 1:  # a model over every level of a hierarchical tokenizer: one code tensor per level
+        tokens = [torch.randint(0, lv.codebook_size, (2, lv.steps, lv.tokens), generator=generator) for lv in levels]
+    elif model.generates_codes:
         tokens = torch.randint(0, level.codebook_size, (2, 2, level.tokens), generator=generator)
     else:
         tokens = torch.randn(2, 2, level.tokens, level.dim, generator=generator)
