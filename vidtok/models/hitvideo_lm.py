@@ -59,6 +59,7 @@ from vidtok.backbones.base import Backbone
 from vidtok.models.base import MODELS, VideoARModel
 from vidtok.models.generation import BackboneContext, Guidance
 from vidtok.noise import rand
+from vidtok.tokenizers.quantizers import indices_to_bits
 
 __all__ = ["HiTVideoLM"]
 
@@ -342,13 +343,10 @@ class HiTVideoLM(VideoARModel):
 
     # ------------------------------------------------------------------ embeddings
 
-    def _bits(self, codes: torch.Tensor, bits: int) -> torch.Tensor:
-        """Codes ``(...)`` → their ``±1`` bits ``(..., bits)``, most significant first (LFQ's order)."""
-        shifts = torch.arange(bits - 1, -1, -1, device=codes.device)
-        return ((codes.long()[..., None] >> shifts) & 1).to(self.dtype) * 2 - 1
-
     def _content(self, level: int, codes: torch.Tensor) -> torch.Tensor:
-        return self.bit_proj[level](self._bits(codes, int(self.config.level_bits[level])))
+        # LFQ's own code -> bits map (most significant first), as ±1 like the quantizer's tokens.
+        bits = indices_to_bits(codes.long(), int(self.config.level_bits[level]))
+        return self.bit_proj[level](bits.to(self.dtype) * 2 - 1)
 
     def embed_codes(self, codes: list[torch.Tensor]) -> torch.Tensor:
         """Every level's codes, coarsest first, as the video part of the sequence ``(B, 1 + L, H)``.
@@ -413,7 +411,8 @@ class HiTVideoLM(VideoARModel):
         codes = [c.to(self.device) for c in tokens]
         hidden = self.forward(backbone, text_emb, codes)
         out: dict[str, torch.Tensor] = {}
-        loss, total, count, start = hidden.new_zeros((), dtype=torch.float32), 0.0, 0, 0
+        loss, start = hidden.new_zeros((), dtype=torch.float32), 0
+        total = count = hidden.new_zeros((), dtype=torch.float32)  # kept on the device: no sync per level
         weights = self.config.level_loss_weights or [1.0] * self.num_levels
         for lv, (c, bits) in enumerate(zip(codes, self.config.level_bits)):
             n = c.shape[1] * c.shape[2]
@@ -428,10 +427,10 @@ class HiTVideoLM(VideoARModel):
             level_nll = (per_code * keep).sum() / kept
             loss = loss + float(weights[lv]) * level_nll
             out[f"level{lv}/nll"] = level_nll.detach()
-            total += float((per_code.detach() * keep).sum())
-            count += int(keep.sum())
+            total = total + (per_code.detach() * keep).sum()
+            count = count + keep.sum()
         out["loss"] = loss / float(sum(weights))
-        out["nll"] = torch.tensor(total / max(count, 1), device=loss.device)
+        out["nll"] = total / count.clamp_min(1.0)
         return out
 
     # ------------------------------------------------------------------ generation
