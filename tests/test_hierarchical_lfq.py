@@ -23,9 +23,10 @@ def _video(t, h=16, w=16, b=2, seed=0):
     return torch.rand(b, 3, t, h, w, generator=torch.Generator().manual_seed(seed)) * 2 - 1
 
 
-@pytest.fixture(scope="module")
-def tok():
-    return _tiny().eval()
+@pytest.fixture(scope="module", params=[3, 1], ids=["3d_kernels", "spatial_kernels"])
+def tok(request):
+    # Every law below must hold for full 3D kernels and for spatial ones (time mixed only where it is resampled).
+    return _tiny(temporal_kernel_size=request.param).eval()
 
 
 def test_registered_and_layout_of_the_tiny_config(tok):
@@ -237,6 +238,18 @@ def test_perceptual_and_gan_losses_are_a_later_step():
         _tiny(level_strides=[[2, 2]])
     with pytest.raises(ValueError, match="temporal_downsample needs"):
         _tiny(temporal_downsample=[True])
+
+
+def test_temporal_kernel_size_sets_the_non_resampling_kernels():
+    spatial = _tiny(temporal_kernel_size=1)
+    full = _tiny()
+    assert spatial.encoder.stages[0].blocks[0].conv1.conv.kernel_size == (1, 3, 3)
+    assert full.encoder.stages[0].blocks[0].conv1.conv.kernel_size == (3, 3, 3)
+    # The time-downsampling convolution keeps its temporal extent either way.
+    assert spatial.encoder.stages[0].down.conv.conv.kernel_size[0] == 3
+    assert sum(p.numel() for p in spatial.parameters()) < sum(p.numel() for p in full.parameters())
+    with pytest.raises(ValueError, match="temporal_kernel_size must be 1 or 3, got 2"):
+        _tiny(temporal_kernel_size=2)
 
 
 def test_bad_inputs_are_named(tok):

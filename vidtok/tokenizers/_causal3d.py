@@ -75,14 +75,19 @@ def _groups(channels: int) -> int:
 
 
 class ResBlock3d(nn.Module):
-    """Pre-activation ResNet block of two causal ``3×3×3`` convolutions (norm → SiLU → conv, twice)."""
+    """Pre-activation ResNet block of two causal ``k×3×3`` convolutions (norm → SiLU → conv, twice).
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+    ``temporal_kernel`` is ``k``: 3 (full 3D, MAGVIT-v2) or 1 (spatial only; time is then mixed only where it
+    is resampled).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, temporal_kernel: int = 3) -> None:
         super().__init__()
+        kernel = (int(temporal_kernel), 3, 3)
         self.norm1 = CausalGroupNorm(_groups(in_channels), in_channels)
-        self.conv1 = CausalConv3d(in_channels, out_channels, 3)
+        self.conv1 = CausalConv3d(in_channels, out_channels, kernel)
         self.norm2 = CausalGroupNorm(_groups(out_channels), out_channels)
-        self.conv2 = CausalConv3d(out_channels, out_channels, 3)
+        self.conv2 = CausalConv3d(out_channels, out_channels, kernel)
         self.skip = nn.Conv3d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,13 +103,15 @@ class Downsample3d(nn.Module):
     ``1 + time k`` frames give ``1 + k`` steps. Other frame counts ``1 + m`` are completed on the *future* side
     with copies of the last frame to ``1 + time ⌈m / time⌉`` (the last step then summarizes a short window;
     nothing earlier changes), so they give ``1 + ⌈m / time⌉`` steps. Height and width must be divisible by
-    ``space``.
+    ``space``. Without time resampling the kernel spans ``temporal_kernel`` frames.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, *, time: int = 2, space: int = 2) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, *, time: int = 2, space: int = 2, temporal_kernel: int = 3
+    ) -> None:
         super().__init__()
         self.time, self.space = int(time), int(space)
-        kt = max(3, self.time) if self.time > 1 else 3
+        kt = max(3, self.time) if self.time > 1 else int(temporal_kernel)
         self.conv = CausalConv3d(in_channels, out_channels, (kt, 3, 3), stride=(self.time, self.space, self.space))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -120,14 +127,17 @@ class Upsample3d(nn.Module):
 
     Space: nearest-neighbour upsampling. Time: a causal convolution makes ``time`` frames per step
     (depth-to-time), and the ``time − 1`` frames that step 0 would place before frame 0 are dropped. A causal
-    ``3×3×3`` convolution then mixes the result.
+    ``k×3×3`` convolution (``k = temporal_kernel``, or 3 where time was upsampled) then mixes the result.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, *, time: int = 2, space: int = 2) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, *, time: int = 2, space: int = 2, temporal_kernel: int = 3
+    ) -> None:
         super().__init__()
         self.time, self.space = int(time), int(space)
         self.to_time = CausalConv3d(in_channels, in_channels * self.time, 3) if self.time > 1 else None
-        self.conv = CausalConv3d(in_channels, out_channels, 3)
+        kt = 3 if self.time > 1 else int(temporal_kernel)
+        self.conv = CausalConv3d(in_channels, out_channels, (kt, 3, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Upsample ``(B, C, T, H, W)``."""

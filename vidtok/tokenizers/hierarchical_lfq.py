@@ -62,24 +62,24 @@ def _groups(channels: int) -> int:
 
 
 class _Encoder(nn.Module):
-    def __init__(self, in_channels, base_channels, multipliers, num_res_blocks, temporal, latent_channels):
+    def __init__(self, in_channels, base_channels, multipliers, num_res_blocks, temporal, latent_channels, kt):
         super().__init__()
         widths = [base_channels * m for m in multipliers]
-        self.conv_in = CausalConv3d(in_channels, widths[0], 3)
+        self.conv_in = CausalConv3d(in_channels, widths[0], (kt, 3, 3))
         self.stages = nn.ModuleList()
         prev = widths[0]
         for width, down_time in zip(widths, temporal):
             blocks = []
             for _ in range(num_res_blocks):
-                blocks.append(ResBlock3d(prev, width))
+                blocks.append(ResBlock3d(prev, width, kt))
                 prev = width
             stage = nn.Module()
             stage.blocks = nn.Sequential(*blocks)
-            stage.down = Downsample3d(width, width, time=2 if down_time else 1, space=2)
+            stage.down = Downsample3d(width, width, time=2 if down_time else 1, space=2, temporal_kernel=kt)
             self.stages.append(stage)
-        self.mid = ResBlock3d(prev, prev)
+        self.mid = ResBlock3d(prev, prev, kt)
         self.norm_out = CausalGroupNorm(_groups(prev), prev)
-        self.conv_out = CausalConv3d(prev, latent_channels, 3)
+        self.conv_out = CausalConv3d(prev, latent_channels, (kt, 3, 3))
 
     def forward(self, x):
         x = self.conv_in(x)
@@ -89,21 +89,21 @@ class _Encoder(nn.Module):
 
 
 class _Decoder(nn.Module):
-    def __init__(self, out_channels, base_channels, multipliers, num_res_blocks, temporal, latent_channels):
+    def __init__(self, out_channels, base_channels, multipliers, num_res_blocks, temporal, latent_channels, kt):
         super().__init__()
         widths = [base_channels * m for m in multipliers]
-        self.conv_in = CausalConv3d(latent_channels, widths[-1], 3)
-        self.mid = ResBlock3d(widths[-1], widths[-1])
+        self.conv_in = CausalConv3d(latent_channels, widths[-1], (kt, 3, 3))
+        self.mid = ResBlock3d(widths[-1], widths[-1], kt)
         self.stages = nn.ModuleList()
         prev = widths[-1]
         for width, up_time in zip(reversed(widths), reversed(temporal)):
             stage = nn.Module()
-            stage.up = Upsample3d(prev, width, time=2 if up_time else 1, space=2)
-            stage.blocks = nn.Sequential(*[ResBlock3d(width, width) for _ in range(num_res_blocks)])
+            stage.up = Upsample3d(prev, width, time=2 if up_time else 1, space=2, temporal_kernel=kt)
+            stage.blocks = nn.Sequential(*[ResBlock3d(width, width, kt) for _ in range(num_res_blocks)])
             self.stages.append(stage)
             prev = width
         self.norm_out = CausalGroupNorm(_groups(prev), prev)
-        self.conv_out = CausalConv3d(prev, out_channels, 3)
+        self.conv_out = CausalConv3d(prev, out_channels, (kt, 3, 3))
 
     def forward(self, z):
         x = self.mid(self.conv_in(z))
@@ -155,6 +155,11 @@ class HierarchicalLFQTokenizer(VideoTokenizer):
             (off, the default) or the strategy that replaces the redundant tokens, ``"repeat"``, ``"zero"`` or
             ``"learned"`` (then every level has a learned mask token, ``mask_tokens``).
         mask_max_fraction: The masking cap: at most this fraction of each level's tokens is masked (0.85).
+        temporal_kernel_size: Frames spanned by every convolution that does not resample time: 3 (full 3D
+            kernels, MAGVIT-v2's causal 3D CNN, the default) or 1 (spatial ``1×3×3`` kernels; time is then mixed
+            only by the strided convolutions that downsample it and the depth-to-time convolutions that upsample
+            it). Not in HiTVideo: measured on Shapes, ``1`` learned far faster — 21.4 dB held-out PSNR after 200
+            steps where the full 3D kernels were at 16 dB (``docs/results.md``) — at a third of the cost.
 
     Raises:
         NotImplementedError: If ``perceptual_loss_weight`` or ``adversarial_loss_weight`` is not 0.
@@ -189,6 +194,7 @@ class HierarchicalLFQTokenizer(VideoTokenizer):
         sample_size: int | list[int] | None = None,
         token_masking: str | None = None,
         mask_max_fraction: float = 0.85,
+        temporal_kernel_size: int = 3,
     ):
         super().__init__()
         name = type(self).__name__
@@ -209,6 +215,8 @@ class HierarchicalLFQTokenizer(VideoTokenizer):
                 f"{perceptual_loss_weight}, {adversarial_loss_weight}), or train the tokenizer wrapped in "
                 f"vidtok.training.losses.AdversarialTraining, which adds them from training_step's reconstruction"
             )
+        if temporal_kernel_size not in (1, 3) or isinstance(temporal_kernel_size, bool):
+            raise ValueError(f"{name}: temporal_kernel_size must be 1 or 3, got {temporal_kernel_size!r}")
         multipliers = [int(m) for m in channel_multipliers]
         temporal = [bool(t) for t in temporal_downsample]
         if not multipliers or len(temporal) != len(multipliers):
@@ -227,29 +235,30 @@ class HierarchicalLFQTokenizer(VideoTokenizer):
         if any(s < 1 for pair in strides for s in pair) or any(b < 1 for b in bits):
             raise ValueError(f"{name}: level strides and bits must be positive, got {strides} and {bits}")
         self.num_levels = len(bits)
-        self.encoder = _Encoder(in_channels, base_channels, multipliers, num_res_blocks, temporal, latent_channels)
-        self.decoder = _Decoder(in_channels, base_channels, multipliers, num_res_blocks, temporal, latent_channels)
+        kt = temporal_kernel_size
+        self.encoder = _Encoder(in_channels, base_channels, multipliers, num_res_blocks, temporal, latent_channels, kt)
+        self.decoder = _Decoder(in_channels, base_channels, multipliers, num_res_blocks, temporal, latent_channels, kt)
         # Hierarchy stage i makes level i (coarsest first) from level i + 1; hier_up[i] undoes it.
         self.hier_down = nn.ModuleList()
         self.hier_up = nn.ModuleList()
         for time, space in strides:
             self.hier_down.append(
                 nn.Sequential(
-                    ResBlock3d(latent_channels, latent_channels),
-                    Downsample3d(latent_channels, latent_channels, time=time, space=space),
+                    ResBlock3d(latent_channels, latent_channels, kt),
+                    Downsample3d(latent_channels, latent_channels, time=time, space=space, temporal_kernel=kt),
                 )
             )
             self.hier_up.append(
                 nn.Sequential(
-                    Upsample3d(latent_channels, latent_channels, time=time, space=space),
-                    ResBlock3d(latent_channels, latent_channels),
+                    Upsample3d(latent_channels, latent_channels, time=time, space=space, temporal_kernel=kt),
+                    ResBlock3d(latent_channels, latent_channels, kt),
                 )
             )
         self.quant_proj = nn.ModuleList(
             [nn.Sequential(CausalGroupNorm(_groups(latent_channels), latent_channels), nn.SiLU(),
                            CausalConv3d(latent_channels, b, 1)) for b in bits]
         )  # fmt: skip
-        self.post_quant = nn.ModuleList([CausalConv3d(b, latent_channels, 3) for b in bits])
+        self.post_quant = nn.ModuleList([CausalConv3d(b, latent_channels, (kt, 3, 3)) for b in bits])
         kwargs = {
             "commitment_loss_weight": commitment_loss_weight,
             "entropy_loss_weight": entropy_loss_weight,
@@ -555,7 +564,8 @@ class HierarchicalLFQTokenizer(VideoTokenizer):
             if i > 0:
                 z = self.hier_up[i - 1](z)[:, :, :steps]
             if i < active:
-                x = t.to(self.dtype).reshape(t.shape[0], steps, h, w, -1).permute(0, 4, 1, 2, 3)
+                # contiguous: the convolutions' rounding must not depend on how the caller's tensor is laid out
+                x = t.to(self.dtype).reshape(t.shape[0], steps, h, w, -1).permute(0, 4, 1, 2, 3).contiguous()
                 e = self.post_quant[i](x)
                 z = e if z is None else z + e
         return self.decoder(z)
