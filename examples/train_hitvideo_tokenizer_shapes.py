@@ -1,7 +1,7 @@
 """Train a Shapes hierarchical LFQ tokenizer (HiTVideo §3.2), the tokenizer of the ``hitvideo_tiny`` recipe.
 
 ``HierarchicalLFQTokenizer.shapes_config()`` (overridable with ``--config``) on 32×32 Shapes clips of 9 frames at
-8 fps: a causal 3-D CNN with ``8×8×8`` compression and three LFQ levels (coarsest first 4, 8 and 12 bits).
+8 fps: a causal 3-D CNN with ``4×4×4`` compression and three LFQ levels (coarsest first 4, 10 and 16 bits).
 HiTVideo's progressive training is one :class:`vidtok.training.Stage` per level count — ``--level-steps
 300,300,1500`` trains the coarsest level alone, then two, then all three — each stage with its own cosine
 schedule. The loss is the tokenizer's own: the reconstruction (the Shapes config uses MSE, not HiTVideo's L1:
@@ -18,7 +18,8 @@ stops after an evaluation past M minutes with a checkpoint; ``--resume`` continu
 A run (docs/results.md has the measured learning curves; no run has yet reached a quality worth shipping)::
 
     python examples/train_hitvideo_tokenizer_shapes.py --output-dir runs/hitvideo_tok \
-        --export runs/hitvideo_tok/best --threads 2 --minutes 60
+        --export runs/hitvideo_tok/best --level-steps 50,50,2000 --lr 2e-3 --foreground-weight 1 \
+        --threads 2 --minutes 60
 
 The Fig. 4 baseline (one level with the same bits per clip) is the same script with
 ``--config '{"level_bits": [18], "level_strides": []}' --level-steps 2100``.

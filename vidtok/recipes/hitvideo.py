@@ -136,8 +136,9 @@ def _recipe(
 def hitvideo_tiny(**overrides: Any) -> RecipeConfig:
     """HiTVideo in miniature on Shapes (§3.2–3.3).
 
-    The 32×32 hierarchical tokenizer of ``HierarchicalLFQTokenizer.shapes_config()`` (bits 4 / 8 / 12, coarsest
-    first; 88 codes per 17-frame clip), a 4-layer 128-wide GPT-2 from scratch, a categorical head factorized in
+    The 32×32 hierarchical tokenizer of ``HierarchicalLFQTokenizer.shapes_config()`` (bits 4 / 10 / 16, coarsest
+    first; 560 codes per 17-frame clip), a 4-layer 128-wide GPT-2 from scratch (the Shapes backbone with 1,024
+    positions: 16 prompt tokens + [BOV] + 993 codes of a 33-frame video), a categorical head factorized in
     16-way groups (4 bits), word-level prompts of 16 tokens, 10 % prompt dropout for CFG. No trained Shapes
     tokenizer ships yet (see ``docs/results.md``): pass ``tokenizer_pretrained=`` a folder trained by
     ``examples/train_hitvideo_tokenizer_shapes.py``; without it the tokenizer is built untrained.
@@ -145,12 +146,13 @@ def hitvideo_tiny(**overrides: Any) -> RecipeConfig:
     from vidtok.tokenizers.hierarchical_lfq import HierarchicalLFQTokenizer
 
     backbone = shapes_backbone()
+    backbone["config"]["n_positions"] = 1024
     model = {"text_length": 16, "text_dropout": 0.1, "max_steps": 9, "fps": 8.0, "temperature": 1.0}
     training = {
         "stages": [{"name": "main", "options": {}, "fraction": 1.0}],
         "lr": 1e-3,
         "batch_size": 32,
-        "steps_per_sample": 3,
+        "steps_per_sample": 5,
     }
     return _recipe(
         "hitvideo_tiny",

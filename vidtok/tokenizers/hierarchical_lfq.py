@@ -294,25 +294,32 @@ class HierarchicalLFQTokenizer(VideoTokenizer):
 
     @classmethod
     def shapes_config(cls) -> dict[str, Any]:
-        """A Shapes-sized tokenizer (32×32 frames, ``8×8×8`` compression, 4.4 M parameters; ``hitvideo_tiny``'s).
+        """A Shapes-sized tokenizer (32×32 frames, ``4×4×4`` compression, 1.97 M parameters; ``hitvideo_tiny``'s).
 
-        Three stages (space ÷2 in each, time ÷2 in each: 17 frames → 3 finest steps, 9 → 2) to a ``4×4``
-        latent of 64 channels, then two hierarchy levels: time ÷2 (``4×4``), then space ÷2 (``2×2``). Bits
-        4 / 8 / 12, coarsest first; a 17-frame clip is ``2×4 + 2×16 + 3×16 = 88`` tokens, 864 bits
-        (0.050 bits per pixel). Trained with MSE instead of L1 (``l2_loss_weight``: L1 stalls on the black
-        background of Shapes).
+        Two stages (space ÷2 and time ÷2 in each: 17 frames → 5 finest steps, 9 → 3) to an ``8×8`` latent of 64
+        channels, then two hierarchy levels: time ÷2 (``8×8``), then space ÷2 (``4×4``). Bits 4 / 10 / 16,
+        coarsest first; a 17-frame clip is ``3×16 + 3×64 + 5×64 = 560`` codes, 7,232 bits (0.42 bits per
+        pixel). Choices for CPU training, measured in ``docs/results.md``:
+
+        * spatial ``1×3×3`` kernels except where time is resampled (``temporal_kernel_size=1``): full 3D kernels
+          learned several times slower on Shapes;
+        * MSE instead of L1 (``l2_loss_weight``): L1 stalls at the black background of Shapes;
+        * entropy weight 0.02 with commitment 0.05 (0.01 with 0.25 let the codes collapse).
         """
         return {
             "base_channels": 32,
-            "channel_multipliers": [1, 2, 2],
-            "temporal_downsample": [True, True, True],
+            "channel_multipliers": [1, 2],
+            "temporal_downsample": [True, True],
+            "temporal_kernel_size": 1,
             "num_res_blocks": 1,
             "latent_channels": 64,
-            "level_bits": [4, 8, 12],
+            "level_bits": [4, 10, 16],
             "level_strides": [[1, 2], [2, 1]],
             "sample_size": 32,
             "l1_loss_weight": 0.0,
             "l2_loss_weight": 1.0,
+            "entropy_loss_weight": 0.02,
+            "commitment_loss_weight": 0.05,
         }
 
     @classmethod
