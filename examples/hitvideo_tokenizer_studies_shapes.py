@@ -11,8 +11,9 @@ equals ``zero``).
 ``examples/train_hitvideo_tokenizer_shapes.py --config '{"level_bits": [18], "level_strides": []}'``) to the
 reconstruction table, with its tokens and bits per clip.
 
-Held-out clips are 17 frames (3 finest steps, so masking has steps to skip) and 9 frames (what the tokenizer
-was trained on), of the (color, shape) pairs training never saw. Writes ``--out`` (JSON) and prints a table::
+Held-out clips are 17 frames (5 finest steps with the Shapes config, so masking has steps to skip) and 9
+frames (what the tokenizer was trained on), of the (color, shape) pairs training never saw. Writes ``--out``
+(JSON) and prints a table::
 
     python examples/hitvideo_tokenizer_studies_shapes.py --tokenizer runs/hitvideo_tok/best \
         --steps 100 --out runs/hitvideo_studies.json

@@ -229,3 +229,78 @@ def test_deep_tokenizer_declares_what_makes_its_tokens():
         assert hasattr(tok, prefix.rstrip(".")), prefix
     kept = [n for n in names if not n.startswith(DeepTokenizer.decode_only_modules)]
     assert kept and all(n.startswith(("frame_encoder.", "resampler.")) for n in kept)
+
+
+class MaskingPoolTokenizer(PoolTokenizer):
+    """PoolTokenizer that also returns dynamic token masks (HiTVideo §4): bool (B, S, N) per level of tokens."""
+
+    def __init__(self, mask_dtype=torch.bool, **kwargs):
+        super().__init__(**kwargs)
+        self.mask_dtype = mask_dtype
+
+    def encode(self, video):
+        out = super().encode(video)
+        levels = out.tokens if isinstance(out.tokens, list) else [out.tokens]
+        masks = []
+        for t in levels:
+            m = t[..., 0] > 0  # any deterministic pattern; the first step is never masked
+            m[:, 0] = False
+            masks.append(m.to(self.mask_dtype))
+        return TokenizerOutput(
+            tokens=out.tokens, indices=out.indices, token_masks=masks if isinstance(out.tokens, list) else masks[0]
+        )
+
+
+@pytest.mark.parametrize("levels", [0, 2])
+def test_token_masks_round_trip_and_collate_per_level(videos, tmp_path, levels):
+    tok = MaskingPoolTokenizer(levels=levels, discrete=True)
+    ds = TokenCacheDataset(build_token_cache(tok, videos, tmp_path / "cache", batch_size=3, shard_size=4))
+    assert ds.manifest["token_masks"] is True
+    for i in (0, 4, 6):
+        item = ds[i]
+        want = tok.encode(videos[i]["video"][None]).token_masks
+        if levels:
+            assert isinstance(item["token_masks"], list) and len(item["token_masks"]) == levels
+            assert all(torch.equal(got, w[0]) for got, w in zip(item["token_masks"], want))
+            assert ds.records[i]["token_masks_shape"] == [list(w.shape[1:]) for w in want]
+        else:
+            assert torch.equal(item["token_masks"], want[0])
+    masks = [item["token_masks"] for item in (ds[k] for k in range(len(ds)))]
+    assert any(bool(torch.as_tensor(m if not levels else m[0]).any()) for m in masks)
+    # The default collation batches per-level masks into per-level batches, as it does the indices.
+    batch = next(iter(DataLoader(ds, batch_size=3)))
+    if levels:
+        assert [m.shape for m in batch["token_masks"]] == [c.shape for c in batch["indices"]]
+        assert all(m.dtype == torch.bool for m in batch["token_masks"])
+    else:
+        assert batch["token_masks"].shape == batch["indices"].shape and batch["token_masks"].dtype == torch.bool
+
+
+def test_a_cache_without_masks_loads_unchanged(videos, tmp_path):
+    ds = TokenCacheDataset(build_token_cache(PoolTokenizer(levels=2, discrete=True), videos, tmp_path / "cache"))
+    assert ds.manifest["token_masks"] is False and "token_masks" not in ds[0]
+    assert all("token_masks_shape" not in r for r in ds.records)
+    # A cache written before the key existed reads the same.
+    manifest = json.loads((ds.cache_dir / "cache.json").read_text())
+    del manifest["token_masks"]
+    (ds.cache_dir / "cache.json").write_text(json.dumps(manifest))
+    assert sorted(TokenCacheDataset(ds.cache_dir)[0]) == ["caption", "index", "indices", "tokens"]
+
+
+def test_token_masks_that_are_not_bool_are_refused(videos, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    with pytest.raises(TypeError, match="level 0 token_masks of dtype torch.uint8 .* must be bool"):
+        build_token_cache(MaskingPoolTokenizer(levels=2, mask_dtype=torch.uint8), videos, tmp_path / "bad")
+    out = build_token_cache(MaskingPoolTokenizer(levels=2), videos, tmp_path / "cache", shard_size=4)
+    shard = out / "shard-00000.safetensors"
+    tensors = load_file(str(shard))
+    tensors["1.token_masks.1"] = tensors["1.token_masks.1"].to(torch.uint8)
+    save_file(tensors, str(shard), metadata={"format": "vidtok.token_cache", "version": "1"})
+    manifest = json.loads((out / "cache.json").read_text())
+    manifest["shards"][0]["bytes"] = shard.stat().st_size
+    (out / "cache.json").write_text(json.dumps(manifest))
+    ds = TokenCacheDataset(out)
+    ds[0]
+    with pytest.raises(TokenCacheError, match=r"'1.token_masks.1' has dtype torch.uint8, but token masks must be bool"):
+        ds[1]

@@ -273,6 +273,55 @@ def test_bad_inputs_are_named(tok):
         tok.decode([tokens[0][:1], tokens[1], tokens[2]])
 
 
+@pytest.mark.parametrize("strategy", [None, "repeat", "zero", "learned"])
+def test_decode_with_token_masks_is_decoding_the_masked_tokens(strategy):
+    """HiTVideo §4: decode(tokens, token_masks=) applies the configured strategy ("repeat" when masking is off)."""
+    from vidtok.tokenizers.token_masking import apply_token_mask
+
+    tok = _tiny(token_masking=strategy).eval()
+    if strategy == "learned":
+        with torch.no_grad():
+            for t in tok.mask_tokens:
+                t.normal_()
+    video = _video(9)
+    with torch.no_grad():
+        out = tok.encode(video, generator=torch.Generator().manual_seed(0))
+        masks = out.token_masks if strategy is not None else tok.token_masks(video)
+        assert any(m.any() for m in masks)
+        raw = [tok.codes_to_tokens(c, i) for i, c in enumerate(out.indices)]
+        by_hand = [
+            apply_token_mask(t, m, strategy or "repeat", tok.mask_tokens[i] if strategy == "learned" else None)
+            for i, (t, m) in enumerate(zip(raw, masks))
+        ]
+        decoded = tok.decode(raw, token_masks=masks)
+        assert torch.equal(decoded, tok.decode(by_hand))
+        # Through the base class: the codes of an encode, decoded with its masks, are its masked tokens decoded.
+        assert torch.equal(tok.decode_codes(out.indices, token_masks=masks), decoded)
+        if strategy is not None:
+            assert torch.equal(decoded, tok.decode(out.tokens))
+        assert not torch.equal(decoded, tok.decode(raw))  # the masks matter
+
+
+def test_bad_token_masks_are_named():
+    tok = _tiny(token_masking="zero").eval()
+    with torch.no_grad():
+        out = tok.encode(_video(9))
+    masks = out.token_masks
+    with pytest.raises(ValueError, match="token_masks as a list of 3 tensors"):
+        tok.decode(out.tokens, token_masks=masks[0])
+    with pytest.raises(ValueError, match="token_masks as a list of 3 tensors.*a list of 2"):
+        tok.decode(out.tokens, token_masks=masks[:2])
+    with pytest.raises(ValueError, match=r"level 1 token_masks must be a bool tensor of shape \(2, 3, 16\)"):
+        tok.decode(out.tokens, token_masks=[masks[0], masks[1].long(), masks[2]])
+    with pytest.raises(ValueError, match=r"level 2 token_masks must be a bool tensor of shape \(2, 5, 16\)"):
+        tok.decode(out.tokens, token_masks=[masks[0], masks[1], masks[2][:, :2]])
+    first = [m.clone() for m in masks]
+    first[0][:, 0] = True
+    with pytest.raises(ValueError, match="level 0 token_masks mask a first step, which 'repeat' cannot replace"):
+        _tiny(token_masking="repeat").eval().decode(out.tokens, token_masks=first)
+    tok.decode(out.tokens, token_masks=first)  # "zero" can replace a first step
+
+
 def test_lpips_and_the_gan_come_from_the_adversarial_wrapper():
     from accelerate.utils import set_seed
 

@@ -17,6 +17,7 @@ from vidtok.heads.categorical import CategoricalHead
 from vidtok.models.hitvideo_lm import HiTVideoLM
 from vidtok.pipelines.text_to_video import TextToVideo
 from vidtok.tokenizers.hierarchical_lfq import HierarchicalLFQTokenizer
+from vidtok.tokenizers.token_masking import tokens_saved
 
 
 @pytest.fixture(scope="module")
@@ -190,6 +191,255 @@ def test_a_tiny_model_learns_prompt_to_codes():
     assert all(torch.equal(c, t) for c, t in zip(codes, targets))
 
 
+# ------------------------------------------------------------------------------ skipping masked codes (§4)
+def _masked_parts(bias=None, seed=0):
+    """A predict_masks model with the fixture's initial weights; ``bias`` sets the mask head's bias (weights 0)."""
+    torch.manual_seed(seed)
+    lm = HiTVideoLM(**HiTVideoLM.tiny_config(), predict_masks=True).eval()
+    if bias is not None:
+        with torch.no_grad():
+            lm.mask_head.weight.zero_()
+            lm.mask_head.bias.fill_(bias)
+    return lm
+
+
+def _random_masks(codes, seed=0, p=0.5):
+    g = torch.Generator().manual_seed(seed)
+    masks = [torch.rand(c.shape, generator=g) < p for c in codes]
+    for m in masks:
+        m[:, 0] = False  # dynamic token masking never masks a first step
+    return masks
+
+
+def _per_step(lm):
+    return [h * w for h, w in lm.config.level_grids]
+
+
+def test_predict_masks_false_is_the_model_without_the_new_args(parts):
+    lm, backbone, head = parts
+    torch.manual_seed(0)
+    same = HiTVideoLM(**HiTVideoLM.tiny_config(), predict_masks=False, mask_loss_weight=2.0).eval()
+    assert list(same.state_dict()) == list(lm.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(same.state_dict().values(), lm.state_dict().values()))
+
+    def run(model, guidance):
+        return model.generate(backbone, head, _text(), 3, guidance_scale=guidance,
+                              generator=torch.Generator().manual_seed(5), progress=False)  # fmt: skip
+
+    for guidance in (1.0, 3.0):
+        codes = run(same, guidance)
+        assert torch.equal(_flat(run(lm, guidance)), _flat(codes))
+        assert same.last_token_masks is None and same.last_tokens_saved is None
+    assert "mask_bce" not in same.loss(backbone, head, _text(), codes)
+    # With predict_masks the new parameters come last: every other one starts as without them.
+    masked = _masked_parts()
+    extra = set(masked.state_dict()) - set(lm.state_dict())
+    assert extra == {"mask_head.weight", "mask_head.bias", "masked_embedding"}
+    assert all(torch.equal(masked.state_dict()[k], v) for k, v in lm.state_dict().items())
+
+
+def test_the_loss_feeds_a_masked_code_as_generation_does_and_learns_the_masks(parts):
+    _, backbone, head = parts
+    lm = _masked_parts()
+    text = _text()
+    codes = lm.generate(backbone, head, text, 3, generator=torch.Generator().manual_seed(1), progress=False)
+    masks = _random_masks(codes)
+    out = lm.loss(backbone, head, text, codes, token_masks=masks)
+    assert {"loss", "nll", "mask_bce", "level0/nll", "level1/nll", "level2/nll"} <= set(out)
+    assert not out["mask_bce"].requires_grad and out["loss"].requires_grad
+    # What a masked code really was never reaches the model: changing it changes nothing.
+    changed = [c.clone() for c in codes]
+    for c, m, bits in zip(changed, masks, lm.config.level_bits):
+        c[m] = (c[m] + 1) % 2**bits
+    again = lm.loss(backbone, head, text, changed, token_masks=masks)
+    assert all(torch.equal(out[k], again[k]) for k in out)
+    # The input is the repeat code (chained through runs of masked steps) plus the masked embedding.
+    repeated = []
+    for c, m in zip(codes, masks):
+        steps = [c[:, 0]]
+        for s in range(1, c.shape[1]):
+            steps.append(torch.where(m[:, s], steps[-1], c[:, s]))
+        repeated.append(torch.stack(steps, dim=1))
+    emb = lm.embed_codes(codes, masks)
+    plain = lm.embed_codes(repeated)
+    flat_masks = torch.cat([m.flatten(1) for m in masks], dim=1)
+    expected = plain.clone()
+    expected[:, 1:][flat_masks] += lm.masked_embedding
+    assert torch.allclose(emb, expected, atol=1e-6)
+    # The mask term: every code's logit from the hidden state that predicts it, weighted by mask_loss_weight.
+    hidden = lm(backbone, lm.embed_text(backbone, text), codes, masks)
+    logits = lm.mask_head(hidden).squeeze(-1)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, flat_masks.float())
+    assert torch.allclose(out["mask_bce"], bce, atol=1e-6)
+    heavy = HiTVideoLM(**HiTVideoLM.tiny_config(), predict_masks=True, mask_loss_weight=3.0).eval()
+    heavy.load_state_dict(lm.state_dict())
+    out3 = heavy.loss(backbone, head, text, codes, token_masks=masks)
+    assert torch.allclose(out3["loss"] - out["loss"], 2 * bce, atol=1e-5)
+    # Changing an unmasked code does change the loss.
+    other = [c.clone() for c in codes]
+    other[2][0, 0, 0] = (other[2][0, 0, 0] + 1) % 64
+    assert not torch.equal(lm.loss(backbone, head, text, other, token_masks=masks)["loss"], out["loss"])
+
+
+@pytest.mark.parametrize("guidance", [1.0, 3.0])
+def test_skipping_generation_cached_equals_recomputed_and_repeats_the_previous_step(parts, guidance):
+    _, backbone, head = parts
+    lm = _masked_parts(seed=1)
+    with torch.no_grad():
+        lm.mask_head.bias.fill_(0.0)  # about half the codes masked, rows differing: the row-subset path runs
+
+    def run(cache):
+        codes = lm.generate(backbone, head, _text(), 3, guidance_scale=guidance, use_cache=cache,
+                            generator=torch.Generator().manual_seed(5), progress=False)  # fmt: skip
+        return codes, lm.last_token_masks
+
+    codes, masks = run(True)
+    ref_codes, ref_masks = run(False)
+    assert torch.equal(_flat(codes), _flat(ref_codes))
+    assert all(torch.equal(a, b) for a, b in zip(masks, ref_masks))
+    assert [tuple(m.shape) for m in masks] == [tuple(c.shape) for c in codes]
+    assert all(m.dtype == torch.bool and not m[:, 0].any() for m in masks)
+    flat = torch.cat([m.flatten(1) for m in masks], dim=1)
+    assert flat.any() and (flat[0] != flat[1]).any()  # masked and unmasked rows at the same code
+    for c, m in zip(codes, masks):
+        prev = c[:, :-1]
+        assert torch.equal(c[:, 1:][m[:, 1:]], prev[m[:, 1:]])
+    assert lm.last_tokens_saved == tokens_saved(masks)
+    # Decoding the codes is decoding the "repeat" strategy: the codes already hold the repeats.
+    tok = HierarchicalLFQTokenizer(**HierarchicalLFQTokenizer.tiny_config(), token_masking="repeat").eval()
+    assert torch.equal(tok.decode_codes(codes), tok.decode_codes(codes, token_masks=masks))
+
+
+def test_greedy_skipping_is_the_teacher_forced_mask_head(parts):
+    _, backbone, head = parts
+    lm = _masked_parts(seed=2)
+    with torch.no_grad():
+        lm.mask_head.bias.fill_(0.0)
+    text = _text()
+    codes = lm.generate(backbone, head, text, 3, temperature=0.0, progress=False)
+    masks = lm.last_token_masks
+    hidden = lm(backbone, lm.embed_text(backbone, text), codes, masks)
+    logits = lm.mask_head(hidden).squeeze(-1)
+    _, _, levels = lm._placement(3)
+    flat, flat_masks = _flat(codes), torch.cat([m.flatten(1) for m in masks], dim=1)
+    first = torch.cat([torch.arange(c[0].numel()) < n for c, n in zip(codes, _per_step(lm))])  # step-0 codes
+    assert torch.equal(flat_masks[:, ~first], logits[:, ~first] > 0) and not flat_masks[:, first].any()
+    for i in range(flat.shape[1]):
+        greedy = head.sample(hidden[:, i], temperature=0.0, num_codes=2 ** lm.config.level_bits[int(levels[i])])
+        keep = ~flat_masks[:, i]
+        assert torch.equal(greedy[keep], flat[keep, i])
+
+
+def test_fully_masked_codes_never_call_the_head(parts, monkeypatch):
+    _, backbone, head = parts
+    lm = _masked_parts(bias=1e4)
+    calls = []
+    sample = head.sample
+    monkeypatch.setattr(head, "sample", lambda hidden, **kw: calls.append(hidden.shape[0]) or sample(hidden, **kw))
+    codes = lm.generate(backbone, head, _text(), 3, guidance_scale=2.0,
+                        generator=torch.Generator().manual_seed(0), progress=False)  # fmt: skip
+    assert len(calls) == sum(_per_step(lm))  # the first step of every level only
+    for c in codes:
+        assert torch.equal(c, c[:, :1].expand_as(c))
+    assert [r["masked"] for r in lm.last_tokens_saved] == [2 * (c.shape[1] - 1) * c.shape[2] for c in codes]
+    # Never masked: the same codes as without skipping (greedy draws no mask randomness).
+    with torch.no_grad():
+        lm.mask_head.bias.fill_(-1e4)
+    monkeypatch.undo()
+    kept = lm.generate(backbone, head, _text(), 3, temperature=0.0, progress=False)
+    assert not any(m.any() for m in lm.last_token_masks)
+    plain = lm.generate(backbone, head, _text(), 3, temperature=0.0, progress=False, skip_masked=False)
+    assert torch.equal(_flat(kept), _flat(plain)) and lm.last_token_masks is None
+
+
+def test_masking_arguments_and_inputs_are_named(parts):
+    lm, backbone, head = parts
+    masked = _masked_parts()
+    codes = lm.generate(backbone, head, _text(), 2, progress=False, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(
+        ValueError, match="token_masks=: train on a token cache built by a tokenizer with token_masking"
+    ):
+        masked.loss(backbone, head, _text(), codes)
+    with pytest.raises(ValueError, match="skip_masked=True needs a model built with predict_masks=True"):
+        lm.generate(backbone, head, _text(), 2, skip_masked=True, progress=False)
+    with pytest.raises(ValueError, match="skip_masked must be"):
+        masked.generate(backbone, head, _text(), 2, skip_masked="yes", progress=False)
+    with pytest.raises(ValueError, match="predict_masks must be True or False"):
+        HiTVideoLM(**HiTVideoLM.tiny_config(), predict_masks=1)
+    with pytest.raises(ValueError, match="mask_loss_weight must be a finite number >= 0"):
+        HiTVideoLM(**HiTVideoLM.tiny_config(), mask_loss_weight=-1.0)
+    masks = _random_masks(codes)
+    with pytest.raises(ValueError, match="token_masks must be a list of 3"):
+        masked.loss(backbone, head, _text(), codes, token_masks=masks[:2])
+    with pytest.raises(ValueError, match=r"level 1 token_masks must be a bool tensor of shape \(2, 2, 16\)"):
+        masked.loss(backbone, head, _text(), codes, token_masks=[masks[0], masks[1].long(), masks[2]])
+    first = [m.clone() for m in masks]
+    first[2][0, 0, 3] = True
+    with pytest.raises(ValueError, match="level 2 token_masks mask a first step"):
+        masked.loss(backbone, head, _text(), codes, token_masks=first)
+
+
+def test_a_tiny_model_learns_which_codes_are_masked():
+    """Short training on fixed codes and masks: the mask head then predicts the masks (teacher forced)."""
+    torch.manual_seed(0)
+    lm = HiTVideoLM(**{**HiTVideoLM.tiny_config(), "text_dropout": 0.0}, predict_masks=True)
+    backbone = HFCausalLM(**HFCausalLM.tiny_config())
+    head = CategoricalHead(hidden_size=32, num_bits=6, bits_per_group=2)
+    g = torch.Generator().manual_seed(3)
+    targets = [torch.randint(0, 2**b, (2, s, h * w), generator=g)
+               for b, s, (h, w) in zip([3, 4, 6], lm.level_steps(2), lm.config.level_grids)]  # fmt: skip
+    masks = _random_masks(targets, seed=4)
+    text = torch.tensor([[1, 2, 3, 4], [5, 6, 7, 8]])
+    opt = torch.optim.Adam([*lm.parameters(), *backbone.parameters(), *head.parameters()], lr=3e-3)
+    first = None
+    for _ in range(80):
+        out = lm.loss(backbone, head, text, targets, token_masks=masks)
+        first = first if first is not None else out["mask_bce"].item()
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+    lm.eval(), backbone.eval()
+    with torch.no_grad():
+        hidden = lm(backbone, lm.embed_text(backbone, text), targets, masks)
+        predicted = lm.mask_head(hidden).squeeze(-1) > 0
+    truth = torch.cat([m.flatten(1) for m in masks], dim=1)
+    assert (predicted == truth).float().mean() >= 0.9 and out["mask_bce"].item() < 0.5 * first
+
+
+def test_the_training_module_passes_token_masks_from_a_masking_token_cache(tmp_path):
+    from torch.utils.data import default_collate
+
+    from vidtok.data.token_cache import TokenCacheDataset, build_token_cache
+    from vidtok.models.base import VideoARModelForTraining
+    from vidtok.models.dicode_lm import DiCoDeLM
+    from vidtok.models.text_tokenizers import shapes_word_tokenizer
+    from vidtok.shapes import ShapesDataset
+    from vidtok.training.recipe import _TokenSamples, validation_nll
+
+    tok = HierarchicalLFQTokenizer(**HierarchicalLFQTokenizer.tiny_config(), token_masking="repeat")
+    videos = ShapesDataset(resolution=16, num_frames=5, length=4, seed=0)
+    cache = TokenCacheDataset(build_token_cache(tok, videos, tmp_path / "cache", batch_size=4))
+    samples = _TokenSamples(cache, codes=True)
+    batch = default_collate([samples[0], samples[1]])
+    assert [m.dtype for m in batch["token_masks"]] == [torch.bool] * 3
+    assert [m.shape for m in batch["token_masks"]] == [c.shape for c in batch["tokens"]]
+    torch.manual_seed(0)
+    lm = HiTVideoLM(**HiTVideoLM.tiny_config(), predict_masks=True).eval()
+    backbone = HFCausalLM(**HFCausalLM.tiny_config()).eval()
+    head = CategoricalHead(hidden_size=32, num_bits=6, bits_per_group=2).eval()
+    module = VideoARModelForTraining(backbone, lm, head, text_tokenizer=shapes_word_tokenizer()).eval()
+    out = module.training_step(batch)
+    ids = module.input_ids(batch)
+    direct = lm.loss(backbone, head, ids, batch["tokens"], token_masks=batch["token_masks"])
+    assert "mask_bce" in out and all(torch.equal(out[k], direct[k]) for k in direct)
+    assert math.isfinite(validation_nll(module, samples, batch_size=3))  # the held-out NLL passes them too
+    # A model whose loss cannot use the masks refuses them instead of ignoring them.
+    dicode = DiCoDeLM(**DiCoDeLM.tiny_config())
+    refusing = VideoARModelForTraining(backbone, dicode, head)
+    with pytest.raises(ValueError, match="carries token_masks .* DiCoDeLM.loss takes no token_masks"):
+        refusing.training_step(batch)
+
+
 # ------------------------------------------------------------------------------ pipeline and recipes
 @pytest.fixture(scope="module")
 def pipe():
@@ -208,6 +458,37 @@ def test_the_pipeline_decodes_every_level_and_refuses_a_prefix(pipe):
     assert torch.allclose((decoded.permute(0, 2, 3, 4, 1) + 1) / 2, torch.from_numpy(out.frames), atol=1e-6)
     with pytest.raises(ValueError, match="video: this pipeline's HiTVideoLM cannot continue"):
         pipe("a red circle moves right", video=torch.zeros(1, 3, 5, 16, 16), progress=False)
+
+
+@pytest.mark.parametrize("strategy", ["repeat", "zero", "learned"])
+def test_the_pipeline_decodes_skipped_codes_with_the_tokenizers_strategy(pipe, strategy):
+    config = {k: v for k, v in pipe.model.config.items() if not k.startswith("_")}
+    torch.manual_seed(0)
+    model = HiTVideoLM(**{**config, "predict_masks": True}).eval()
+    with torch.no_grad():
+        model.mask_head.weight.zero_()
+        model.mask_head.bias.fill_(1e4)  # every code after the first step of its level is skipped
+    tok_config = {k: v for k, v in pipe.video_tokenizer.config.items() if not k.startswith("_")}
+    tok = HierarchicalLFQTokenizer(**{**tok_config, "token_masking": strategy}).eval()
+    missing, unexpected = tok.load_state_dict(pipe.video_tokenizer.state_dict(), strict=False)
+    assert not unexpected and all(k.startswith("mask_tokens.") for k in missing)
+    if strategy == "learned":
+        with torch.no_grad():
+            for t in tok.mask_tokens:
+                t.normal_()
+    masked_pipe = TextToVideo(**{**pipe.components, "model": model, "video_tokenizer": tok})
+    run = lambda kind: masked_pipe("a red circle moves right", num_keyframes=3, output_type=kind,  # noqa: E731
+                                   generator=torch.Generator().manual_seed(0), progress=False)  # fmt: skip
+    out = run("pt")
+    masks = model.last_token_masks
+    assert masks is not None and all(m[:, 1:].all() for m in masks)
+    plain = tok.decode_codes(out.tokens)
+    with_masks = tok.decode_codes(out.tokens, token_masks=masks)
+    expected = plain if strategy == "repeat" else with_masks
+    assert torch.allclose(out.frames, expected, atol=1e-6)
+    assert strategy == "repeat" or not torch.allclose(plain, with_masks, atol=1e-3)
+    latent = run("latent")
+    assert latent.frames is None and all(torch.equal(a, b) for a, b in zip(latent.tokens, out.tokens))
 
 
 def test_the_paper_recipe_has_the_paper_sizes():

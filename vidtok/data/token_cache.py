@@ -13,8 +13,14 @@ vidtok.data.token_cache.build_token_cache] runs any tokenizer (a
                                 registry name, config and weights digest, dataset description, token dtype;
                                 written last
     index.jsonl                 one line per sample: caption, shard, token shapes, source path and index, ...
-    shard-00000.safetensors     tokens of samples 0 .. shard_size - 1, keys "<i>.tokens" (and "<i>.indices");
-    shard-00001.safetensors     hierarchical tokenizers store one tensor per level: "<i>.tokens.<level>"
+    shard-00000.safetensors     tokens of samples 0 .. shard_size - 1, keys "<i>.tokens" (and "<i>.indices",
+    shard-00001.safetensors     "<i>.token_masks"); hierarchical tokenizers store one tensor per level:
+                                "<i>.tokens.<level>"
+
+**Token masks** (HiTVideo §4's dynamic token masking): when ``encode`` returns ``token_masks`` (a tokenizer with
+``token_masking`` set), they are stored like the indices — bool ``(S, N)`` per sample, one per level — and a
+sample's ``"token_masks"`` lists them, so an AR model can learn which codes it may skip. Caches without them
+load as before.
 
 **Atomic and resumable.** The cache is built in ``<out_dir>.partial`` and renamed to ``out_dir`` only when
 complete, so a folder named ``out_dir`` is always a complete cache. Every finished shard is recorded in
@@ -159,17 +165,18 @@ def _as_levels(value: Any) -> list[torch.Tensor] | None:
         return [value]
     if isinstance(value, (list, tuple)) and all(isinstance(v, torch.Tensor) for v in value):
         return list(value)
-    raise TypeError(f"tokens/indices must be a tensor or a list of tensors, got {type(value).__name__}")
+    raise TypeError(f"tokens/indices/token_masks must be a tensor or a list of tensors, got {type(value).__name__}")
 
 
-def _encode(tokenizer: Any, video: torch.Tensor, kwargs: Mapping[str, Any]) -> tuple[Any, Any]:
+def _encode(tokenizer: Any, video: torch.Tensor, kwargs: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    """``(tokens, indices, token_masks)`` of one batch (``None`` for what the tokenizer does not return)."""
     out = tokenizer.encode(video, **kwargs)
     if isinstance(out, torch.Tensor):
-        return out, None
+        return out, None, None
     if isinstance(out, Mapping):
-        return out["tokens"], out.get("indices")
+        return out["tokens"], out.get("indices"), out.get("token_masks")
     if hasattr(out, "tokens"):
-        return out.tokens, getattr(out, "indices", None)
+        return out.tokens, getattr(out, "indices", None), getattr(out, "token_masks", None)
     raise TypeError(
         f"tokenizer.encode returned {type(out).__name__}; expected a TokenizerOutput, a dict with 'tokens' or a tensor"
     )
@@ -223,8 +230,9 @@ def build_token_cache(
 
     Args:
         tokenizer: A ``VideoTokenizer`` or any object with ``encode(video (B, C, T, H, W)) -> TokenizerOutput`` (or
-            a dict with ``"tokens"``/``"indices"``, or a tensor). An ``nn.Module`` is moved to ``device``; its
-            training mode is restored afterwards.
+            a dict with ``"tokens"``/``"indices"``/``"token_masks"``, or a tensor). An ``nn.Module`` is moved to
+            ``device``; its training mode is restored afterwards. ``token_masks`` (bool, one per level of
+            ``tokens``) are stored when ``encode`` returns them.
         dataset: Map-style dataset of dicts with ``"video"`` ``(C, T, H, W)`` and ``"caption"`` (other scalar
             entries such as ``path``, ``index``, ``frame_stride``, ``fps`` are recorded in the index).
         out_dir: Folder of the cache (must not exist unless ``overwrite``).
@@ -331,7 +339,14 @@ def _start(partial: Path, fingerprint: dict[str, Any], resume: bool) -> dict[str
     if partial.exists():
         shutil.rmtree(partial)
     partial.mkdir(parents=True)
-    progress = {"fingerprint": _jsonable(fingerprint), "shards": [], "skipped": 0, "discrete": None, "levels": None}
+    progress = {
+        "fingerprint": _jsonable(fingerprint),
+        "shards": [],
+        "skipped": 0,
+        "discrete": None,
+        "levels": None,
+        "token_masks": None,
+    }
     _write_json(progress_path, progress)
     return progress
 
@@ -377,17 +392,23 @@ def _encode_batch(
 ) -> None:
     video = torch.stack([s["video"] for _, s in pending]).to(device)
     with torch.no_grad():
-        tokens, indices = _encode(tokenizer, video, encode_kwargs)
-    tokens, indices = _as_levels(tokens), _as_levels(indices)
+        tokens, indices, masks = _encode(tokenizer, video, encode_kwargs)
+    tokens, indices, masks = _as_levels(tokens), _as_levels(indices), _as_levels(masks)
     hierarchical = len(tokens) > 1 or (indices is not None and len(indices) > 1)
     discrete = indices is not None
     if progress["discrete"] is None:
         progress["discrete"], progress["levels"] = discrete, len(tokens) if hierarchical else None
     elif progress["discrete"] != discrete:
         raise TypeError("the tokenizer returned indices for some batches and not for others")
+    if masks is not None:
+        _check_built_masks(masks, tokens)
+    if progress.get("token_masks") is None:
+        progress["token_masks"] = masks is not None
+    elif progress["token_masks"] != (masks is not None):
+        raise TypeError("the tokenizer returned token_masks for some batches and not for others")
     for b, (i, sample) in enumerate(pending):
         record: dict[str, Any] = {"i": i, "caption": str(sample["caption"])}
-        for name, levels in (("tokens", tokens), ("indices", indices)):
+        for name, levels in (("tokens", tokens), ("indices", indices), ("token_masks", masks)):
             if levels is None:
                 continue
             per_sample = []
@@ -410,6 +431,18 @@ def _encode_batch(
                 record[key] = value
         progress["skipped"] += int(sample.get("skipped", 0) or 0)
         buffer.records.append(record)
+
+
+def _check_built_masks(masks: list[torch.Tensor], tokens: list[torch.Tensor]) -> None:
+    """The token masks ``encode`` returned: one bool ``(B, S, N)`` per level of ``tokens``."""
+    if len(masks) != len(tokens):
+        raise ValueError(f"encode returned token_masks for {len(masks)} levels and tokens for {len(tokens)}")
+    for level, (m, t) in enumerate(zip(masks, tokens)):
+        if m.dtype != torch.bool or m.shape != t.shape[:3]:
+            raise TypeError(
+                f"encode returned level {level} token_masks of dtype {m.dtype} and shape {tuple(m.shape)}; they must "
+                f"be bool of shape {tuple(t.shape[:3])} (True = masked)"
+            )
 
 
 def _flush(partial: Path, buffer: _ShardBuffer, progress: dict[str, Any]) -> None:
@@ -452,6 +485,7 @@ def _finish(partial: Path, out_dir: Path, progress: dict[str, Any], n: int) -> N
         "dtype": fp["dtype"],
         "discrete": bool(progress["discrete"]),
         "levels": progress["levels"],
+        "token_masks": bool(progress.get("token_masks")),
         "skipped": progress["skipped"],
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -516,6 +550,8 @@ def _check_record(record: Any, where: str, shards: set[str], folder: Path) -> No
     names = [n for n in ("tokens", "indices") if f"{n}_shape" in record]
     if not names:
         raise TokenCacheError(f"{where}: no 'tokens_shape' (or 'indices_shape'): the sample has no tokens")
+    if "token_masks_shape" in record:
+        names.append("token_masks")
     for name in names:
         shape = record[f"{name}_shape"]
         if not (_is_shape(shape) or (isinstance(shape, list) and shape and all(_is_shape(s) for s in shape))):
@@ -536,7 +572,10 @@ class TokenCacheDataset(Dataset):
         verify: Check the sha256 of every shard when opening (reads all bytes once).
 
     Samples are dicts with ``"tokens"`` (``(S, N, D)``; a list of tensors for hierarchical tokenizers),
-    ``"indices"`` (for discrete tokenizers), ``"caption"``, ``"index"`` and, when recorded, ``"path"``.
+    ``"indices"`` (for discrete tokenizers), ``"caption"``, ``"index"`` and, when recorded, ``"path"`` and
+    ``"token_masks"`` (bool ``(S, N)``, ``True`` = masked by HiTVideo §4's dynamic token masking; a list per
+    level for hierarchical tokenizers). A DataLoader's default collation batches a list of per-level tensors
+    into a list of per-level batches, the masks as the indices.
 
     Attributes:
         manifest: The parsed ``cache.json`` (tokenizer provenance, dataset, shards, ...).
@@ -716,6 +755,8 @@ class TokenCacheDataset(Dataset):
         problem = None
         if name == "indices" and (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool):
             problem = "indices must be integers"
+        elif name == "token_masks" and value.dtype != torch.bool:
+            problem = "token masks must be bool (True = masked)"
         elif name == "tokens" and (value.is_complex() or value.dtype == torch.bool):
             problem = "tokens must be real numbers"
         elif (
@@ -748,7 +789,7 @@ class TokenCacheDataset(Dataset):
         handle = self._open(record["shard"])
         levels = self.manifest.get("levels")
         sample: dict[str, Any] = {"caption": record["caption"], "index": index}
-        for name in ("tokens", "indices"):
+        for name in ("tokens", "indices", "token_masks"):
             if f"{name}_shape" not in record:
                 continue
             if levels:

@@ -231,7 +231,8 @@ class VideoARModelForTraining(nn.Module):
     several heads by name and pick one per stage with the stage option ``{"head": "gmm"}``; the backbone and
     the model carry over. Batches are token-cache samples: ``{"tokens": (B, S, N, D), "caption": [...]}``
     (captions are tokenized here) or ``{"tokens", "input_ids"}``; ``tokens`` is a list of per-level tensors for
-    a model over several levels (``hitvideo_lm``).
+    a model over several levels (``hitvideo_lm``), and an optional ``"token_masks"`` (HiTVideo §4) goes to a
+    model's loss that takes them (see :meth:`training_step`).
 
     Args:
         backbone: The backbone.
@@ -320,17 +321,41 @@ class VideoARModelForTraining(nn.Module):
         return encode_prompts(self.text_tokenizer, captions, length=self.model.text_length, truncate=True)
 
     def training_step(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> dict[str, Any]:
-        """The loss of :meth:`VideoARModel.loss` with the active head."""
+        """The loss of :meth:`VideoARModel.loss` with the active head.
+
+        A batch with ``"token_masks"`` (a token cache built by a tokenizer with HiTVideo §4's dynamic token
+        masking) passes them as ``token_masks=`` to a model whose ``loss`` takes that argument (``hitvideo_lm``).
+
+        Raises:
+            ValueError: If the batch has token masks and the model's ``loss`` does not take ``token_masks``:
+                they are refused rather than ignored, since they change what the model should learn.
+        """
         tokens = batch["tokens"]
         # A hierarchical tokenizer's samples hold one tensor per level.
         device = (tokens[0] if isinstance(tokens, (list, tuple)) else tokens).device
+        extra: dict[str, Any] = {}
+        if batch.get("token_masks") is not None:
+            if not self.model_takes_token_masks:
+                raise ValueError(
+                    f"the batch carries token_masks (a token cache built by a tokenizer with token_masking) but "
+                    f"{type(self.model).__name__}.loss takes no token_masks: build the cache with token_masking=None, "
+                    "or train a model that uses them (hitvideo_lm)"
+                )
+            extra["token_masks"] = batch["token_masks"]
         ids = self.input_ids(batch, generator).to(device)
         if self.text_encoder is None:
-            return self.model.loss(self.backbone, self.head, ids, tokens, generator=generator)
+            return self.model.loss(self.backbone, self.head, ids, tokens, generator=generator, **extra)
         pad = getattr(self.text_tokenizer, "pad_token_id", None)
         text = encode_text(self.text_encoder, ids, pad).to(device)
         null = encode_text(self.text_encoder, self.model.null_text(1, ids.device), pad).to(device)
-        return self.model.loss(self.backbone, self.head, text, tokens, generator=generator, null_text=null)
+        return self.model.loss(self.backbone, self.head, text, tokens, generator=generator, null_text=null, **extra)
+
+    @property
+    def model_takes_token_masks(self) -> bool:
+        """Whether the model's ``loss`` names a ``token_masks`` argument (a ``**kwargs`` catch-all does not count)."""
+        import inspect
+
+        return "token_masks" in inspect.signature(self.model.loss).parameters
 
     def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> VideoARModelForTraining:
         # The frozen text encoder is kept out of the module tree (not trained, not saved) but must follow the

@@ -32,6 +32,16 @@ null-prompt embedding replaces the prompt for ``text_dropout`` of the training s
 branch; the head mixes the two branches' logits. Generation keeps the backbone's key/value cache (one position
 per code; :class:`~vidtok.models.generation.BackboneContext`).
 
+**Skipping masked codes** (HiTVideo §4, dynamic token masking; ``predict_masks=True``): a tokenizer with
+``token_masking`` marks the codes that barely change from the previous step. The model then also predicts,
+from the hidden state that predicts a code, whether that code is masked (``mask_head``, a binary cross-entropy
+term in the loss), and a masked code enters the input as the previous step's code plus a learned
+``masked_embedding`` — in training (teacher forcing on the token cache's masks) exactly as in generation. When
+generating, a code the mask head calls masked is not sampled: it repeats the previous step's code, which is what
+the tokenizer's ``"repeat"`` strategy decodes. The sequence keeps every position (so the key/value cache and
+the 3-D positions are unchanged); what is saved is the head's sampling of the masked codes, not backbone
+positions.
+
 Example:
     >>> import torch
     >>> from vidtok.backbones.hf_causal_lm import HFCausalLM
@@ -51,6 +61,7 @@ import math
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from diffusers import ModelMixin  # noqa: F401  (diffusers' pipeline loader looks it up in this module)
 from diffusers.configuration_utils import register_to_config
 from torch import nn
@@ -60,6 +71,7 @@ from vidtok.models.base import MODELS, VideoARModel
 from vidtok.models.generation import BackboneContext, Guidance
 from vidtok.noise import rand
 from vidtok.tokenizers.quantizers import indices_to_bits
+from vidtok.tokenizers.token_masking import tokens_saved
 
 __all__ = ["HiTVideoLM"]
 
@@ -78,6 +90,16 @@ def _sinusoids(coords: torch.Tensor, dim: int) -> torch.Tensor:
     angles = coords.double()[:, :, None] * freqs[None, None]  # (L, 3, half)
     feats = torch.cat([angles.sin(), angles.cos()], dim=-1).flatten(1)  # (L, 3 * per_axis)
     return torch.nn.functional.pad(feats, (0, dim - feats.shape[1])).float()
+
+
+def _repeat_codes(codes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``(B, S, N)`` codes, each masked one replaced by the last unmasked code of its position (HiTVideo §4's "repeat").
+
+    Step 0 must be unmasked.
+    """
+    steps = torch.arange(codes.shape[1], device=codes.device).view(1, -1, 1).expand_as(codes)
+    last = torch.where(mask, 0, steps).cummax(dim=1).values
+    return codes.gather(1, last)
 
 
 @MODELS.register("hitvideo_lm")
@@ -106,6 +128,21 @@ class HiTVideoLM(VideoARModel):
         text_embed_dim: Read the prompt as a frozen text encoder's hidden states (HiTVideo: Flan-T5-XL)
             projected by a linear layer, instead of ids embedded with the language model's table (``None``).
         trained_steps: Finest-level steps of the training sequences (recorded by the trainer; informational).
+        predict_masks: Learn to predict HiTVideo's dynamic token masks (§4) and skip the masked codes when
+            generating: adds ``mask_head`` (the hidden state that predicts code ``j`` also gives the logit that
+            ``j`` is masked) and ``masked_embedding`` (added to the input of a masked code, which enters as the
+            previous step's code). Training then needs ``token_masks`` (a token cache built by a tokenizer with
+            ``token_masking``). ``False`` (the default) builds exactly the model without them.
+        mask_loss_weight: Weight of the mask predictions' mean binary cross-entropy in the loss.
+
+    Attributes:
+        last_token_masks: After :meth:`generate` with ``skip_masked``: per level, bool ``(B, S_l, N_l)``, which
+            codes were skipped (``True``); else ``None``.
+        last_tokens_saved: :func:`~vidtok.tokenizers.token_masking.tokens_saved` of :attr:`last_token_masks`
+            (codes the head did not sample, per level), or ``None``.
+
+    Raises:
+        ValueError: On inconsistent level lists or an invalid argument (named).
     """
 
     generates_codes = True
@@ -128,9 +165,20 @@ class HiTVideoLM(VideoARModel):
         temperature: float = 1.0,
         text_embed_dim: int | None = None,
         trained_steps: int | None = None,
+        predict_masks: bool = False,
+        mask_loss_weight: float = 1.0,
     ) -> None:
         super().__init__()
         name = type(self).__name__
+        if not isinstance(predict_masks, bool):
+            raise ValueError(f"{name}: predict_masks must be True or False, got {predict_masks!r}")
+        if (
+            isinstance(mask_loss_weight, bool)
+            or not isinstance(mask_loss_weight, (int, float))
+            or not math.isfinite(mask_loss_weight)
+            or mask_loss_weight < 0
+        ):
+            raise ValueError(f"{name}: mask_loss_weight must be a finite number >= 0, got {mask_loss_weight!r}")
         bits = [int(b) for b in level_bits]
         grids = [(int(g[0]), int(g[1])) for g in level_grids]
         strides = [int(r) for r in level_time_strides]
@@ -166,6 +214,13 @@ class HiTVideoLM(VideoARModel):
             if isinstance(text_embed_dim, bool) or text_embed_dim < 1:
                 raise ValueError(f"{name}: text_embed_dim must be a positive int or None, got {text_embed_dim!r}")
             self.text_proj = nn.Linear(text_embed_dim, hidden_size)
+        if predict_masks:
+            # Created last, so every other parameter draws the same initial values as without them (HiTVideo §4).
+            self.mask_head = nn.Linear(hidden_size, 1)
+            self.masked_embedding = nn.Parameter(torch.zeros(hidden_size))
+            nn.init.trunc_normal_(self.masked_embedding, std=0.02)
+        self.last_token_masks: list[torch.Tensor] | None = None
+        self.last_tokens_saved: list[dict[str, Any]] | None = None
 
     @classmethod
     def tiny_config(cls) -> dict[str, Any]:
@@ -348,29 +403,74 @@ class HiTVideoLM(VideoARModel):
         bits = indices_to_bits(codes.long(), int(self.config.level_bits[level]))
         return self.bit_proj[level](bits.to(self.dtype) * 2 - 1)
 
-    def embed_codes(self, codes: list[torch.Tensor]) -> torch.Tensor:
+    def embed_codes(self, codes: list[torch.Tensor], token_masks: list[torch.Tensor] | None = None) -> torch.Tensor:
         """Every level's codes, coarsest first, as the video part of the sequence ``(B, 1 + L, H)``.
 
         Position 0 is [BOV]; position ``i`` holds code ``i − 1``; every position also carries the embedding of
         the code it predicts (none for the last).
+
+        With ``token_masks`` (``predict_masks`` models; HiTVideo §4), a masked code enters as generation feeds
+        it: the previous step's code of its position (the last unmasked one through a run of masked steps) plus
+        ``masked_embedding``; what the masked code really was never reaches the input.
         """
         b, num_steps = codes[-1].shape[0], int(codes[-1].shape[1])
         where, query, _ = self._placement(num_steps)
+        if token_masks is not None:
+            if not self.config.get("predict_masks", False):
+                raise ValueError("embed_codes: token_masks need a model built with predict_masks=True")
+            codes = [_repeat_codes(c, m.to(c.device)) for c, m in zip(codes, token_masks)]
         content = torch.cat([self._content(lv, c.reshape(b, -1)) for lv, c in enumerate(codes)], dim=1)
-        inputs = torch.cat([self.bov.expand(b, 1, -1), content + where], dim=1)
+        content = content + where
+        if token_masks is not None:
+            masked = torch.cat([m.reshape(b, -1) for m in token_masks], dim=1).to(content.device)
+            content = content + torch.where(masked[..., None], self.masked_embedding.to(content.dtype), 0.0)
+        inputs = torch.cat([self.bov.expand(b, 1, -1), content], dim=1)
         queries = torch.cat([query, query.new_zeros(1, query.shape[1])], dim=0)
         return inputs + queries
 
+    def check_token_masks(self, token_masks: Any, codes: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The masks as a list, after checking them: one bool tensor per level, shaped like its codes.
+
+        With ``predict_masks`` the first step of every level must be unmasked (it has no previous step to
+        repeat), as :func:`~vidtok.tokenizers.token_masking.dynamic_token_mask` makes it.
+
+        Raises:
+            ValueError: Naming the level and what is wrong.
+        """
+        if not isinstance(token_masks, (list, tuple)) or len(token_masks) != len(codes):
+            got = (
+                f"{len(token_masks)} tensors" if isinstance(token_masks, (list, tuple)) else type(token_masks).__name__
+            )
+            raise ValueError(f"token_masks must be a list of {len(codes)} bool tensors, one per level; got {got}")
+        for lv, (m, c) in enumerate(zip(token_masks, codes)):
+            if not isinstance(m, torch.Tensor) or m.dtype != torch.bool or m.shape != c.shape:
+                got = (tuple(m.shape), m.dtype) if isinstance(m, torch.Tensor) else type(m).__name__
+                raise ValueError(f"level {lv} token_masks must be a bool tensor of shape {tuple(c.shape)}, got {got}")
+            if self.config.get("predict_masks", False) and m.shape[1] and bool(m[:, 0].any()):
+                raise ValueError(
+                    f"level {lv} token_masks mask a first step: it has no previous step to repeat (dynamic token "
+                    "masking never masks it)"
+                )
+        return list(token_masks)
+
     # ------------------------------------------------------------------ training
-    def forward(self, backbone: Any, text_embeds: torch.Tensor, codes: list[torch.Tensor]) -> torch.Tensor:
+    def forward(
+        self,
+        backbone: Any,
+        text_embeds: torch.Tensor,
+        codes: list[torch.Tensor],
+        token_masks: list[torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """Hidden states that predict every code, in sequence order ``(B, L, H)`` (teacher forcing).
 
         Args:
             backbone: The causal language model.
             text_embeds: Prompt embeddings ``(B, text_length, H)`` (:meth:`embed_text`, or the null embedding).
             codes: One ``(B, S_l, N_l)`` code tensor per level, coarsest first.
+            token_masks: With ``predict_masks``: per-level bool masks; masked codes enter as generation feeds
+                them (:meth:`embed_codes`).
         """
-        seq = torch.cat([text_embeds, self.embed_codes(codes)], dim=1)
+        seq = torch.cat([text_embeds, self.embed_codes(codes, token_masks)], dim=1)
         hidden = _backbone(backbone)(seq, use_cache=False).last_hidden_state
         return hidden[:, text_embeds.shape[1] : -1]
 
@@ -395,13 +495,29 @@ class HiTVideoLM(VideoARModel):
             null_text: Accepted for the pipeline contract and ignored: the null prompt is learned.
             token_masks: Optional per-level bool ``(B, S_l, N_l)`` (``True`` = masked by HiTVideo's dynamic token
                 masking, :attr:`TokenizerOutput.token_masks`): masked codes are left out of the loss — the model is
-                not trained to predict what the decoder rebuilds from the previous step.
+                not trained to predict what the decoder rebuilds from the previous step. With ``predict_masks``
+                they are required, a masked code enters the input as :meth:`generate` feeds it (the previous
+                step's code plus ``masked_embedding``), and the mask head learns them (HiTVideo §4).
 
         Returns:
-            ``{"loss", "nll"}`` (nats per code, all levels) and ``"level{i}/nll"`` (detached).
+            ``{"loss", "nll"}`` (nats per code, all levels) and ``"level{i}/nll"`` (detached); with
+            ``predict_masks`` also ``"mask_bce"``, the mean binary cross-entropy of the mask predictions over
+            every code (detached; in ``loss`` weighted by ``mask_loss_weight``).
+
+        Raises:
+            ValueError: On malformed prompts, codes or masks, or ``predict_masks`` without ``token_masks``.
         """
         self.check_text(text)
         self.check_tokens(tokens)
+        predict = bool(self.config.get("predict_masks", False))
+        if predict and token_masks is None:
+            raise ValueError(
+                "hitvideo_lm with predict_masks=True learns the masks of HiTVideo's dynamic token masking and needs "
+                "token_masks=: train on a token cache built by a tokenizer with token_masking set (e.g. "
+                "hierarchical_lfq with token_masking='repeat'; rebuild a cache that stores no token_masks), or build "
+                "the model with predict_masks=False"
+            )
+        masks = None if token_masks is None else self.check_token_masks(token_masks, tokens)
         b = text.shape[0]
         text_emb = self.embed_text(backbone, text)
         p = self.config.text_dropout
@@ -409,7 +525,7 @@ class HiTVideoLM(VideoARModel):
             drop = rand((b,), generator, text_emb.device) < p
             text_emb = torch.where(drop[:, None, None], self.null_text_embedding.to(text_emb.dtype)[None], text_emb)
         codes = [c.to(self.device) for c in tokens]
-        hidden = self.forward(backbone, text_emb, codes)
+        hidden = self.forward(backbone, text_emb, codes, masks if predict else None)
         out: dict[str, torch.Tensor] = {}
         loss, start = hidden.new_zeros((), dtype=torch.float32), 0
         total = count = hidden.new_zeros((), dtype=torch.float32)  # kept on the device: no sync per level
@@ -419,9 +535,7 @@ class HiTVideoLM(VideoARModel):
             per_code = head.loss(hidden[:, start : start + n], c.reshape(b, n), num_codes=2 ** int(bits))
             start += n
             keep = (
-                torch.ones_like(per_code)
-                if token_masks is None
-                else (~token_masks[lv].to(per_code.device)).reshape(b, n).float()
+                torch.ones_like(per_code) if masks is None else (~masks[lv].to(per_code.device)).reshape(b, n).float()
             )
             kept = keep.sum().clamp_min(1.0)
             level_nll = (per_code * keep).sum() / kept
@@ -431,6 +545,13 @@ class HiTVideoLM(VideoARModel):
             count = count + keep.sum()
         out["loss"] = loss / float(sum(weights))
         out["nll"] = total / count.clamp_min(1.0)
+        if predict:
+            # The hidden state that predicts code j also says whether j is masked (every code, step 0 included).
+            logits = self.mask_head(hidden.to(self.mask_head.weight.dtype)).squeeze(-1).float()
+            target = torch.cat([m.reshape(b, -1) for m in masks], dim=1).to(logits.device, logits.dtype)
+            bce = F.binary_cross_entropy_with_logits(logits, target)
+            out["loss"] = out["loss"] + float(self.config.mask_loss_weight) * bce
+            out["mask_bce"] = bce.detach()
         return out
 
     # ------------------------------------------------------------------ generation
@@ -452,8 +573,9 @@ class HiTVideoLM(VideoARModel):
         progress: bool = True,
         callback: Any = None,
         null_text: torch.Tensor | None = None,
+        skip_masked: bool | None = None,
     ) -> list[torch.Tensor]:
-        """Sample every level's codes, coarsest first, code by code (HiTVideo §3.3).
+        """Sample every level's codes, coarsest first, code by code (HiTVideo §3.3), skipping masked ones (§4).
 
         Args:
             backbone: The causal language model.
@@ -473,12 +595,25 @@ class HiTVideoLM(VideoARModel):
             progress: A tqdm bar over codes.
             callback: ``callback(level, codes)`` after each level is complete.
             null_text: Ignored (the null prompt is learned).
+            skip_masked: Skip the codes the mask head predicts as masked (HiTVideo §4's dynamic token masking;
+                default: ``predict_masks``). For a code at step ``≥ 1`` of its level, the mask probability is the
+                sigmoid of the mask logit of the *conditional* rows — guidance does not apply to the mask, which
+                says whether the video changes there, not what it shows. A code is masked when the logit is
+                ``> 0`` at temperature ``0``, else when a uniform draw from ``generator`` is below the
+                probability. A masked code is the previous step's code of its position (the tokenizer's
+                ``"repeat"`` strategy, so decoding the codes equals decoding ``"repeat"``-masked tokens); the head
+                is not sampled for it (nor called when every row is masked), and it is fed back as the previous
+                code plus ``masked_embedding``. Every position of the sequence stays, so the key/value cache and
+                the 3-D positions are those of the full sequence: the saving is in head sampling. The masks are
+                kept in :attr:`last_token_masks` and :attr:`last_tokens_saved`.
 
         Returns:
-            One ``(B, S_l, N_l)`` int64 code tensor per level, coarsest first.
+            One ``(B, S_l, N_l)`` int64 code tensor per level, coarsest first (masked codes hold the repeated
+            codes).
 
         Raises:
-            ValueError: On a prefix, malformed prompts or arguments.
+            ValueError: On a prefix, malformed prompts or arguments, or ``skip_masked=True`` without
+                ``predict_masks``.
         """
         from tqdm.auto import tqdm
 
@@ -494,6 +629,16 @@ class HiTVideoLM(VideoARModel):
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         b, device, cfg = text.shape[0], self.device, self.config
+        predict = bool(cfg.get("predict_masks", False))
+        skip = predict if skip_masked is None else skip_masked
+        if not isinstance(skip, bool):
+            raise ValueError(f"skip_masked must be True, False or None, got {skip_masked!r}")
+        if skip and not predict:
+            raise ValueError(
+                "skip_masked=True needs a model built with predict_masks=True (this one has no mask head to say "
+                "which codes are masked)"
+            )
+        self.last_token_masks = self.last_tokens_saved = None
         guide = Guidance(guidance_scale, b)
         text_emb = self.embed_text(backbone, text.to(device))
         if guide.active:
@@ -506,26 +651,56 @@ class HiTVideoLM(VideoARModel):
         first = torch.cat([text_emb, (self.bov + query[0]).expand(rows, 1, -1)], dim=1)
         h = context.feed(first)
         options = dict(head_kwargs or {})
+        per_step = [g[0] * g[1] for g in cfg.level_grids]
+        level_start = [sum(level_sizes[:lv]) for lv in range(len(level_sizes))]
         drawn: list[torch.Tensor] = []
+        skipped: list[torch.Tensor] = []
         bar = tqdm(total=total, desc="hitvideo LM: codes", disable=not progress)
         for i in range(total):
             lv = int(levels[i])
-            code = guide.sample(
-                head, h, temperature=temperature, generator=generator, num_codes=2 ** int(cfg.level_bits[lv]), **options
-            ).long()
+            num_codes = 2 ** int(cfg.level_bits[lv])
+            masked = None
+            if skip and i - level_start[lv] >= per_step[lv]:  # step >= 1 of its level: it may repeat the last
+                cond, _ = guide.split(h)
+                logit = self.mask_head(cond.to(self.mask_head.weight.dtype)).squeeze(-1).float()
+                masked = logit > 0 if temperature == 0 else rand((b,), generator, logit.device) < logit.sigmoid()
+            if masked is None or not bool(masked.any()):
+                code = guide.sample(
+                    head, h, temperature=temperature, generator=generator, num_codes=num_codes, **options
+                ).long()
+            else:
+                code = drawn[i - per_step[lv]].clone()  # the same position one step earlier
+                keep = ~masked
+                if bool(keep.any()):  # the head samples the unmasked rows only
+                    cond, uncond = guide.split(h)
+                    sub = Guidance(guide.scale, int(keep.sum()))
+                    rows_h = sub.rows(cond[keep], uncond[keep]) if guide.active else cond[keep]
+                    code[keep] = sub.sample(
+                        head, rows_h, temperature=temperature, generator=generator, num_codes=num_codes, **options
+                    ).long()
             drawn.append(code)
+            if skip:
+                skipped.append(masked if masked is not None else torch.zeros(b, dtype=torch.bool, device=code.device))
             bar.update(1)
             if callback is not None and (i + 1 == total or int(levels[i + 1]) != lv):
                 lo = sum(level_sizes[:lv])
                 callback(lv, torch.stack(drawn[lo:], dim=1))
             if i + 1 == total:
                 break
-            new = self._content(lv, guide.duplicate(code)) + where[i] + query[i + 1]
-            h = context.feed(new[:, None])
+            new = self._content(lv, guide.duplicate(code)) + where[i]
+            if masked is not None:
+                new = new + torch.where(guide.duplicate(masked)[:, None], self.masked_embedding.to(new.dtype), 0.0)
+            h = context.feed((new + query[i + 1])[:, None])
         bar.close()
         flat = torch.stack(drawn, dim=1)
         out, start = [], 0
         for steps, size, (gh, gw) in zip(self.level_steps(num_steps), level_sizes, cfg.level_grids):
             out.append(flat[:, start : start + size].reshape(b, steps, gh * gw))
             start += size
+        if skip:
+            flags, masks, start = torch.stack(skipped, dim=1), [], 0
+            for c, size in zip(out, level_sizes):
+                masks.append(flags[:, start : start + size].reshape(c.shape))
+                start += size
+            self.last_token_masks, self.last_tokens_saved = masks, tokens_saved(masks)
         return out

@@ -246,6 +246,11 @@ class TextToVideo(VidtokPipeline):
     ) -> TextToVideoOutput | tuple:
         """Generate videos.
 
+        A model that skips masked codes (``hitvideo_lm`` with ``predict_masks``, HiTVideo §4) returns the
+        repeated codes at the skipped positions; they are decoded as they are (the ``"repeat"`` strategy), unless
+        the tokenizer's ``token_masking`` is ``"zero"`` or ``"learned"``: then the model's ``last_token_masks`` go
+        to ``decode_codes`` so the tokenizer replaces them its own way. ``output_type="latent"`` returns the codes.
+
         Args:
             prompt: A prompt or a list of prompts.
             num_keyframes: Keyframes to generate, prefix included (default 2: one clip); the video has
@@ -383,6 +388,12 @@ class TextToVideo(VidtokPipeline):
             guidance_rescale=decoder_guidance_rescale,  # decode_options drops it for decoders without the option
         )
         if isinstance(tokens, (list, tuple)):  # one code tensor per level (hierarchical tokenizers)
+            # Codes the model skipped (HiTVideo §4) hold the repeated codes, which is the "repeat" strategy
+            # already; a tokenizer trained with "zero" or "learned" must see them masked its own way.
+            masks = getattr(self.model, "last_token_masks", None)
+            tok_cfg = getattr(tok, "config", None) or {}
+            if masks is not None and tok_cfg.get("token_masking") in ("zero", "learned"):
+                dec = {**dec, "token_masks": [m.to(tok.device) for m in masks]}
             frames = tok.decode_codes([t.to(tok.device) for t in tokens], **dec).float()
         elif self.model.generates_codes:
             frames = tok.decode_codes(tokens.to(tok.device), **dec).float()

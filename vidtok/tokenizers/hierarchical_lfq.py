@@ -432,7 +432,8 @@ class HierarchicalLFQTokenizer(VideoTokenizer):
             the strategy (so :meth:`decode` sees them masked), are left out of the quantizer losses, and the masks
             are returned as ``token_masks`` (also kept, with the tokens saved, in :attr:`last_token_masks` and
             :attr:`last_tokens_saved`). ``indices`` stay the quantizer's codes everywhere: the masked positions
-            are the ones an autoregressive model can skip.
+            are the ones an autoregressive model can skip; ``decode_codes(indices, token_masks=out.token_masks)``
+            decodes them masked as ``tokens`` are.
 
         Raises:
             ValueError: If the video's frame count or size does not tokenize (see :meth:`token_layout`).
@@ -524,19 +525,78 @@ class HierarchicalLFQTokenizer(VideoTokenizer):
         return grids
 
     def decode(
-        self, tokens: list[torch.Tensor] | tuple[torch.Tensor, ...], grid: tuple[int, int] | None = None, **kwargs: Any
+        self,
+        tokens: list[torch.Tensor] | tuple[torch.Tensor, ...],
+        grid: tuple[int, int] | None = None,
+        token_masks: list[torch.Tensor] | tuple[torch.Tensor, ...] | None = None,
+        **kwargs: Any,
     ) -> torch.Tensor:
         """Reconstruct a video from every level's tokens (coarsest first), clamped to ``[-1, 1]``.
 
         Args:
             tokens: One ``(B, S_l, N_l, bits_l)`` tensor per level, as :meth:`encode` returns them.
             grid: ``(h, w)`` of the finest level's tokens (default: from ``sample_size``, else square).
+            token_masks: Optional per-level bool ``(B, S_l, N_l)`` masks (``True`` = masked; HiTVideo §4's
+                dynamic token masking, e.g. what an AR model skipped): the masked tokens are first replaced by
+                the configured strategy (:meth:`apply_token_masks`), as :meth:`encode` replaces them.
+                ``decode_codes(indices, token_masks=...)`` passes them on.
             **kwargs: Ignored (sampler options other tokenizers' ``decode`` takes).
 
         Returns:
             ``(B, C, 1 + f (S − 1), H, W)`` with ``S`` the finest level's steps.
+
+        Raises:
+            ValueError: On malformed tokens or masks (named by level).
         """
+        if token_masks is not None:
+            tokens = self.apply_token_masks(tokens, token_masks)
         return self._decode(tokens, grid=grid).clamp(-1, 1)
+
+    def apply_token_masks(
+        self,
+        tokens: list[torch.Tensor] | tuple[torch.Tensor, ...],
+        token_masks: list[torch.Tensor] | tuple[torch.Tensor, ...],
+    ) -> list[torch.Tensor]:
+        """Replace the masked tokens of every level by the configured strategy (HiTVideo §4.1).
+
+        The strategy is ``token_masking`` (``"repeat"`` when it is ``None``: the codes an AR model repeats);
+        ``"learned"`` uses the level's :attr:`mask_tokens`.
+
+        Args:
+            tokens: One ``(B, S_l, N_l, bits_l)`` tensor per level, coarsest first.
+            token_masks: One bool ``(B, S_l, N_l)`` tensor per level (``True`` = masked).
+
+        Returns:
+            The tokens with the masked ones replaced (new tensors; the inputs are not modified).
+
+        Raises:
+            ValueError: If the lists do not have one entry per level, a mask is not bool or not shaped like its
+                level's tokens, or ``"repeat"`` would mask a first step.
+        """
+        name, levels = type(self).__name__, self.num_levels
+        for what, value in (("tokens", tokens), ("token_masks", token_masks)):
+            if not isinstance(value, (list, tuple)) or len(value) != levels:
+                got = f"a list of {len(value)}" if isinstance(value, (list, tuple)) else type(value).__name__
+                raise ValueError(
+                    f"{name}: decode needs {what} as a list of {levels} tensors (one per level), got {got}"
+                )
+        strategy = self.config.token_masking or "repeat"
+        out = []
+        for i, (t, m) in enumerate(zip(tokens, token_masks)):
+            if not isinstance(t, torch.Tensor) or t.ndim != 4:
+                got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+                raise ValueError(f"{name}: level {i} tokens must be (B, S, N, D), got {got}")
+            if not isinstance(m, torch.Tensor) or m.dtype != torch.bool or m.shape != t.shape[:3]:
+                got = (tuple(m.shape), m.dtype) if isinstance(m, torch.Tensor) else type(m).__name__
+                raise ValueError(
+                    f"{name}: level {i} token_masks must be a bool tensor of shape {tuple(t.shape[:3])}, got {got}"
+                )
+            m = m.to(t.device)
+            if strategy == "repeat" and t.shape[1] and bool(m[:, 0].any()):
+                raise ValueError(f"{name}: level {i} token_masks mask a first step, which 'repeat' cannot replace")
+            mask_token = self.mask_tokens[i] if strategy == "learned" else None
+            out.append(apply_token_mask(t, m, strategy, mask_token))
+        return out
 
     def _decode(self, tokens, grid=None, active: int | None = None) -> torch.Tensor:
         name = type(self).__name__

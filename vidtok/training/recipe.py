@@ -417,7 +417,9 @@ def load_recipe_run(
 class _TokenSamples:
     """A token cache's samples as the training module reads them: ``{"tokens", "caption"}``.
 
-    A model that generates codes trains on the cache's integer ``indices``; any other on its ``tokens``.
+    A model that generates codes trains on the cache's integer ``indices``; any other on its ``tokens``. A
+    cache built with dynamic token masking (HiTVideo §4) also gives ``"token_masks"``, passed on as they are
+    (the training module refuses them for a model whose loss cannot use them).
     """
 
     def __init__(self, cache: Any, codes: bool) -> None:
@@ -432,7 +434,10 @@ class _TokenSamples:
             raise ValueError(
                 "the model generates codes but the token cache has no indices: its tokenizer is continuous"
             )
-        return {"tokens": sample["indices"] if self.codes else sample["tokens"], "caption": sample["caption"]}
+        out = {"tokens": sample["indices"] if self.codes else sample["tokens"], "caption": sample["caption"]}
+        if "token_masks" in sample:
+            out["token_masks"] = sample["token_masks"]
+        return out
 
 
 def load_pipeline_weights(
@@ -574,7 +579,8 @@ def validation_nll(module: Any, data: Any, batch_size: int = 64) -> float:
 
     Args:
         module: A [`VideoARModelForTraining`][vidtok.models.base.VideoARModelForTraining].
-        data: Samples ``{"tokens", "caption"}`` (a token cache's).
+        data: Samples ``{"tokens", "caption"}`` (a token cache's), with ``"token_masks"`` where the cache has them
+            (then passed to the model's loss, as in training).
         batch_size: Sequences per forward pass.
     """
     import torch
@@ -593,7 +599,15 @@ def validation_nll(module: Any, data: Any, batch_size: int = 64) -> float:
                     tokens = torch.stack([it["tokens"] for it in items])
                     if tokens.is_floating_point():
                         tokens = tokens.float()
-                out = module.training_step({"tokens": tokens, "caption": [it["caption"] for it in items]})
+                batch = {"tokens": tokens, "caption": [it["caption"] for it in items]}
+                if "token_masks" in items[0]:  # dynamic token masking (HiTVideo §4): per level, like the tokens
+                    masks = items[0]["token_masks"]
+                    batch["token_masks"] = (
+                        [torch.stack([it["token_masks"][lv] for it in items]) for lv in range(len(masks))]
+                        if isinstance(masks, (list, tuple))
+                        else torch.stack([it["token_masks"] for it in items])
+                    )
+                out = module.training_step(batch)
                 if "nll" not in out:
                     return float("nan")
                 total, count = total + out["nll"].item() * len(items), count + len(items)
