@@ -7,9 +7,12 @@ HiTVideo's progressive training is one :class:`vidtok.training.Stage` per level 
 schedule. The loss is the tokenizer's own: the reconstruction (the Shapes config uses MSE, not HiTVideo's L1:
 under L1 the autoencoder stalls at the all-black median of these sparse videos) + commitment + entropy;
 ``--foreground-weight`` adds weight on the objects, whose edges dominate the held-out PSNR. The paper's LPIPS
-and GAN terms are :class:`vidtok.training.losses.AdversarialTraining`'s; these Shapes runs go without them:
-LPIPS needs backbone weights that cannot be downloaded here, and a GAN trades PSNR — the target here — for
-texture the Shapes world does not have.
+and GAN terms (§3.2) come from :class:`vidtok.training.losses.AdversarialTraining` around the tokenizer, in the
+trainer's two-optimizer mode: ``--gan-weight W`` adds a hinge GAN with a 3-D patch discriminator (adaptive
+weight at the decoder's output layer, from ``--gan-start``), ``--lpips-weights FILE`` (a local torchvision
+AlexNet checkpoint; nothing is downloaded) adds LPIPS with ``--perceptual-weight``. The measured Shapes runs go
+without them: no LPIPS backbone can be downloaded here, and a GAN trades PSNR — the target here — for texture
+the Shapes world does not have.
 
 Every ``--eval-every`` steps held-out clips (the (color, shape) pairs training never saw) are reconstructed
 (PSNR/SSIM, Shapes scores) and the weights are exported when the PSNR is the best so far. ``--minutes M``
@@ -60,6 +63,10 @@ def main() -> None:
     parser.add_argument("--train-cache", default=None, help=".npz cache of the training clips")
     parser.add_argument("--train-split", choices=("train", "all"), default="train")
     parser.add_argument("--foreground-weight", type=float, default=0.0, help="extra L1 weight on the objects")
+    parser.add_argument("--gan-weight", type=float, default=0.0, help="HiTVideo's GAN term (0: off)")
+    parser.add_argument("--gan-start", type=int, default=0, help="first step of the GAN (generator and discriminator)")
+    parser.add_argument("--lpips-weights", default=None, metavar="FILE", help="AlexNet checkpoint for LPIPS")
+    parser.add_argument("--perceptual-weight", type=float, default=1.0, help="LPIPS weight (with --lpips-weights)")
     parser.add_argument("--eval-videos", type=int, default=32)
     parser.add_argument("--eval-every", type=int, default=150)
     parser.add_argument("--seed", type=int, default=0)
@@ -98,6 +105,21 @@ def main() -> None:
         raise SystemExit(f"--level-steps needs {model.num_levels} non-negative counts, got {args.level_steps!r}")
     print(f"parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M", flush=True)
     stages = [Stage(f"levels{i + 1}", n, options={"levels": i + 1}) for i, n in enumerate(steps) if n]
+    trained, discriminator = model, None
+    if args.gan_weight > 0 or args.lpips_weights:
+        from vidtok.training import DiscriminatorConfig
+        from vidtok.training.losses import AdversarialTraining, GANLoss, PerceptualLoss
+
+        if args.gan_weight <= 0:
+            raise SystemExit("--lpips-weights trains through AdversarialTraining, which needs --gan-weight > 0")
+        trained = AdversarialTraining(
+            model,
+            gan=GANLoss(start_step=args.gan_start, adversarial_weight=args.gan_weight),
+            perceptual=PerceptualLoss("alex", args.lpips_weights) if args.lpips_weights else None,
+            perceptual_weight=args.perceptual_weight,
+            last_layer="decoder.conv_out.conv.weight",
+        )
+        discriminator = DiscriminatorConfig(start_step=args.gan_start)
     cfg = TrainingConfig(
         output_dir=str(out),
         stages=stages,
@@ -117,15 +139,18 @@ def main() -> None:
         seed=args.seed,
         progress_bar=False,
         resume_from="latest" if args.resume else None,
+        **({"discriminator": discriminator} if discriminator is not None else {}),
     )
     callback = EvaluationCallback(
-        lambda m: evaluate_reconstruction(m, held, held_captions),
+        # The tokenizer itself is evaluated and exported, with or without the adversarial wrapper around it.
+        lambda m: evaluate_reconstruction(model, held, held_captions),
+        export=lambda m, folder: model.save_pretrained(folder),
         every=args.eval_every,
         select="psnr" if args.export else None,
         export_dir=args.export,
         minutes=args.minutes,
     )
-    trainer = Trainer(model, cfg, ClipPool(train_videos, args.foreground_weight), callbacks=[callback])
+    trainer = Trainer(trained, cfg, ClipPool(train_videos, args.foreground_weight), callbacks=[callback])
     try:
         trainer.train()
     except StopTraining as stop:

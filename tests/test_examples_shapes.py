@@ -207,3 +207,25 @@ def test_hitvideo_tokenizer_training_then_the_masking_and_level_studies(tmp_path
         if name != "none":
             assert 0 < row["17f"]["masked"] <= 0.85  # the cap holds
     assert report["levels"][str(tmp_path / "best")]["levels"] == 2
+
+
+@pytest.mark.slow
+def test_hitvideo_tokenizer_script_adds_the_gan_in_the_two_optimizer_mode(tmp_path):
+    """--gan-weight trains the tokenizer inside AdversarialTraining (HiTVideo §3.2's GAN term); the tokenizer
+    itself is evaluated and exported."""
+    config = json.dumps({"base_channels": 8, "latent_channels": 16, "level_bits": [3, 6], "level_strides": [[1, 2]]})
+    _run(
+        str(EXAMPLES / "train_hitvideo_tokenizer_shapes.py"),
+        *("--output-dir", str(tmp_path / "run"), "--export", str(tmp_path / "best"), "--config", config),
+        *("--level-steps", "1,3", "--batch-size", "2", "--train-videos", "8", "--eval-videos", "2"),
+        *("--eval-every", "2", "--threads", "1", "--gan-weight", "0.1", "--gan-start", "1"),
+        cwd=tmp_path,
+    )
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    keys = set().union(*rows)
+    assert any(k.startswith("gan/") for k in keys), sorted(keys)
+    assert all(math.isfinite(v) for row in rows for k, v in row.items() if isinstance(v, float)), rows
+    from vidtok.tokenizers.hierarchical_lfq import HierarchicalLFQTokenizer
+
+    tok = HierarchicalLFQTokenizer.from_pretrained(tmp_path / "best")  # the tokenizer alone, not the wrapper
+    assert tok.num_levels == 2
