@@ -71,7 +71,7 @@ from vidtok.models.base import MODELS, VideoARModel
 from vidtok.models.generation import BackboneContext, Guidance
 from vidtok.noise import rand
 from vidtok.tokenizers.quantizers import indices_to_bits
-from vidtok.tokenizers.token_masking import tokens_saved
+from vidtok.tokenizers.token_masking import apply_token_mask, tokens_saved
 
 __all__ = ["HiTVideoLM"]
 
@@ -90,16 +90,6 @@ def _sinusoids(coords: torch.Tensor, dim: int) -> torch.Tensor:
     angles = coords.double()[:, :, None] * freqs[None, None]  # (L, 3, half)
     feats = torch.cat([angles.sin(), angles.cos()], dim=-1).flatten(1)  # (L, 3 * per_axis)
     return torch.nn.functional.pad(feats, (0, dim - feats.shape[1])).float()
-
-
-def _repeat_codes(codes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``(B, S, N)`` codes, each masked one replaced by the last unmasked code of its position (HiTVideo §4's "repeat").
-
-    Step 0 must be unmasked.
-    """
-    steps = torch.arange(codes.shape[1], device=codes.device).view(1, -1, 1).expand_as(codes)
-    last = torch.where(mask, 0, steps).cummax(dim=1).values
-    return codes.gather(1, last)
 
 
 @MODELS.register("hitvideo_lm")
@@ -418,7 +408,10 @@ class HiTVideoLM(VideoARModel):
         if token_masks is not None:
             if not self.config.get("predict_masks", False):
                 raise ValueError("embed_codes: token_masks need a model built with predict_masks=True")
-            codes = [_repeat_codes(c, m.to(c.device)) for c, m in zip(codes, token_masks)]
+            # The tokenizer's own "repeat" rule, on the codes (one channel).
+            codes = [
+                apply_token_mask(c[..., None], m.to(c.device), "repeat")[..., 0] for c, m in zip(codes, token_masks)
+            ]
         content = torch.cat([self._content(lv, c.reshape(b, -1)) for lv, c in enumerate(codes)], dim=1)
         content = content + where
         if token_masks is not None:
@@ -683,8 +676,7 @@ class HiTVideoLM(VideoARModel):
                 skipped.append(masked if masked is not None else torch.zeros(b, dtype=torch.bool, device=code.device))
             bar.update(1)
             if callback is not None and (i + 1 == total or int(levels[i + 1]) != lv):
-                lo = sum(level_sizes[:lv])
-                callback(lv, torch.stack(drawn[lo:], dim=1))
+                callback(lv, torch.stack(drawn[level_start[lv] :], dim=1))
             if i + 1 == total:
                 break
             new = self._content(lv, guide.duplicate(code)) + where[i]

@@ -247,9 +247,9 @@ class TextToVideo(VidtokPipeline):
         """Generate videos.
 
         A model that skips masked codes (``hitvideo_lm`` with ``predict_masks``, HiTVideo §4) returns the
-        repeated codes at the skipped positions; they are decoded as they are (the ``"repeat"`` strategy), unless
-        the tokenizer's ``token_masking`` is ``"zero"`` or ``"learned"``: then the model's ``last_token_masks`` go
-        to ``decode_codes`` so the tokenizer replaces them its own way. ``output_type="latent"`` returns the codes.
+        repeated codes at the skipped positions, and its ``last_token_masks`` go to ``decode_codes``: the tokenizer
+        replaces them by its own ``token_masking`` strategy (``"repeat"`` keeps them as they are).
+        ``output_type="latent"`` returns the codes.
 
         Args:
             prompt: A prompt or a list of prompts.
@@ -388,11 +388,10 @@ class TextToVideo(VidtokPipeline):
             guidance_rescale=decoder_guidance_rescale,  # decode_options drops it for decoders without the option
         )
         if isinstance(tokens, (list, tuple)):  # one code tensor per level (hierarchical tokenizers)
-            # Codes the model skipped (HiTVideo §4) hold the repeated codes, which is the "repeat" strategy
-            # already; a tokenizer trained with "zero" or "learned" must see them masked its own way.
+            # Codes the model skipped (HiTVideo §4) go to the tokenizer as masked, which replaces them by its own
+            # strategy ("repeat" leaves the repeated codes as they are).
             masks = getattr(self.model, "last_token_masks", None)
-            tok_cfg = getattr(tok, "config", None) or {}
-            if masks is not None and tok_cfg.get("token_masking") in ("zero", "learned"):
+            if masks is not None:
                 dec = {**dec, "token_masks": [m.to(tok.device) for m in masks]}
             frames = tok.decode_codes([t.to(tok.device) for t in tokens], **dec).float()
         elif self.model.generates_codes:

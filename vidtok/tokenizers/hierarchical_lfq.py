@@ -159,7 +159,7 @@ class HierarchicalLFQTokenizer(VideoTokenizer):
             kernels, MAGVIT-v2's causal 3D CNN, the default) or 1 (spatial ``1×3×3`` kernels; time is then mixed
             only by the strided convolutions that downsample it and the depth-to-time convolutions that upsample
             it). Not in HiTVideo: measured on Shapes, ``1`` learned far faster — 21.4 dB held-out PSNR after 200
-            steps where the full 3D kernels were at 16 dB (``docs/results.md``) — at a third of the cost.
+            steps where the full 3D kernels were at 16 dB (``docs/results.md``) — at half the time per step.
 
     Raises:
         NotImplementedError: If ``perceptual_loss_weight`` or ``adversarial_loss_weight`` is not 0.
