@@ -55,6 +55,11 @@ def main() -> None:
     )
     parser.add_argument("--config", default=None, help="JSON overrides of HierarchicalLFQTokenizer.shapes_config()")
     parser.add_argument("--init-from", default=None, help="continue training this tokenizer folder")
+    parser.add_argument(
+        "--decoder-only",
+        action="store_true",
+        help="with --init-from: train only the decoder (decode_only_modules); the tokens stay bit-identical",
+    )
     parser.add_argument("--minutes", type=float, default=None, help="stop (after an evaluation) past this budget")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -100,6 +105,18 @@ def main() -> None:
     else:
         kwargs = {**HierarchicalLFQTokenizer.shapes_config(), **(json.loads(args.config) if args.config else {})}
         model = HierarchicalLFQTokenizer(**kwargs)
+    frozen_reference = None
+    if args.decoder_only:
+        if not args.init_from:
+            raise SystemExit("--decoder-only fine-tunes a trained tokenizer: it needs --init-from")
+        if args.gan_weight > 0 or args.lpips_weights:
+            raise SystemExit("--decoder-only trains the reconstruction alone; drop --gan-weight / --lpips-weights")
+        # Everything that makes the tokens is frozen, so token caches and AR models trained on the initial
+        # tokenizer's codes stay valid with the fine-tuned decoder.
+        for name, param in model.named_parameters():
+            param.requires_grad_(name.startswith(model.decode_only_modules))
+        with torch.no_grad():
+            frozen_reference = model.eval().encode(held).indices
     steps = [int(s) for s in args.level_steps.split(",")]
     if len(steps) != model.num_levels or min(steps) < 0:
         raise SystemExit(f"--level-steps needs {model.num_levels} non-negative counts, got {args.level_steps!r}")
@@ -157,6 +174,13 @@ def main() -> None:
         print(f"stopped: {stop}", flush=True)
     minutes = trainer.training_seconds / 60
     print(f"trained {trainer.global_step} steps in {minutes:.1f} min", flush=True)
+    if frozen_reference is not None:
+        with torch.no_grad():
+            codes = model.eval().encode(held).indices
+            same = all(torch.equal(a, b) for a, b in zip(codes, frozen_reference, strict=True))
+        print(f"decoder-only: held-out codes identical to --init-from's: {same}", flush=True)
+        if not same:
+            raise SystemExit("decoder-only fine-tuning changed the tokens")
     with (out / "summary.json").open("w") as f:
         json.dump({"steps": trainer.global_step, "minutes": minutes, "args": vars(args)}, f, indent=2)
 

@@ -74,3 +74,18 @@ def test_still_gate_keeps_still_objects_exactly_still(pipe):
     assert torch.equal(tokens[:2, 1:], tokens[:2, :1].expand(-1, 2, -1, -1))
     assert (tokens[2, 1:] - tokens[2, :-1]).abs().amax() > 1.0
     assert [score_video(v, c)["motion"] for v, c in zip(out.frames, prompts, strict=True)] == [1.0, 1.0, 1.0]
+
+
+def test_shipped_names_load_through_from_pretrained(pipe):
+    """``"vidtok:<name>"`` works wherever a folder does: pipelines and single components."""
+    from vidtok.tokenizers.deep_tokens import DeepTokenizer
+
+    again = TextToVideo.from_pretrained("vidtok:dicode_shapes")
+    assert type(again.model) is type(pipe.model)
+    tok = DeepTokenizer.from_pretrained("vidtok:deep_tokens_shapes")
+    for a, b in zip(tok.state_dict().values(), pipe.video_tokenizer.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(KeyError, match="no shipped weights named 'nope'; known: "):
+        TextToVideo.from_pretrained("vidtok:nope")
+    with pytest.raises(KeyError, match="no shipped weights named"):
+        DeepTokenizer.from_pretrained("vidtok:nope")

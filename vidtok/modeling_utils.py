@@ -459,7 +459,8 @@ class Component(ModelMixin, ConfigMixin):
         those of diffusers' ``ModelMixin.from_pretrained``.
 
         Args:
-            pretrained_model_name_or_path: A folder written by ``save_pretrained`` or a Hub repo id.
+            pretrained_model_name_or_path: A folder written by ``save_pretrained``, a Hub repo id, or
+                ``"vidtok:<name>"`` for weights shipped inside the package (:mod:`vidtok.assets`).
             allow_missing_keys: Accept parameters absent from the checkpoint (they keep their fresh
                 initialisation); they are still logged.
             allow_unexpected_keys: Accept checkpoint entries the model has no parameter for.
@@ -474,9 +475,14 @@ class Component(ModelMixin, ConfigMixin):
         Raises:
             LoadingError: On missing, unexpected or shape-mismatched keys that were not allowed, or a broken
                 ``config.json``, class name, weights file or digest (the message names the file or keys).
-            FileNotFoundError: If a local folder is given that does not exist.
+            FileNotFoundError: If a local folder is given that does not exist, or shipped weights are not installed.
+            KeyError: An unknown ``vidtok:`` name (the message lists the shipped ones).
         """
         path = os.fspath(pretrained_model_name_or_path)
+        if path.startswith("vidtok:"):
+            from vidtok.assets import shipped_path
+
+            path = pretrained_model_name_or_path = shipped_path(path)
         if not os.path.exists(path) and not _looks_like_hub_id(path):
             raise FileNotFoundError(f"{cls.__name__}.from_pretrained: no such folder {path!r}")
         if os.path.isdir(path):

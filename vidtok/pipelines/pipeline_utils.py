@@ -194,16 +194,22 @@ class VidtokPipeline(DiffusionPipeline):
         no diffusers import, and no weight is left random.
 
         Args:
-            pretrained_model_name_or_path: A pipeline folder or a hub id.
+            pretrained_model_name_or_path: A pipeline folder, a hub id, or ``"vidtok:<name>"`` for a pipeline
+                shipped inside the package (e.g. ``"vidtok:dicode_shapes"``, ``"vidtok:hitvideo_shapes"``).
             verify: Check each component's weight files against the digests recorded when it was saved
                 (``None``: yes, unless ``VIDTOK_VERIFY_WEIGHTS=0``); folders without digests load unchecked.
             **kwargs: diffusers' ``from_pretrained`` options and components to use instead of the saved ones.
 
         Raises:
-            FileNotFoundError: A local path that does not exist.
+            FileNotFoundError: A local path that does not exist, or shipped weights that are not installed.
+            KeyError: An unknown ``vidtok:`` name (the message lists the shipped ones).
             LoadingError: A component whose files are broken or whose weights do not match its model (the
                 message names the file or keys).
         """
+        if isinstance(pretrained_model_name_or_path, str) and pretrained_model_name_or_path.startswith("vidtok:"):
+            from vidtok.assets import shipped_path
+
+            pretrained_model_name_or_path = shipped_path(pretrained_model_name_or_path)
         import_vidtok_components(pretrained_model_name_or_path, kwargs.get("revision"))
         kwargs.update(own_components(pretrained_model_name_or_path, kwargs, verify=verify, **kwargs))
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
