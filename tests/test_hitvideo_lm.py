@@ -164,6 +164,13 @@ def test_bad_inputs_are_named(parts):
             CategoricalHead(hidden_size=32, num_bits=4, bits_per_group=2),
         )
     assert "level_bits are [3, 4, 8]" in str(err.value) and "the widest level needs 2^6" in str(err.value)
+    # A model that learns the dynamic token masks needs a tokenizer that makes them.
+    masking = HiTVideoLM(**HiTVideoLM.tiny_config(), predict_masks=True)
+    with pytest.raises(ValueError, match="predict_masks=True .* token_masking=None"):
+        masking.check_compatible(HierarchicalLFQTokenizer(**HierarchicalLFQTokenizer.tiny_config()), None, None)
+    masking.check_compatible(
+        HierarchicalLFQTokenizer(**HierarchicalLFQTokenizer.tiny_config(), token_masking="repeat"), None, None
+    )
 
 
 def test_a_tiny_model_learns_prompt_to_codes():

@@ -320,6 +320,12 @@ class HiTVideoLM(VideoARModel):
                     mine = [list(v) if isinstance(v, (list, tuple)) else int(v) for v in cfg[key]]
                     if got[key] != mine:
                         problems.append(f"the tokenizer's {key} are {got[key]}, the model's {mine}")
+                masking = getattr(tokenizer, "config", {}).get("token_masking")
+                if cfg.get("predict_masks", False) and masking is None:
+                    problems.append(
+                        "predict_masks=True learns the tokenizer's dynamic token masks, but the tokenizer has "
+                        "token_masking=None (it masks nothing)"
+                    )
         if backbone is not None:
             bb = _backbone(backbone)
             if bb.hidden_size != cfg.hidden_size:
