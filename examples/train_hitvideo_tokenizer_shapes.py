@@ -1,7 +1,8 @@
 """Train a Shapes hierarchical LFQ tokenizer (HiTVideo §3.2), the tokenizer of the ``hitvideo_tiny`` recipe.
 
-``HierarchicalLFQTokenizer.shapes_config()`` (overridable with ``--config``) on 32×32 Shapes clips of 9 frames at
-8 fps: a causal 3-D CNN with ``4×4×4`` compression and three LFQ levels (coarsest first 4, 10 and 16 bits).
+``HierarchicalLFQTokenizer.shapes_config()`` (overridable with ``--config``) on 32×32 Shapes clips of 9 frames
+(``--frames``) at 8 fps: a causal 3-D CNN with ``4×4×4`` compression and three LFQ levels (coarsest first 4,
+10 and 16 bits).
 HiTVideo's progressive training is one :class:`vidtok.training.Stage` per level count — ``--level-steps
 300,300,1500`` trains the coarsest level alone, then two, then all three — each stage with its own cosine
 schedule. The loss is the tokenizer's own: the reconstruction (the Shapes config uses MSE, not HiTVideo's L1:
@@ -18,14 +19,23 @@ Every ``--eval-every`` steps held-out clips (the (color, shape) pairs training n
 (PSNR/SSIM, Shapes scores) and the weights are exported when the PSNR is the best so far. ``--minutes M``
 stops after an evaluation past M minutes with a checkpoint; ``--resume`` continues.
 
-A run (docs/results.md has the measured learning curves; no run has yet reached a quality worth shipping)::
+The shipped tokenizer (``vidtok:hitvideo_tokens_shapes``; learning curves in docs/results.md) is run 7, then
+its decoder alone fine-tuned twice — ``--decoder-only`` freezes everything that makes the codes, so the language
+model trained on them stays valid, and the script checks at the end that the held-out codes did not change::
 
     python examples/train_hitvideo_tokenizer_shapes.py --output-dir runs/hitvideo_tok \
         --export runs/hitvideo_tok/best --level-steps 50,50,2000 --lr 2e-3 --foreground-weight 1 \
-        --threads 2 --minutes 60
+        --threads 2 --minutes 70
+    python examples/train_hitvideo_tokenizer_shapes.py --output-dir runs/hitvideo_dec \
+        --export runs/hitvideo_dec/best --init-from runs/hitvideo_tok/best --decoder-only \
+        --level-steps 0,0,1500 --lr 1e-3 --foreground-weight 1
+    python examples/train_hitvideo_tokenizer_shapes.py --output-dir runs/hitvideo_dec17 \
+        --export runs/hitvideo_dec17/best --init-from runs/hitvideo_dec/best --decoder-only --frames 17 \
+        --level-steps 0,0,300 --lr 5e-4 --warmup 20 --eval-every 50 --train-videos 3000 --foreground-weight 1
 
-The Fig. 4 baseline (one level with the same bits per clip) is the same script with
-``--config '{"level_bits": [18], "level_strides": []}' --level-steps 2100``.
+The Fig. 4 baseline (one level with about the same codes and bits per clip: time ÷2 instead of ÷4, 13 bits,
+576 codes and 7,488 bits per 17 frames against the hierarchy's 560 and 7,232) is the same script with
+``--config '{"temporal_downsample": [true, false], "level_bits": [13], "level_strides": []}' --level-steps 2100``.
 """
 
 from __future__ import annotations
@@ -41,7 +51,7 @@ from vidtok.metrics.shapes_evaluation import evaluate_reconstruction, render_cli
 from vidtok.tokenizers.hierarchical_lfq import HierarchicalLFQTokenizer
 from vidtok.training import EvaluationCallback, OptimizerConfig, Stage, StopTraining, Trainer, TrainingConfig
 
-RESOLUTION, FRAMES, FPS = 32, 9, 8.0
+RESOLUTION, FPS = 32, 8.0
 
 
 def main() -> None:
@@ -61,6 +71,7 @@ def main() -> None:
         help="with --init-from: train only the decoder (decode_only_modules); the tokens stay bit-identical",
     )
     parser.add_argument("--minutes", type=float, default=None, help="stop (after an evaluation) past this budget")
+    parser.add_argument("--frames", type=int, default=9, help="frames per training and held-out clip")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=50)
@@ -91,11 +102,11 @@ def main() -> None:
         args.seed,
         args.train_cache,
         resolution=RESOLUTION,
-        num_frames=FRAMES,
+        num_frames=args.frames,
         fps=FPS,
     )
     held_videos, held_captions = render_clips(
-        "heldout", args.eval_videos, args.seed + 1, None, resolution=RESOLUTION, num_frames=FRAMES, fps=FPS
+        "heldout", args.eval_videos, args.seed + 1, None, resolution=RESOLUTION, num_frames=args.frames, fps=FPS
     )
     held = to_model_video(held_videos)
     print(f"training clips {train_videos.shape}, held-out clips {tuple(held.shape)}", flush=True)
