@@ -5,6 +5,8 @@ another to learn a path (this cut the recipes ↔ pipelines import cycle).
 
 * ``dicode_shapes`` — the embedded default ``TextToVideo`` pipeline (``dicode_tiny`` trained on Shapes);
 * ``deep_tokens_shapes`` — its deep tokenizer (the pipeline's ``video_tokenizer`` folder, shipped once);
+* ``hitvideo_shapes`` — the HiTVideo Shapes ``TextToVideo`` pipeline (``hitvideo_tiny`` trained on Shapes);
+* ``hitvideo_tokens_shapes`` — its hierarchical LFQ tokenizer (the pipeline's ``video_tokenizer`` folder);
 * ``shapes_features`` — the Shapes FD feature network.
 """
 
@@ -20,6 +22,8 @@ ASSETS_DIR = os.path.dirname(os.path.abspath(__file__))
 SHIPPED: dict[str, str] = {
     "dicode_shapes": "dicode_shapes",
     "deep_tokens_shapes": os.path.join("dicode_shapes", "video_tokenizer"),
+    "hitvideo_shapes": "hitvideo_shapes",
+    "hitvideo_tokens_shapes": os.path.join("hitvideo_shapes", "video_tokenizer"),
     "shapes_features": "shapes_features",  # the Shapes FD feature network (vidtok.metrics.shapes_features)
 }
 

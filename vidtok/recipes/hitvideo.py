@@ -3,7 +3,7 @@
 ================== ============================ =========================== ====================================
 recipe             language model               tokenizer                   notes
 ================== ============================ =========================== ====================================
-``hitvideo_tiny``  GPT-2 style, 4 × 128         Shapes config, 3 levels     trains on a CPU; no shipped weights yet
+``hitvideo_tiny``  GPT-2 style, 4 × 128         Shapes config, 3 levels     trains on a CPU; ``vidtok:hitvideo_shapes``
 ``hitvideo_paper`` Llama-3.2-3B (3.2B)          Tab. 2, 4 levels, 208 M     the paper's sizes, built from config
 ================== ============================ =========================== ====================================
 
@@ -139,9 +139,10 @@ def hitvideo_tiny(**overrides: Any) -> RecipeConfig:
     The 32×32 hierarchical tokenizer of ``HierarchicalLFQTokenizer.shapes_config()`` (bits 4 / 10 / 16, coarsest
     first; 560 codes per 17-frame clip), a 4-layer 128-wide GPT-2 from scratch (the Shapes backbone with 1,024
     positions: 16 prompt tokens + [BOV] + 993 codes of a 33-frame video), a categorical head factorized in
-    16-way groups (4 bits), word-level prompts of 16 tokens, 10 % prompt dropout for CFG. No trained Shapes
-    tokenizer ships yet (see ``docs/results.md``): pass ``tokenizer_pretrained=`` a folder trained by
-    ``examples/train_hitvideo_tokenizer_shapes.py``; without it the tokenizer is built untrained.
+    16-way groups (4 bits), word-level prompts of 16 tokens, 10 % prompt dropout for CFG. The tokenizer is the
+    shipped trained one (``vidtok:hitvideo_tokens_shapes``, the tokenizer of ``vidtok:hitvideo_shapes``);
+    ``tokenizer_pretrained=`` another folder trained by ``examples/train_hitvideo_tokenizer_shapes.py``, or
+    ``tokenizer={...}`` (built untrained), replaces it.
     """
     from vidtok.tokenizers.hierarchical_lfq import HierarchicalLFQTokenizer
 
@@ -157,7 +158,7 @@ def hitvideo_tiny(**overrides: Any) -> RecipeConfig:
     return _recipe(
         "hitvideo_tiny",
         tokenizer=HierarchicalLFQTokenizer.shapes_config(),
-        tokenizer_pretrained=None,
+        tokenizer_pretrained="vidtok:hitvideo_tokens_shapes",
         backbone=backbone,
         model=model,
         head={"bits_per_group": 4},
