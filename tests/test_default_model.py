@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from vidtok.pipelines.text_to_video import DEFAULT_MODEL_PATH, TextToVideo, load_default
+from vidtok.pipelines.text_to_video import TextToVideo, load_default
 from vidtok.shapes import score_video
 
 
@@ -16,23 +16,31 @@ def pipe():
     return load_default()
 
 
-def test_loads_offline_and_is_small(pipe):
-    assert isinstance(pipe, TextToVideo)
-    assert pipe.video_tokenizer.sample_size == (32, 32)
-    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(DEFAULT_MODEL_PATH) for f in files)
-    assert size < 15e6, f"the embedded model is {size / 1e6:.1f} MB"
-    for module in (pipe.video_tokenizer, pipe.backbone, pipe.video_lm, pipe.head):
-        assert not module.training
-        assert next(module.parameters()).dtype == torch.float32
+@pytest.mark.parametrize("name", ["dicode_shapes", "hitvideo_shapes"])
+def test_shipped_pipelines_load_offline_small_and_clean(name):
+    """Every shipped pipeline: loads offline by name, < 15 MB, eval mode, fp32, and no training-machine paths.
 
-
-def test_shipped_configs_name_no_local_path():
-    """An export loaded from a folder records it as ``_name_or_path``; a shipped config must not carry it."""
+    An export loaded from a folder records it as ``_name_or_path``; a shipped config must not carry it.
+    """
     import json
     from pathlib import Path
 
-    for path in Path(DEFAULT_MODEL_PATH).rglob("*.json"):
+    from vidtok.assets import shipped_path
+
+    folder = shipped_path(name)
+    shipped = TextToVideo.from_pretrained(f"vidtok:{name}")
+    assert shipped.video_tokenizer.sample_size == (32, 32)
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(folder) for f in files)
+    assert size < 15e6, f"vidtok:{name} is {size / 1e6:.1f} MB"
+    for module in (shipped.video_tokenizer, shipped.backbone, shipped.model, shipped.head):
+        assert not module.training
+        assert next(module.parameters()).dtype == torch.float32
+    for path in Path(folder).rglob("*.json"):
         assert "_name_or_path" not in json.loads(path.read_text()), path
+
+
+def test_default_is_the_dicode_shapes_model(pipe):
+    assert isinstance(pipe, TextToVideo) and type(pipe.model).__name__ == "DiCoDeLM"
 
 
 @pytest.mark.slow
