@@ -6,8 +6,8 @@ A tokenizer whose decoder was fine-tuned afterwards with ``--decoder-only`` make
 replace the pipeline's tokenizer without retraining the language model; this script checks that it does
 (every weight outside ``decode_only_modules`` equal, the same codes on held-out clips) before it swaps it in.
 
-The folder is written beside ``--out`` and renamed into place only when complete, with the local paths that
-``from_pretrained`` records (``_name_or_path``) removed from every config::
+The folder is written in fp32 beside ``--out`` and renamed into place only when complete, with the local paths
+that ``from_pretrained`` records (``_name_or_path``) removed from every config::
 
     python examples/export_hitvideo_shapes.py --pipeline runs/hitvideo_tiny/pipeline \\
         --base-tokenizer runs/hitvideo_tok/best --tokenizer runs/hitvideo_dec/best \\
@@ -17,7 +17,6 @@ The folder is written beside ``--out`` and renamed into place only when complete
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import shutil
 from pathlib import Path
@@ -79,9 +78,6 @@ def main() -> None:
     parser.add_argument("--pipeline", required=True, help="TextToVideo folder exported by the AR training run")
     parser.add_argument("--tokenizer", default=None, help="a decoder-only fine-tune of --base-tokenizer")
     parser.add_argument("--base-tokenizer", default=None, help="the tokenizer folder the language model trained on")
-    parser.add_argument(
-        "--fp32-tokenizer", action="store_true", help="store the tokenizer in fp32 (default: fp16, as trained exports)"
-    )
     parser.add_argument("--out", required=True, help="the folder to write (replaced when complete)")
     parser.add_argument("--check-videos", type=int, default=32, help="held-out clips whose codes must match")
     args = parser.parse_args()
@@ -97,10 +93,9 @@ def main() -> None:
     out = Path(args.out)
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
+    # Saved as loaded, in fp32 — the tokenizer too, where the training export stores it in fp16: rounding the
+    # encoder could change the codes the language model was trained on.
     pipe.save_pretrained(tmp)
-    if not args.fp32_tokenizer:  # half the size; from_pretrained loads it back as fp32
-        shutil.rmtree(tmp / "video_tokenizer")
-        copy.deepcopy(pipe.video_tokenizer).half().save_pretrained(tmp / "video_tokenizer")
     strip_local_paths(tmp)
     if out.exists():
         shutil.rmtree(out)

@@ -478,11 +478,10 @@ class Component(ModelMixin, ConfigMixin):
             FileNotFoundError: If a local folder is given that does not exist, or shipped weights are not installed.
             KeyError: An unknown ``vidtok:`` name (the message lists the shipped ones).
         """
-        path = os.fspath(pretrained_model_name_or_path)
-        if path.startswith("vidtok:"):
-            from vidtok.assets import shipped_path
+        from vidtok.assets import resolve_weights
 
-            path = pretrained_model_name_or_path = shipped_path(path)
+        pretrained_model_name_or_path = resolve_weights(pretrained_model_name_or_path)
+        path = os.fspath(pretrained_model_name_or_path)
         if not os.path.exists(path) and not _looks_like_hub_id(path):
             raise FileNotFoundError(f"{cls.__name__}.from_pretrained: no such folder {path!r}")
         if os.path.isdir(path):

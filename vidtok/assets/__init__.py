@@ -13,8 +13,9 @@ another to learn a path (this cut the recipes ↔ pipelines import cycle).
 from __future__ import annotations
 
 import os
+from typing import Any
 
-__all__ = ["ASSETS_DIR", "SHIPPED", "shipped_path"]
+__all__ = ["ASSETS_DIR", "SHIPPED", "resolve_weights", "shipped_path"]
 
 ASSETS_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -42,3 +43,17 @@ def shipped_path(name: str, *, check: bool = True) -> str:
     if check and not os.path.isdir(path):
         raise FileNotFoundError(f"shipped weights vidtok:{name} are missing from {path}")
     return path
+
+
+def resolve_weights(location: Any) -> Any:
+    """A local folder or hub id for ``location``: ``"vidtok:<name>"`` becomes the shipped folder.
+
+    Anything else is returned as it is. Every vidtok ``from_pretrained`` and every recipe path goes through this.
+
+    Raises:
+        FileNotFoundError: A shipped name that is not installed.
+        KeyError: An unknown ``vidtok:`` name.
+    """
+    if isinstance(location, (str, os.PathLike)) and os.fspath(location).startswith("vidtok:"):
+        return shipped_path(os.fspath(location))
+    return location

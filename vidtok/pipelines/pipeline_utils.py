@@ -206,10 +206,9 @@ class VidtokPipeline(DiffusionPipeline):
             LoadingError: A component whose files are broken or whose weights do not match its model (the
                 message names the file or keys).
         """
-        if isinstance(pretrained_model_name_or_path, str) and pretrained_model_name_or_path.startswith("vidtok:"):
-            from vidtok.assets import shipped_path
+        from vidtok.assets import resolve_weights
 
-            pretrained_model_name_or_path = shipped_path(pretrained_model_name_or_path)
+        pretrained_model_name_or_path = resolve_weights(pretrained_model_name_or_path)
         import_vidtok_components(pretrained_model_name_or_path, kwargs.get("revision"))
         kwargs.update(own_components(pretrained_model_name_or_path, kwargs, verify=verify, **kwargs))
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)

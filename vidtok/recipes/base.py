@@ -23,6 +23,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from vidtok.assets import resolve_weights  # re-exported: recipes name weights as vidtok:<name> too
 from vidtok.registry import Registry
 
 __all__ = [
@@ -61,20 +62,6 @@ def shapes_backbone() -> dict[str, Any]:
             "attn_pdrop": 0.0,
         }
     }
-
-
-def resolve_weights(location: str) -> str:
-    """A local folder or hub id for ``location``; ``"vidtok:<name>"`` names weights shipped with vidtok.
-
-    Raises:
-        FileNotFoundError: A shipped name that is not installed.
-        KeyError: An unknown ``vidtok:`` name.
-    """
-    if not location.startswith("vidtok:"):
-        return location
-    from vidtok.assets import shipped_path
-
-    return shipped_path(location)
 
 
 @dataclass(frozen=True)
