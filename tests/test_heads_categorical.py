@@ -23,10 +23,14 @@ def make(seed: int = 0, spread: bool = True, **kwargs) -> CategoricalHead:
         with torch.no_grad():
             head.proj.weight.normal_(0, 1.0)
             head.proj.bias.normal_(0, 1.0)
+            if head.group_embed is not None:  # and groups that really depend on each other
+                head.group_embed.weight.normal_(0, 1.0)
     return head
 
 
-MODES = [{"vocab_size": 11}, {"num_bits": 4, "bits_per_group": 1}, {"num_bits": 6, "bits_per_group": 2}]
+SEQUENTIAL = {"num_bits": 6, "bits_per_group": 2, "sequential_groups": True}
+MODES = [{"vocab_size": 11}, {"num_bits": 4, "bits_per_group": 1}, {"num_bits": 6, "bits_per_group": 2}, SEQUENTIAL]
+IDS = ["flat", "bits", "groups", "sequential"]
 
 
 def all_codes_log_probs(head, hidden):
@@ -36,7 +40,7 @@ def all_codes_log_probs(head, hidden):
         return -head.nll(hidden.expand(head.num_codes, HIDDEN), codes)
 
 
-@pytest.mark.parametrize("kwargs", MODES, ids=["flat", "bits", "groups"])
+@pytest.mark.parametrize("kwargs", MODES, ids=IDS)
 def test_nll_defines_a_distribution_over_all_codes(kwargs):
     head = make(**kwargs)
     log_p = all_codes_log_probs(head, torch.randn(1, HIDDEN))
@@ -71,7 +75,7 @@ def test_a_2_to_the_18_codebook_never_builds_a_2_to_the_18_softmax():
     assert torch.isfinite(head.loss(hidden, codes)).all()
 
 
-@pytest.mark.parametrize("kwargs", MODES, ids=["flat", "bits", "groups"])
+@pytest.mark.parametrize("kwargs", MODES, ids=IDS)
 def test_sample_frequencies_match_the_distribution(kwargs):
     head = make(**kwargs)
     hidden = torch.randn(1, HIDDEN)
@@ -82,7 +86,7 @@ def test_sample_frequencies_match_the_distribution(kwargs):
     assert 0.5 * float((observed - expected).abs().sum()) < 0.02
 
 
-@pytest.mark.parametrize("kwargs", MODES, ids=["flat", "bits", "groups"])
+@pytest.mark.parametrize("kwargs", MODES[:3], ids=IDS[:3])
 def test_temperature_zero_is_the_most_likely_code(kwargs):
     head = make(**kwargs)
     hidden = torch.randn(4, HIDDEN)
@@ -159,7 +163,7 @@ def test_token_dim_is_accepted_so_common_kwargs_swap():
     assert head.config["token_dim"] == 16 and head.proj.out_features == 32
 
 
-@pytest.mark.parametrize("kwargs", MODES, ids=["flat", "bits", "groups"])
+@pytest.mark.parametrize("kwargs", MODES, ids=IDS)
 def test_out_of_range_and_mistyped_codes_raise(kwargs):
     head = make(**kwargs)
     hidden = torch.randn(2, HIDDEN)
@@ -189,4 +193,89 @@ def test_out_of_range_and_mistyped_codes_raise(kwargs):
 )
 def test_bad_configs_raise(kwargs, match):
     with pytest.raises(ValueError, match=match):
+        CategoricalHead(hidden_size=HIDDEN, **kwargs)
+
+
+# -- sequential_groups: the chain rule inside one code -------------------------------------------------------
+
+
+def greedy_chain(head, hidden):
+    """The most likely digit of each group given the ones chosen before, by brute force over all codes."""
+    log_p = all_codes_log_probs(head, hidden)  # (num_codes,)
+    digits = head._digits(torch.arange(head.num_codes))
+    chosen = torch.ones(head.num_codes, dtype=torch.bool)
+    for j in range(head.num_groups):
+        # p(group j = d | chosen prefix) is proportional to the summed mass of the codes that extend it.
+        mass = torch.zeros(head.group_size).index_add_(0, digits[chosen, j], log_p[chosen].exp())
+        chosen &= digits[:, j] == mass.argmax()
+    return int(torch.nonzero(chosen)[0])
+
+
+def test_sequential_temperature_zero_is_the_greedy_chain_of_groups():
+    head = make(**SEQUENTIAL)
+    hidden = torch.randn(6, HIDDEN)
+    codes = head.sample(hidden, temperature=0.0)
+    assert codes.tolist() == [greedy_chain(head, h[None]) for h in hidden]
+    assert torch.equal(head.sample(hidden, top_k=1, generator=torch.Generator().manual_seed(1)), codes)
+
+
+def test_sequential_head_starts_as_the_independent_one():
+    # Zero-initialized digit embeddings: the same weights give the same distribution, so a trained independent
+    # head loads into a sequential one (its embeddings fresh) without changing what it models.
+    independent, sequential = (
+        make(seed=3, spread=False, num_bits=6, bits_per_group=2),
+        make(seed=3, spread=False, **SEQUENTIAL),
+    )
+    assert not sequential.group_embed.weight.any()
+    sequential.load_state_dict({**independent.state_dict(), "group_embed.weight": sequential.group_embed.weight})
+    hidden, codes = torch.randn(4, 5, HIDDEN), torch.randint(0, 64, (4, 5))
+    torch.testing.assert_close(sequential.nll(hidden, codes), independent.nll(hidden, codes))
+    assert torch.equal(sequential.sample(hidden, temperature=0.0), independent.sample(hidden, temperature=0.0))
+
+
+def test_sequential_groups_learn_a_joint_that_independent_groups_cannot():
+    """Two equally likely codes that differ in every group: 000000 and 111111.
+
+    Independent groups can only learn the marginals (each digit 0 or 3 with probability 1/2), so they draw a
+    mix of the two codes 3/4 of the time; conditioning each group on the ones before learns the joint.
+    """
+    hidden = torch.randn(1, HIDDEN).expand(256, HIDDEN)
+    targets = torch.tensor([0, 63]).repeat(128)
+    mixed, nll = {}, {}
+    for name, kwargs in {"independent": {"num_bits": 6, "bits_per_group": 2}, "sequential": SEQUENTIAL}.items():
+        head = make(seed=0, spread=False, **kwargs)
+        opt = torch.optim.Adam(head.parameters(), lr=0.05)
+        for _ in range(200):
+            opt.zero_grad()
+            head.loss(hidden, targets).mean().backward()
+            opt.step()
+        codes = head.sample(hidden[:1].expand(4000, HIDDEN), generator=torch.Generator().manual_seed(0))
+        mixed[name] = float(((codes != 0) & (codes != 63)).float().mean())
+        nll[name] = float(head.nll(hidden[:2], torch.tensor([0, 63])).mean().detach())
+    assert mixed["independent"] > 0.6 and nll["independent"] > 3 * math.log(2) - 0.05  # ln 8: three coin flips
+    assert mixed["sequential"] < 0.02 and abs(nll["sequential"] - math.log(2)) < 0.05
+
+
+def test_sequential_head_save_load_round_trip(tmp_path):
+    head = make(**SEQUENTIAL)
+    head.save_pretrained(tmp_path)
+    loaded = CategoricalHead.from_pretrained(tmp_path)
+    assert loaded.config["sequential_groups"] is True
+    assert loaded.state_dict().keys() == head.state_dict().keys()
+    hidden, codes = torch.randn(3, HIDDEN), torch.tensor([1, 17, 63])
+    torch.testing.assert_close(loaded.nll(hidden, codes), head.nll(hidden, codes))
+    with pytest.raises(ValueError, match="needs codes"):
+        loaded(hidden)
+    torch.testing.assert_close(loaded(hidden, codes), head(hidden, codes))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"vocab_size": 8, "sequential_groups": True}, ValueError, "factorized"),
+        ({"num_bits": 4, "sequential_groups": 1}, TypeError, "sequential_groups must be a bool"),
+    ],
+)
+def test_bad_sequential_configs_raise(kwargs, error, match):
+    with pytest.raises(error, match=match):
         CategoricalHead(hidden_size=HIDDEN, **kwargs)

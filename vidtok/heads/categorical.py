@@ -40,6 +40,14 @@ class CategoricalHead(TokenHead):
       significant first (so bit ``i`` is LFQ channel ``i`` with MSB-first bit weights, the
       vector-quantize-pytorch convention). The density is the product over groups.
 
+    With ``sequential_groups=True`` the groups are no longer independent: group ``j`` is predicted from the
+    hidden state plus a learned embedding of the digits of groups ``< j`` (the chain rule inside one code, as
+    Open-MAGVIT2's AR model predicts its second sub-token after the first), so sampling cannot mix the groups
+    of two different likely codes. The embeddings start at zero: a head with the option switched on starts as
+    exactly the independent head, so a trained independent head can be fine-tuned into it (``init_fresh``).
+    Sampling then draws the groups one after another (``temperature=0``: the most likely digit of each group
+    given the ones before, greedy rather than the joint argmax).
+
     ``loss`` is the cross-entropy and ``nll`` the same value (nats per token, summed over groups in the
     factorized mode), both fp32. ``sample`` supports ``temperature`` (0 → argmax) and ``top_k`` (applied
     per group in the factorized mode) and returns ``int64`` codes.
@@ -55,6 +63,7 @@ class CategoricalHead(TokenHead):
         token_dim: Ignored (accepted for swap compatibility).
         mlp_width: Width of the MLP's hidden layers (default ``hidden_size``).
         mlp_layers: Linear layers, the output projection included (1 = a plain linear LM head).
+        sequential_groups: Predict each group conditioned on the groups before it (factorized mode only).
 
     Example:
         >>> import torch
@@ -83,6 +92,7 @@ class CategoricalHead(TokenHead):
         token_dim: int | None = None,
         mlp_width: int | None = None,
         mlp_layers: int = 1,
+        sequential_groups: bool = False,
     ):
         super().__init__()
         if (vocab_size is None) == (num_bits is None):
@@ -106,9 +116,18 @@ class CategoricalHead(TokenHead):
             if bits_per_group > 20:
                 raise ValueError(f"bits_per_group={bits_per_group} means a 2^{bits_per_group}-way softmax; use <= 20")
             self.num_groups, self.group_size = num_bits // bits_per_group, 2**bits_per_group
+        if not isinstance(sequential_groups, bool):
+            raise TypeError(f"sequential_groups must be a bool, got {type(sequential_groups).__name__}")
+        if sequential_groups and vocab_size is not None:
+            raise ValueError("sequential_groups needs the factorized mode (num_bits), not vocab_size")
         self.trunk, features = build_trunk(hidden_size, mlp_width or hidden_size, mlp_layers)
         self.proj = torch.nn.Linear(features, self.num_groups * self.group_size)
         init_linear_(self)
+        self.group_embed = None
+        if sequential_groups and self.num_groups > 1:
+            # Row i * group_size + d embeds "group i drew digit d"; the last group conditions nothing.
+            self.group_embed = torch.nn.Embedding((self.num_groups - 1) * self.group_size, hidden_size)
+            torch.nn.init.zeros_(self.group_embed.weight)
 
     @classmethod
     def tiny_config(cls) -> dict[str, Any]:
@@ -120,16 +139,45 @@ class CategoricalHead(TokenHead):
         """Size of the code space (``vocab_size`` or ``2^num_bits``)."""
         return self.group_size**self.num_groups
 
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Logits ``(..., num_groups, group_size)`` (``num_groups = 1`` in the flat mode), in fp32."""
-        self.check_inputs(hidden)
-        return self._logits(hidden)
+    def forward(self, hidden: torch.Tensor, codes: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``(..., num_groups, group_size)`` (``num_groups = 1`` in the flat mode), in fp32.
 
-    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        Args:
+            hidden: ``(..., hidden_size)``.
+            codes: ``(...)`` codes to condition on; required with ``sequential_groups`` (group ``j``'s logits
+                given the codes' groups ``< j``), ignored otherwise.
+        """
+        self.check_inputs(hidden)
+        if self.group_embed is None:
+            return self._logits(hidden)
+        if codes is None:
+            raise ValueError("CategoricalHead(sequential_groups=True).forward needs codes: logits are conditional")
+        self.check_inputs(hidden, codes)
+        return self._logits(hidden, self._digits(codes.long()))
+
+    def _logits(self, hidden: torch.Tensor, digits: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``(..., num_groups, group_size)``; with ``sequential_groups``, teacher-forced on ``digits``.
+
+        In the sequential mode group ``j``'s logits see the embeddings of ``digits[..., :j]``, so only the first
+        ``k`` groups' logits are meaningful when only ``k`` digits are known (:meth:`sample` fills them in).
+        """
         # Unchecked forward; outside autocast (see fp32_island) so fp16 logits cannot overflow.
         with fp32_island(hidden.device):
-            logits = self.proj(self.trunk(hidden.to(self.proj.weight.dtype))).float()
-        return logits.unflatten(-1, (self.num_groups, self.group_size))
+            x = hidden.to(self.proj.weight.dtype)
+            if self.group_embed is None:
+                logits = self.proj(self.trunk(x)).float()
+                return logits.unflatten(-1, (self.num_groups, self.group_size))
+            if digits is None:
+                raise ValueError("CategoricalHead(sequential_groups=True) needs the codes to give logits")
+            offsets = torch.arange(self.num_groups - 1, device=digits.device) * self.group_size
+            emb = self.group_embed(digits[..., :-1] + offsets).to(x.dtype)  # (..., G - 1, H)
+            # Group j sees the sum of the embeddings of groups < j: an exclusive prefix sum.
+            prefix = torch.cat([torch.zeros_like(emb[..., :1, :]), emb.cumsum(-2)], dim=-2)
+            features = self.trunk(x.unsqueeze(-2) + prefix)  # (..., G, F)
+            weight = self.proj.weight.unflatten(0, (self.num_groups, self.group_size))  # (G, S, F)
+            bias = self.proj.bias.unflatten(0, (self.num_groups, self.group_size))
+            # Each group's features meet only its own rows of the projection.
+            return (torch.einsum("...gf,gsf->...gs", features, weight) + bias).float()
 
     def _digits(self, codes: torch.Tensor) -> torch.Tensor:
         """Codes ``(...)`` → per-group indices ``(..., num_groups)``, most significant group first."""
@@ -195,11 +243,12 @@ class CategoricalHead(TokenHead):
                 f"{type(self).__name__}: codes must lie in [0, {limit}), got values in "
                 f"[{int(target.min())}, {int(target.max())}]"
             )
-        logits = self._logits(hidden)
+        digits = self._digits(target)
+        logits = self._logits(hidden, digits)
         if support is not None:
             logits = logits.masked_fill(~support, float("-inf"))
         log_probs = torch.log_softmax(logits, dim=-1)
-        picked = log_probs.gather(-1, self._digits(target).unsqueeze(-1)).squeeze(-1)
+        picked = log_probs.gather(-1, digits.unsqueeze(-1)).squeeze(-1)
         return -picked.sum(-1)
 
     def loss(
@@ -250,6 +299,10 @@ class CategoricalHead(TokenHead):
         if guided:
             self.check_inputs(uncond_hidden, name="uncond_hidden")
         support = self._support(num_codes, hidden.device)
+        if self.group_embed is not None:
+            return self._sample_sequential(
+                hidden, uncond_hidden if guided else None, guidance_scale, temperature, top_k, support, generator
+            )
         with torch.no_grad():
             logits = self._logits(hidden)
             if guided:
@@ -265,3 +318,35 @@ class CategoricalHead(TokenHead):
                 logits = logits.masked_fill(logits < kth, float("-inf"))
             noise = gumbel(tuple(logits.shape), generator, logits.device)
             return self._compose((logits + noise).argmax(-1))
+
+    @torch.no_grad()
+    def _sample_sequential(
+        self,
+        hidden: torch.Tensor,
+        uncond_hidden: torch.Tensor | None,
+        guidance_scale: float,
+        temperature: float,
+        top_k: int | None,
+        support: torch.Tensor | None,
+        generator: torch.Generator | None,
+    ) -> torch.Tensor:
+        """Draw the groups one by one, each given the digits already drawn (``sequential_groups``)."""
+        digits = torch.zeros((*hidden.shape[:-1], self.num_groups), dtype=torch.long, device=hidden.device)
+        for j in range(self.num_groups):
+            # Digits of groups >= j are still placeholders: only group j's logits (which see groups < j) count.
+            logits = self._logits(hidden, digits)[..., j, :]
+            if uncond_hidden is not None:
+                uncond = self._logits(uncond_hidden, digits)[..., j, :]
+                logits = uncond + guidance_scale * (logits - uncond)
+            if support is not None:
+                logits = logits.masked_fill(~support[j], float("-inf"))
+            if temperature == 0:
+                digits[..., j] = logits.argmax(-1)
+                continue
+            logits = logits / temperature
+            if top_k is not None and top_k < self.group_size:
+                kth = logits.topk(top_k, dim=-1).values[..., -1:]
+                logits = logits.masked_fill(logits < kth, float("-inf"))
+            noise = gumbel(tuple(logits.shape), generator, logits.device)
+            digits[..., j] = (logits + noise).argmax(-1)
+        return self._compose(digits)
