@@ -92,6 +92,23 @@ def _probe_model(model, generator):
     return model.loss(parts["backbone"].eval(), parts["head"].eval(), text, tokens, generator=generator)["loss"]
 
 
+@probe("backbone")
+def _probe_backbone(backbone, generator):
+    # Native backbones (HF language models are not Components): a prefix block and two frames of 4 tokens with
+    # (t, y, x) positions; a backbone with NOVA's Scaling and Shift layer also maps the last frame onto the first.
+    d = backbone.hidden_size
+    x = torch.randn(2, 10, d, generator=generator)
+    blocks = torch.tensor([0, 0, 1, 1, 1, 1, 2, 2, 2, 2])
+    grid = torch.tensor([[0.0, 0, 0], [0, 0, 1], [0, 1, 0], [0, 1, 1]])
+    prefix = torch.full((2, 3), float("nan"))
+    positions = torch.cat([prefix, grid, grid + torch.tensor([1.0, 0, 0])])[None].expand(2, -1, -1)
+    out = backbone(x, position_ids=positions, block_ids=blocks).last_hidden_state
+    assert out.shape == (2, 10, d)
+    if getattr(backbone, "mixer", None) is not None:
+        out = torch.cat([out, backbone.scale_and_shift(out[:, 2:6], out[:, 6:])], dim=1)
+    return out.square().mean()
+
+
 def build_tiny(cls: type) -> Component:
     """Instantiate ``cls`` from its ``tiny_config()``, asserting it is a keyword-only JSON config."""
     assert issubclass(cls, Component), f"{cls.__name__} must subclass vidtok.modeling_utils.Component"
