@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import warnings
 
 import diffusers
@@ -393,3 +394,260 @@ def test_temperature_zero_refuses_a_scheduler_that_adds_its_own_noise():
     head.sample(torch.randn(2, H), temperature=0.5, generator=gen())  # fine with temperature > 0
     with pytest.raises(ValueError, match="temperature=0 must be deterministic"):
         head.sample(torch.randn(2, H), temperature=0.0, generator=gen())
+
+
+# ---------------------------------------------------------------------------------------------- flow matching
+FLOW = {"prediction_type": "flow_prediction", "scheduler": "flow_euler"}
+
+
+def exact_flow_head(scale: float, **overrides) -> DiffusionMLPHead:
+    """A flow head whose network is replaced by the exact velocity field of the target ``N(μ, scale²)`` per channel.
+
+    ``μ`` is read from the first ``token_dim`` channels of each hidden state. For ``x ~ N(μ, s²)`` and
+    ``x_σ = (1 − σ)·x + σ·ε`` (a = 1 − σ, V = a²s² + σ²), ``E[ε − x | x_σ = y] = (σ − a·s²)/V·(y − a·μ) − μ``,
+    whose ODE maps ``x_1`` to ``μ + s·x_1`` exactly. Only the network is replaced: the σ grid, the Euler
+    steps, temperature and guidance are the head's own.
+    """
+    head = make(**FLOW, **overrides)
+    steps = head.config.num_train_timesteps
+    head._condition = lambda hidden: hidden.float()
+    head._time = lambda t: t.float() / steps  # the network's timestep input is σ · num_train_timesteps
+    head._modulation = lambda cond, sigma: (cond[:, :C], sigma)
+
+    def velocity(x, modulation):
+        mean, sigma = modulation
+        a = 1 - sigma
+        return (sigma - a * scale**2) / (a**2 * scale**2 + sigma**2) * (x - a * mean) - mean
+
+    head._trunk = velocity
+    return head
+
+
+def test_flow_loss_is_the_velocity_mse_at_per_token_logit_normal_sigmas():
+    """Each token and each of its draws gets its own σ; the loss is the MSE of the velocity ε − x (hand computed)."""
+    head = make(**FLOW, num_timesteps_per_token=3, flow_shift=3.0, flow_logit_mean=0.5, flow_logit_std=0.8)
+    hidden, target = torch.randn(2, 5, H), torch.randn(2, 5, C)
+    loss = head.loss(hidden, target, generator=gen(7))
+    g = gen(7)  # σ first, then the noise
+    sigma = torch.sigmoid(0.5 + 0.8 * torch.randn(3, 10, generator=g))
+    sigma = 3 * sigma / (1 + 2 * sigma)  # the shift
+    noise = torch.randn(3, 10, C, generator=g)
+    x = target.reshape(1, 10, C)
+    noisy = (1 - sigma[..., None]) * x + sigma[..., None] * noise
+    pred = head(noisy, sigma * 1000, hidden.reshape(1, 10, H).expand(3, 10, H))
+    expected = (pred - (noise - x)).square().mean(dim=(0, 2)).reshape(2, 5)
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-6)
+    assert sigma.unique().numel() == 30  # per token and per draw
+    # An untrained (zero-output) head scores E[(ε − x)²] = 1 + x² per channel, whatever σ.
+    untrained = DiffusionMLPHead(**TINY, **FLOW)
+    loss = untrained.loss(torch.randn(4096, H), torch.full((4096, C), 2.0), generator=gen())
+    assert abs(loss.mean().item() - 5.0) < 0.1
+
+
+@pytest.mark.parametrize(("mean", "std", "shift"), [(0.0, 1.0, 1.0), (0.5, 0.8, 1.0), (-0.3, 1.2, 3.0)])
+def test_flow_training_sigmas_are_logit_normal_then_shifted(mean, std, shift):
+    head = make(**FLOW, flow_logit_mean=mean, flow_logit_std=std, flow_shift=shift)
+    sigma = head._flow_sigmas((200_000,), gen(1), "cpu").double()
+    assert sigma.min() > 0 and sigma.max() < 1
+    unshifted = sigma / (shift - (shift - 1) * sigma)  # the inverse of σ' = shift·σ / (1 + (shift − 1)·σ)
+    logit = torch.logit(unshifted)
+    assert abs(logit.mean().item() - mean) < 0.01 and abs(logit.std().item() - std) < 0.01
+    median = torch.sigmoid(torch.tensor(mean)).item()
+    assert abs(sigma.median().item() - shift * median / (1 + (shift - 1) * median)) < 0.01
+
+
+def test_flow_euler_sampler_follows_diffusers_grid_and_steps():
+    """head.sample == x ← x + (σ_{k+1} − σ_k)·v on FlowMatchEulerDiscreteScheduler's shifted grid, ending at σ = 0."""
+    head, hidden = make(**FLOW, flow_shift=3.0), torch.randn(6, H)
+    sample = head.sample(hidden, generator=gen(2), temperature=0.7, num_inference_steps=10)
+    sched = diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0)
+    sched.set_timesteps(10)
+    assert sched.sigmas[0] == 1 and sched.sigmas[-1] == 0 and len(sched.sigmas) == 11
+    x = torch.randn(6, C, generator=gen(2)) * 0.7
+    with torch.no_grad():
+        for k in range(10):
+            x = x + (sched.sigmas[k + 1] - sched.sigmas[k]) * head(x, sched.sigmas[k] * 1000, hidden)
+    torch.testing.assert_close(sample, x, rtol=1e-5, atol=1e-5)
+
+
+def test_flow_batched_guidance_equals_two_separate_passes():
+    head, hidden, uncond = make(**FLOW, flow_shift=2.0), torch.randn(6, H), torch.randn(H)
+    fast = head.sample(hidden, generator=gen(2), guidance_scale=3.0, uncond_hidden=uncond, num_inference_steps=10)
+    sched = head._make_scheduler()
+    sched.set_timesteps(10)
+    x = torch.randn(6, C, generator=gen(2))
+    with torch.no_grad():
+        for t in sched.timesteps:
+            c, u = head(x, t, hidden), head(x, t, uncond.expand(6, H))
+            x = sched.step(u + 3.0 * (c - u), t, x).prev_sample
+    torch.testing.assert_close(fast, x, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shift", [1.0, 3.0])
+def test_euler_with_the_exact_velocity_transports_noise_to_a_gaussian_target(shift):
+    """Closed form, no training: the exact flow of N(μ, s²) maps x_1 to μ + s·x_1; Euler converges to it."""
+    mu, scale = torch.tensor([2.0, -1.0, 0.5, 0.0]), 0.5
+    hidden = torch.cat([mu, torch.zeros(H - C)]).expand(20_000, H)
+    head = exact_flow_head(scale, flow_shift=shift)
+    x1 = torch.randn(20_000, C, generator=gen(0))
+    errors = {}
+    for steps in (10, 100):
+        sample = head.sample(hidden, generator=gen(0), num_inference_steps=steps)
+        errors[steps] = (sample - (mu + scale * x1)).abs().max().item()
+    assert errors[100] < 0.1 and errors[100] < errors[10] / 5, errors  # first-order convergence (max over 20k)
+    sample = head.sample(hidden, generator=gen(0), num_inference_steps=100)
+    torch.testing.assert_close(sample.mean(0), mu, atol=0.02, rtol=0)
+    torch.testing.assert_close(sample.std(0), torch.full((C,), scale), atol=0.02, rtol=0)
+    # Temperature scales the initial noise: N(μ, τ²s²) for a Gaussian target; τ = 0 gives μ exactly, drawing nothing.
+    cool = head.sample(hidden, generator=gen(0), num_inference_steps=100, temperature=0.5)
+    torch.testing.assert_close(cool.std(0), torch.full((C,), 0.5 * scale), atol=0.02, rtol=0)
+    g = gen(4)
+    cold = head.sample(hidden[:3], generator=g, temperature=0.0, num_inference_steps=7)
+    torch.testing.assert_close(cold, mu.expand(3, C), atol=1e-5, rtol=0)
+    assert torch.equal(g.get_state(), gen(4).get_state())
+
+
+def test_flow_guidance_combines_velocities():
+    """With exact fields of N(μ_c, s²) and N(μ_u, s²), u + w·(c − u) is the field of N(μ_u + w·(μ_c − μ_u), s²)."""
+    mu_c, mu_u, w = torch.tensor([1.0, -1.0, 0.5, 2.0]), torch.tensor([0.0, 0.5, 0.5, -1.0]), 3.0
+    head = exact_flow_head(0.5)
+    pad = torch.zeros(H - C)
+    hidden, uncond = torch.cat([mu_c, pad]).expand(2, H), torch.cat([mu_u, pad])
+    out = head.sample(hidden, temperature=0.0, guidance_scale=w, uncond_hidden=uncond, num_inference_steps=5)
+    torch.testing.assert_close(out, (mu_u + w * (mu_c - mu_u)).expand(2, C), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("scheduler", ["flow_euler", "flow_heun", "FlowMatchEulerDiscreteScheduler"])
+@pytest.mark.parametrize("lead", [(), (2, 3), (0, 4)])
+def test_flow_shapes_determinism_and_temperature_zero(scheduler, lead):
+    head, hidden = make(**{**FLOW, "scheduler": scheduler}), torch.randn(*lead, H)
+    loss = head.loss(hidden, torch.randn(*lead, C), generator=gen())
+    assert loss.shape == lead and loss.dtype == torch.float32 and torch.isfinite(loss).all()
+    a = head.sample(hidden, generator=gen(5))
+    assert a.shape == (*lead, C) and torch.isfinite(a).all()
+    assert torch.equal(a, head.sample(hidden, generator=gen(5)))
+    if hidden.numel():
+        assert not torch.equal(a, head.sample(hidden, generator=gen(6)))
+    g = gen(4)
+    cold = head.sample(hidden, temperature=0.0, generator=g)
+    assert torch.equal(cold, head.sample(hidden, temperature=0.0, generator=gen(9)))
+    assert torch.equal(g.get_state(), gen(4).get_state())
+
+
+@pytest.mark.parametrize("adaln", ["separable", "joint"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_flow_gradients_reach_every_parameter(adaln, dtype):
+    head = make(**FLOW, adaln=adaln).to(dtype).train()
+    hidden = (torch.randn(4, 3, H) * 100).to(dtype).requires_grad_(True)
+    loss = head.loss(hidden, torch.randn(4, 3, C, dtype=dtype) * 100, generator=gen())
+    loss.mean().backward()
+    assert torch.isfinite(loss).all() and torch.isfinite(hidden.grad).all()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in head.parameters())
+
+
+def test_flow_save_load_keeps_the_mode(tmp_path):
+    head = make(**FLOW, flow_shift=3.0, flow_logit_mean=0.2, flow_logit_std=0.9, scheduler_config={"shift": 2.0})
+    head.save_pretrained(tmp_path)
+    loaded = DiffusionMLPHead.from_pretrained(tmp_path)
+    assert loaded.config.prediction_type == "flow_prediction" and loaded.config.flow_shift == 3.0
+    assert loaded.config.flow_logit_mean == 0.2 and loaded.config.flow_logit_std == 0.9
+    hidden, target = torch.randn(3, H), torch.randn(3, C)
+    assert torch.equal(head.sample(hidden, generator=gen()), loaded.sample(hidden, generator=gen()))
+    assert torch.equal(head.loss(hidden, target, generator=gen()), loaded.loss(hidden, target, generator=gen()))
+
+
+def test_configs_saved_without_the_flow_keys_load_the_ddpm_head(tmp_path):
+    head = make()
+    head.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    for key in ("flow_shift", "flow_logit_mean", "flow_logit_std"):
+        del config[key]  # as written before the flow mode existed
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loaded = DiffusionMLPHead.from_pretrained(tmp_path)
+    assert loaded.config.prediction_type == "epsilon" and loaded.config.flow_shift == 1.0
+    hidden = torch.randn(3, H)
+    assert torch.equal(head.sample(hidden, generator=gen()), loaded.sample(hidden, generator=gen()))
+
+
+def test_invalid_flow_configs_are_refused():
+    with pytest.raises(ValueError, match="scheduler 'ddpm' does not fit prediction_type='flow_prediction'"):
+        DiffusionMLPHead(**TINY, prediction_type="flow_prediction")
+    with pytest.raises(ValueError, match="'EulerDiscreteScheduler' does not fit"):
+        DiffusionMLPHead(**TINY, prediction_type="flow_prediction", scheduler="EulerDiscreteScheduler")
+    with pytest.raises(ValueError, match="flow-matching sampler, not a DDPM-family"):
+        DiffusionMLPHead(**TINY, scheduler="flow_euler")
+    with pytest.raises(ValueError, match="flow_shift must be a finite number > 0"):
+        DiffusionMLPHead(**TINY, **FLOW, flow_shift=0.0)
+    with pytest.raises(ValueError, match="flow_shift"):
+        DiffusionMLPHead(**TINY, **FLOW, flow_shift=float("inf"))
+    with pytest.raises(ValueError, match="flow_logit_std must be a finite number > 0"):
+        DiffusionMLPHead(**TINY, **FLOW, flow_logit_std=0.0)
+    with pytest.raises(ValueError, match="flow_logit_mean"):
+        DiffusionMLPHead(**TINY, **FLOW, flow_logit_mean=float("nan"))
+    with pytest.raises(TypeError, match="flow_shift"):
+        DiffusionMLPHead(**TINY, **FLOW, flow_shift="3")
+    with pytest.raises(ValueError, match=r"\['flow_logit_std', 'flow_shift'\] apply only to"):
+        DiffusionMLPHead(**TINY, flow_shift=3.0, flow_logit_std=2.0)
+    with pytest.raises(ValueError, match="beta_schedule='linear' has no effect"):
+        DiffusionMLPHead(**TINY, **FLOW, beta_schedule="linear")
+    with pytest.raises(ValueError, match=r"scheduler_config\['shift'\] must be a finite number > 0"):
+        DiffusionMLPHead(**TINY, **FLOW, scheduler_config={"shift": -1.0})
+    with pytest.raises(ValueError, match="use_dynamic_shifting"):
+        DiffusionMLPHead(**TINY, **FLOW, scheduler_config={"use_dynamic_shifting": True})
+    with pytest.raises(ValueError, match="on the head itself"):
+        DiffusionMLPHead(**TINY, **FLOW, scheduler_config={"num_train_timesteps": 100})
+    with pytest.raises(ValueError, match="does not accept"):
+        DiffusionMLPHead(**TINY, **FLOW, scheduler_config={"timestep_spacing": "leading"})
+    head = make(**FLOW)
+    with pytest.raises(ValueError, match="'ddim' does not fit"):
+        head.sample(torch.randn(2, H), scheduler="ddim")
+    with pytest.raises(ValueError, match="takes no eta"):
+        head.sample(torch.randn(2, H), eta=0.5)
+
+
+@functools.cache
+def fit_flow(bimodal: bool) -> tuple[DiffusionMLPHead, torch.Tensor]:
+    """A flow head fitted with Adam: one hidden state with modes (2, 2) and (−2, −2), or two hidden states whose
+    tokens are N((1.5, 1.5), 0.3²) and N((−1, 0.5), 0.5²)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        head = DiffusionMLPHead(hidden_size=8, token_dim=2, width=64, depth=2, **FLOW)
+        optimizer = torch.optim.Adam(head.parameters(), lr=2e-3)
+        g = gen(0)
+        states = torch.randn(2, 8, generator=g)
+        mean, std = torch.tensor([[1.5, 1.5], [-1.0, 0.5]]), torch.tensor([0.3, 0.5])
+        for _ in range(200 if bimodal else 150):
+            pick = torch.randint(0, 2, (256,), generator=g)
+            if bimodal:
+                hidden, target = states[0].expand(256, 8), (pick[:, None].float() * 4 - 2).expand(256, 2)
+            else:
+                hidden, target = states[pick], mean[pick] + std[pick, None] * torch.randn(256, 2, generator=g)
+            loss = head.loss(hidden, target, generator=g).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return head.eval(), states
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_flow_matching_learns_a_conditional_gaussian():
+    """The flow sampler reaches the target: per hidden state, the sample mean and std match the training data."""
+    head, states = fit_flow(bimodal=False)
+    for state, mean, std in zip(states, ([1.5, 1.5], [-1.0, 0.5]), (0.3, 0.5)):
+        samples = head.sample(state.expand(2000, 8), generator=gen(1), num_inference_steps=25)
+        torch.testing.assert_close(samples.mean(0), torch.tensor(mean), atol=0.1, rtol=0)
+        torch.testing.assert_close(samples.std(0), torch.full((2,), std), atol=0.08, rtol=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("scheduler", "steps"), [("flow_euler", 25), ("flow_heun", 10)])
+def test_flow_matching_fits_both_modes_of_a_bimodal_target(scheduler, steps):
+    head, states = fit_flow(bimodal=True)
+    swapped = DiffusionMLPHead.from_config(head.config, scheduler=scheduler)
+    swapped.load_state_dict(head.state_dict())
+    samples = swapped.eval().sample(states[0].expand(2000, 8), generator=gen(1), num_inference_steps=steps)
+    plus, minus = mode_fractions(samples)
+    assert 0.3 < plus < 0.7 and 0.3 < minus < 0.7 and plus + minus > 0.95, (plus, minus)

@@ -3,7 +3,9 @@
 MAR's "Diffusion Loss" (Li et al. 2024, *Autoregressive Image Generation without Vector Quantization*,
 arXiv:2406.11838, §3.2 and §4.1), also used per token by NOVA (Deng et al. 2024, arXiv:2412.14169, §3.4).
 The noise schedule and the sampling steps are diffusers schedulers chosen by name, so any DDPM-family
-scheduler can be swapped in without retraining.
+scheduler can be swapped in without retraining. ``prediction_type="flow_prediction"`` trains the same
+network by flow matching instead (velocity on the rectified-flow path, logit-normal σ, Euler sampling), as
+NOVA's released text-to-image models do.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from diffusers.configuration_utils import register_to_config
 from torch import nn
 
 from vidtok.heads._layers import (
+    check_config_float,
     check_config_int,
     check_generator,
     check_guidance_scale,
@@ -32,10 +35,21 @@ from vidtok.noise import randint, randn
 __all__ = ["DiffusionMLPHead"]
 
 _SCHEDULER_ALIASES = {"ddpm": "DDPMScheduler", "ddim": "DDIMScheduler"}
-_PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+_FLOW = "flow_prediction"  # diffusers' name for a velocity prediction on the flow-matching path
+_FLOW_SCHEDULER_ALIASES = {
+    "flow_euler": "FlowMatchEulerDiscreteScheduler",
+    "flow_heun": "FlowMatchHeunDiscreteScheduler",
+}
+_PREDICTION_TYPES = ("epsilon", "v_prediction", "sample", _FLOW)
 _ADALN_MODES = ("separable", "joint")
 # Scheduler arguments the head owns: they define what the network was trained on.
 _HEAD_OWNED = ("num_train_timesteps", "beta_schedule", "prediction_type", "trained_betas")
+# Flow-matching scheduler options the head cannot honour: a per-resolution ``mu`` it never has, and Mochi's
+# reversed σ direction (the head's velocity points from data to noise).
+_FLOW_REFUSED = ("use_dynamic_shifting", "invert_sigmas")
+# Defaults of the flow-matching keys; a DDPM-family head refuses other values (they would silently do nothing).
+_FLOW_DEFAULTS = {"flow_shift": 1.0, "flow_logit_mean": 0.0, "flow_logit_std": 1.0}
+_DEFAULT_BETA_SCHEDULE = "squaredcos_cap_v2"
 
 
 def _timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -102,6 +116,25 @@ class DiffusionMLPHead(TokenHead):
     (measured on a bimodal toy: thousands instead of ±2). ``prediction_type="v_prediction"`` is robust to
     any spacing.
 
+    **Flow matching** (``prediction_type="flow_prediction"``; NOVA's released text-to-image models, whose
+    paper, arXiv:2412.14169 §3.4, describes only the ε-prediction DDPM used for its text-to-video model; the
+    straight path of rectified flow, Liu et al. 2022, arXiv:2209.03003, with the logit-normal σ and the
+    σ shift of SD3, Esser et al. 2024, arXiv:2403.03206). Every token and every one of its
+    ``num_timesteps_per_token`` draws gets its own noise level
+    ``σ = sigmoid(flow_logit_mean + flow_logit_std · n)``, ``n ~ N(0, 1)``, shifted by
+    ``σ ← flow_shift·σ / (1 + (flow_shift − 1)·σ)`` (SD3's shift; values above 1 favour noisier levels); the
+    network sees ``x_σ = (1 − σ)·x + σ·ε`` and the timestep ``σ · num_train_timesteps`` (continuous, as NOVA
+    feeds ``σ·1000`` to the same sinusoidal embedding) and regresses the velocity ``v = ε − x``; the loss is
+    its MSE, averaged over the draws and the channels like the DDPM loss. ``beta_schedule`` has no role in
+    this mode. Sampling integrates ``dx/dσ = v`` from ``σ = 1`` to 0 with diffusers'
+    ``FlowMatchEulerDiscreteScheduler`` (``scheduler="flow_euler"``, NOVA's sampler): Euler steps on
+    ``linspace(1, 1/num_train_timesteps, num_inference_steps)`` shifted by ``flow_shift`` (override it for
+    sampling only with ``scheduler_config={"shift": ...}``), then a last step to ``σ = 0``;
+    ``"flow_heun"`` (``FlowMatchHeunDiscreteScheduler``) is the second-order variant (two network calls per
+    step). The ODE has no noise to scale, so ``temperature`` scales the initial noise ``x_1 = τ·ε``: for a
+    Gaussian target ``N(μ, s²)`` the exact flow is affine and the samples are ``N(μ, τ²s²)``; at ``τ = 0``
+    the sampler starts at ``x_1 = 0`` and draws nothing. Guidance combines velocities as ``u + s·(c − u)``.
+
     Tokens should have roughly unit scale (MAR multiplies its VAE latents by 0.2325): nothing is clamped,
     so extreme targets give large but finite losses. Unlike the other heads, the denoiser stays under
     ``torch.autocast`` (it is the expensive head): with fp16 autocast keep ``|hidden|`` of order 1e3 or less
@@ -115,14 +148,23 @@ class DiffusionMLPHead(TokenHead):
         adaln: ``"separable"`` (fast, default) or ``"joint"`` (MAR's exact conditioning).
         timestep_embedding_dim: Size of the sinusoidal timestep features.
         num_timesteps_per_token: Timestep draws per token in :meth:`loss` (MAR: 4).
-        prediction_type: ``"epsilon"`` (MAR, default), ``"v_prediction"`` or ``"sample"`` (x₀).
-        num_train_timesteps: Steps of the training noise schedule.
-        beta_schedule: diffusers beta schedule; ``"squaredcos_cap_v2"`` is the cosine schedule of MAR.
+        prediction_type: ``"epsilon"`` (MAR, default), ``"v_prediction"`` or ``"sample"`` (x₀) on the DDPM
+            process, or ``"flow_prediction"``: the flow-matching velocity ``ε − x`` (see above).
+        num_train_timesteps: Steps of the training noise schedule; in the flow mode, the scale of the
+            network's timestep input (``σ · num_train_timesteps``) and of the sampling grid's last σ.
+        beta_schedule: diffusers beta schedule; ``"squaredcos_cap_v2"`` is the cosine schedule of MAR. Must
+            keep its default in the flow mode.
         scheduler: Sampling scheduler: ``"ddpm"``, ``"ddim"`` or any diffusers scheduler class name with a
-            DDPM noise schedule (``"EulerDiscreteScheduler"``, ``"DPMSolverMultistepScheduler"``, ...).
+            DDPM noise schedule (``"EulerDiscreteScheduler"``, ``"DPMSolverMultistepScheduler"``, ...); in the
+            flow mode ``"flow_euler"`` or ``"flow_heun"`` (or their class names).
         scheduler_config: Extra JSON keyword arguments for the scheduler (e.g. ``{"steps_offset": 1}``).
-            The head sets ``clip_sample=False`` (tokens are not bounded) and ``timestep_spacing="leading"``.
-        num_inference_steps: Default number of sampling steps (MAR: 100).
+            The head sets ``clip_sample=False`` (tokens are not bounded) and ``timestep_spacing="leading"``;
+            in the flow mode it sets ``shift=flow_shift``.
+        num_inference_steps: Default number of sampling steps (MAR: 100; NOVA: 25 for its flow models).
+        flow_shift: Flow mode only: the σ shift of training and (by default) of the sampling grid, finite and
+            ``> 0``; 1 (NOVA's training) leaves σ unchanged.
+        flow_logit_mean: Flow mode only: mean of the logit-normal σ distribution (NOVA and SD3: 0).
+        flow_logit_std: Flow mode only: its standard deviation, finite and ``> 0`` (NOVA and SD3: 1).
 
     Example:
         >>> import torch
@@ -132,6 +174,9 @@ class DiffusionMLPHead(TokenHead):
         >>> head.loss(hidden, torch.randn(2, 3, head.config.token_dim)).shape
         torch.Size([2, 3])
         >>> head.sample(hidden, generator=torch.Generator().manual_seed(0)).shape
+        torch.Size([2, 3, 4])
+        >>> flow = DiffusionMLPHead(**head.tiny_config(), prediction_type="flow_prediction", scheduler="flow_euler")
+        >>> flow.sample(hidden, temperature=0.0).shape  # deterministic Euler from x_1 = 0
         torch.Size([2, 3, 4])
     """
 
@@ -152,6 +197,9 @@ class DiffusionMLPHead(TokenHead):
         scheduler: str = "ddpm",
         scheduler_config: dict[str, Any] | None = None,
         num_inference_steps: int = 100,
+        flow_shift: float = 1.0,
+        flow_logit_mean: float = 0.0,
+        flow_logit_std: float = 1.0,
     ) -> None:
         super().__init__()
         if adaln not in _ADALN_MODES:
@@ -160,6 +208,23 @@ class DiffusionMLPHead(TokenHead):
             raise ValueError(
                 f"DiffusionMLPHead: prediction_type must be one of {_PREDICTION_TYPES}, got {prediction_type!r}"
             )
+        check_config_float("DiffusionMLPHead", "flow_shift", flow_shift, strict=True)
+        check_config_float("DiffusionMLPHead", "flow_logit_mean", flow_logit_mean, minimum=-math.inf)
+        check_config_float("DiffusionMLPHead", "flow_logit_std", flow_logit_std, strict=True)
+        flow_keys = {"flow_shift": flow_shift, "flow_logit_mean": flow_logit_mean, "flow_logit_std": flow_logit_std}
+        if prediction_type == _FLOW:
+            if beta_schedule != _DEFAULT_BETA_SCHEDULE:
+                raise ValueError(
+                    f"DiffusionMLPHead: beta_schedule={beta_schedule!r} has no effect with "
+                    f"prediction_type='{_FLOW}' (flow matching has no beta schedule); leave it at its default"
+                )
+        else:
+            changed = sorted(k for k, v in flow_keys.items() if v != _FLOW_DEFAULTS[k])
+            if changed:
+                raise ValueError(
+                    f"DiffusionMLPHead: {changed} apply only to prediction_type='{_FLOW}', got "
+                    f"prediction_type={prediction_type!r}"
+                )
         sizes = {
             "hidden_size": hidden_size,
             "token_dim": token_dim,
@@ -196,8 +261,10 @@ class DiffusionMLPHead(TokenHead):
         self._init_weights()
 
         # The training schedule comes from the configured scheduler (this also validates the config early).
-        alphas_cumprod = self._make_scheduler().alphas_cumprod.double()
-        self._sqrt_alphas = {"cpu": (alphas_cumprod.sqrt().float(), (1 - alphas_cumprod).sqrt().float())}
+        sched = self._make_scheduler()
+        if prediction_type != _FLOW:
+            alphas_cumprod = sched.alphas_cumprod.double()
+            self._sqrt_alphas = {"cpu": (alphas_cumprod.sqrt().float(), (1 - alphas_cumprod).sqrt().float())}
         self._draws_noise: dict[tuple[str, int], bool] = {}  # see _steps_draw_noise
 
     def _init_weights(self) -> None:
@@ -228,11 +295,20 @@ class DiffusionMLPHead(TokenHead):
         import diffusers
 
         name = name or self.config.scheduler
-        cls = getattr(diffusers, _SCHEDULER_ALIASES.get(name, name), None)
+        class_name = _SCHEDULER_ALIASES.get(name) or _FLOW_SCHEDULER_ALIASES.get(name) or name
+        cls = getattr(diffusers, class_name, None)
         if not (isinstance(cls, type) and issubclass(cls, diffusers.SchedulerMixin)):
             raise ValueError(
                 f"DiffusionMLPHead: unknown scheduler {name!r}; use 'ddpm', 'ddim' or a diffusers scheduler class "
-                f"name such as 'EulerDiscreteScheduler' or 'DPMSolverMultistepScheduler'"
+                f"name such as 'EulerDiscreteScheduler' or 'DPMSolverMultistepScheduler' (with "
+                f"prediction_type='{_FLOW}': 'flow_euler' or 'flow_heun')"
+            )
+        if self.config.prediction_type == _FLOW:
+            return self._make_flow_scheduler(name, cls)
+        if cls.__name__ in _FLOW_SCHEDULER_ALIASES.values():
+            raise ValueError(
+                f"DiffusionMLPHead: scheduler {name!r} is a flow-matching sampler, not a DDPM-family scheduler; it "
+                f"samples only a head trained with prediction_type='{_FLOW}'"
             )
         accepted = inspect.signature(cls.__init__).parameters
         user = dict(self.config.scheduler_config or {})
@@ -274,6 +350,36 @@ class DiffusionMLPHead(TokenHead):
             )
         return scheduler
 
+    def _make_flow_scheduler(self, name: str, cls: type):
+        """A fresh flow-matching scheduler ``cls`` on the head's σ grid (``shift=flow_shift`` unless overridden)."""
+        if cls.__name__ not in _FLOW_SCHEDULER_ALIASES.values():
+            raise ValueError(
+                f"DiffusionMLPHead: scheduler {name!r} does not fit prediction_type='{_FLOW}' (a velocity on the "
+                f"flow-matching path); use 'flow_euler' (FlowMatchEulerDiscreteScheduler, NOVA's sampler) or "
+                f"'flow_heun' (FlowMatchHeunDiscreteScheduler)"
+            )
+        accepted = inspect.signature(cls.__init__).parameters
+        user = dict(self.config.scheduler_config or {})
+        if "num_train_timesteps" in user:
+            raise ValueError(
+                "DiffusionMLPHead: set ['num_train_timesteps'] on the head itself, not in scheduler_config "
+                "(it scales the timestep the network was trained on)"
+            )
+        unknown = sorted(k for k in user if k not in accepted)
+        if unknown:
+            raise ValueError(f"DiffusionMLPHead: {cls.__name__} does not accept scheduler_config keys {unknown}")
+        refused = sorted(k for k in _FLOW_REFUSED if user.get(k))
+        if refused:
+            raise ValueError(
+                f"DiffusionMLPHead: scheduler_config {refused} is not supported: a per-token head has no image "
+                f"resolution to shift by, and its velocity runs from σ = 1 (noise) to σ = 0 (data)"
+            )
+        if "shift" in user:
+            check_config_float("DiffusionMLPHead", "scheduler_config['shift']", user["shift"], strict=True)
+        kwargs = {"num_train_timesteps": self.config.num_train_timesteps, "shift": float(self.config.flow_shift)}
+        kwargs.update(user)
+        return cls(**kwargs)
+
     def _schedule(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """``(sqrt(ᾱ_t), sqrt(1 − ᾱ_t))`` in fp32 on ``device`` (kept out of the state dict and of ``.to(dtype)``)."""
         key = str(device)
@@ -307,11 +413,12 @@ class DiffusionMLPHead(TokenHead):
         return self.output(torch.addcmul(h + shift, h, scale))
 
     def forward(self, noisy: torch.Tensor, timesteps: torch.Tensor | float, hidden: torch.Tensor) -> torch.Tensor:
-        """The denoiser's raw prediction (ε, v or x₀ per ``prediction_type``).
+        """The denoiser's raw prediction (ε, v or x₀ per ``prediction_type``; the velocity ``ε − x`` in the flow mode).
 
         Args:
             noisy: Noisy tokens ``x_t``, ``(..., token_dim)``.
-            timesteps: Timestep values, a scalar or a tensor broadcastable to the leading dims.
+            timesteps: Timestep values, a scalar or a tensor broadcastable to the leading dims (one per token
+                if wanted); in the flow mode ``σ · num_train_timesteps`` (fractional values are fine).
             hidden: Hidden states, ``(..., hidden_size)``.
 
         Returns:
@@ -333,10 +440,15 @@ class DiffusionMLPHead(TokenHead):
     ) -> torch.Tensor:
         """Per-token denoising loss (MAR §3.2), averaged over the timestep draws and the channels.
 
+        Every token gets its own ``num_timesteps_per_token`` independent timesteps (NOVA draws them per token
+        too). In the flow mode they are logit-normal noise levels σ and the target is the velocity ``ε − x``
+        (see the class docstring).
+
         Args:
             hidden: Hidden states, ``(..., hidden_size)``.
             target: Clean tokens, ``(..., token_dim)``.
-            generator: Source of the timesteps and noise (drawn on its device); the global RNG if ``None``.
+            generator: Source of the timesteps and noise (drawn on its device, timesteps first, then the
+                noise); the global RNG if ``None``.
 
         Returns:
             fp32 loss with the leading shape of ``hidden``.
@@ -347,6 +459,15 @@ class DiffusionMLPHead(TokenHead):
         draws = self.config.num_timesteps_per_token
         h = hidden.reshape(-1, hidden.shape[-1]).to(dtype)
         x0 = target.reshape(-1, target.shape[-1]).float()
+        if self.config.prediction_type == _FLOW:
+            sigma = self._flow_sigmas((draws, h.shape[0]), generator, device)
+            noise = randn((draws, *x0.shape), generator, device)
+            noisy = torch.lerp(x0, noise, sigma.unsqueeze(-1))  # (1 − σ)·x + σ·ε
+            cond = self._condition(h).expand(draws, -1, -1)
+            # σ is continuous (every value distinct), so no torch.unique: one timestep embedding per draw.
+            time = self._time(sigma.reshape(-1) * self.config.num_train_timesteps).unflatten(0, sigma.shape)
+            out = self._trunk(noisy.to(dtype), self._modulation(cond, time))
+            return (out.float() - (noise - x0)).square().mean(dim=(0, 2)).reshape(lead)
         t = randint(self.config.num_train_timesteps, (draws, h.shape[0]), generator, device)
         noise = randn((draws, *x0.shape), generator, device)
         sqrt_alpha, sqrt_sigma = self._schedule(device)
@@ -362,6 +483,15 @@ class DiffusionMLPHead(TokenHead):
         unique, inverse = torch.unique(t, return_inverse=True)
         out = self._trunk(noisy.to(dtype), self._modulation(cond, self._time(unique)[inverse]))
         return (out.float() - goal).square().mean(dim=(0, 2)).reshape(lead)
+
+    def _flow_sigmas(self, shape: tuple[int, ...], generator: torch.Generator | None, device) -> torch.Tensor:
+        """Training noise levels: logit-normal ``sigmoid(m + s·n)`` (SD3), then the ``flow_shift`` map."""
+        cfg = self.config
+        sigma = torch.sigmoid(randn(shape, generator, device) * float(cfg.flow_logit_std) + float(cfg.flow_logit_mean))
+        shift = float(cfg.flow_shift)
+        if shift != 1.0:  # the same map as the sampling grid of FlowMatchEulerDiscreteScheduler: noisier levels
+            sigma = shift * sigma / (1 + (shift - 1) * sigma)
+        return sigma
 
     def nll(self, hidden: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Not available: a diffusion head has no tractable density.
@@ -388,10 +518,12 @@ class DiffusionMLPHead(TokenHead):
     ) -> torch.Tensor:
         """Draw one token per hidden state by reverse diffusion (MAR §3.2; guidance as MAR App. B).
 
+        In the flow mode: Euler (or Heun) integration of the predicted velocity from ``σ = 1`` to 0.
+
         Args:
             hidden: Hidden states, ``(..., hidden_size)``.
             temperature: Noise scale, finite and ``>= 0`` (see the class docstring); 0 gives a deterministic
-                sample: no noise at all, from ``x_T = 0``.
+                sample: no noise at all, from ``x_T = 0``. In the flow mode it scales the initial noise ``x_1``.
             generator: Source of all noise (drawn on its device); the global RNG if ``None``.
             num_inference_steps: Denoising steps; the config's ``num_inference_steps`` if ``None``.
             guidance_scale: Classifier-free guidance weight, finite and ``>= 0``; 1 disables guidance.
@@ -463,16 +595,17 @@ class DiffusionMLPHead(TokenHead):
             else:
                 if temperature == 0:  # start at the prior's mean; nothing is drawn
                     x = torch.zeros(shape, device=device)
-                else:
-                    x = randn(shape, generator, device) * (sched.init_noise_sigma * temperature)
+                else:  # flow-matching schedulers start at unit noise and define no init_noise_sigma
+                    x = randn(shape, generator, device) * (getattr(sched, "init_noise_sigma", 1.0) * temperature)
                 extra = {"generator": generator} if "generator" in step_params else {}
                 if "eta" in step_params:
                     extra["eta"] = eta
                 if zero_noise:  # e.g. DDIM with eta > 0, SDE DPM-Solver: zero step noise at temperature 0
                     extra["variance_noise"] = torch.zeros(shape, device=device)
                     extra.pop("generator", None)  # diffusers refuses both
+                scale_input = getattr(sched, "scale_model_input", None)  # absent on flow-matching schedulers
                 for k, t in enumerate(timesteps):
-                    out = predict(sched.scale_model_input(x, t), k)
+                    out = predict(x if scale_input is None else scale_input(x, t), k)
                     x = sched.step(out, t, x, return_dict=False, **extra)[0]
         return x.clone().reshape(*lead, self.config.token_dim).to(hidden.dtype)
 
@@ -558,7 +691,8 @@ class DiffusionMLPHead(TokenHead):
                 sched.set_timesteps(steps)
                 x = torch.zeros(1, self.config.token_dim)
                 for t in sched.timesteps:
-                    sched.scale_model_input(x, t)  # some schedulers insist on it before step()
+                    if hasattr(sched, "scale_model_input"):
+                        sched.scale_model_input(x, t)  # some schedulers insist on it before step()
                     x = sched.step(torch.zeros_like(x), t, x, return_dict=False, **extra)[0]
                 ends.append(x)
             self._draws_noise[key] = not torch.equal(*ends)
