@@ -2,7 +2,16 @@
 
 from vidtok.tokenizers import quantizers
 from vidtok.tokenizers.base import TOKENIZERS, VideoTokenizer, check_video
+from vidtok.tokenizers.continuous_vae import ContinuousVAETokenizer
 from vidtok.tokenizers.deep_tokens import DeepTokenizer
 from vidtok.tokenizers.hierarchical_lfq import HierarchicalLFQTokenizer
 
-__all__ = ["TOKENIZERS", "DeepTokenizer", "HierarchicalLFQTokenizer", "VideoTokenizer", "check_video", "quantizers"]
+__all__ = [
+    "TOKENIZERS",
+    "ContinuousVAETokenizer",
+    "DeepTokenizer",
+    "HierarchicalLFQTokenizer",
+    "VideoTokenizer",
+    "check_video",
+    "quantizers",
+]
