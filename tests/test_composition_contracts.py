@@ -225,7 +225,7 @@ def test_recipe_components_fit_at_full_size(name):
     tokenizer, backbone, head and model fit and make a pipeline. Llama's tokenizer does not ship offline, so the
     Llama recipes read GPT-2's BPE here (a smaller vocabulary than the model embeds, which fits)."""
     overrides = {"text_tokenizer": "gpt2_bpe"} if "llama" in name else {}
-    if name == "hitvideo_paper":  # Flan-T5-XL does not ship offline: the prompt is read as Llama's own ids here
+    if name in ("hitvideo_paper", "nova_0_6b"):  # Flan-T5-XL, Phi-2 do not ship offline: prompts are read as ids
         overrides = {"text_tokenizer": "gpt2_bpe", "text_encoder": None, "model_kwargs": {"text_embed_dim": None}}
     recipe = vidtok.RECIPES.get(name)(**overrides)  # not create(): it would drop text_encoder=None
     with torch.device("meta"):

@@ -8,14 +8,17 @@ import importlib
 import pytest
 
 MODULES = [
+    "vidtok.backbones.block_causal",
     "vidtok.backbones.hf_causal_lm",
     "vidtok.models.text_tokenizers",
     "vidtok.models.dicode_lm",
     "vidtok.models.generation",
+    "vidtok.models.nova",
     "vidtok.pipelines.image_to_video",
     "vidtok.pipelines.text_to_video",
     "vidtok.recipes.base",
     "vidtok.tokenizers._resampler",
+    "vidtok.tokenizers.continuous_vae",
 ]
 
 

@@ -42,6 +42,7 @@ _LAZY: dict[str, str] = {
     "CategoricalHead": "vidtok.heads.categorical",
     # tokenizers and pipelines
     "DeepTokenizer": "vidtok.tokenizers.deep_tokens",
+    "ContinuousVAETokenizer": "vidtok.tokenizers.continuous_vae",
     "HierarchicalLFQTokenizer": "vidtok.tokenizers.hierarchical_lfq",
     "Reconstruct": "vidtok.pipelines.reconstruct",
     "reconstruct_file": "vidtok.pipelines.reconstruct",
@@ -49,9 +50,11 @@ _LAZY: dict[str, str] = {
     "ImageToVideo": "vidtok.pipelines.image_to_video",
     # backbones, models and recipes
     "HFCausalLM": "vidtok.backbones.hf_causal_lm",
+    "BlockCausalTransformer": "vidtok.backbones.block_causal",
     "VideoLM": "vidtok.models.video_lm",
     "DiCoDeLM": "vidtok.models.dicode_lm",
     "HiTVideoLM": "vidtok.models.hitvideo_lm",
+    "NOVAModel": "vidtok.models.nova",
     "RecipeConfig": "vidtok.recipes.base",
     "ComponentSpec": "vidtok.recipes.base",
     # outputs
@@ -100,12 +103,14 @@ __all__ = [
     "TOKENIZERS",
     "Backbone",
     "BackboneOutput",
+    "BlockCausalTransformer",
     "DiCoDeLM",
     "TokenLevel",
     "VideoARModel",
     "CategoricalHead",
     "Component",
     "ComponentSpec",
+    "ContinuousVAETokenizer",
     "DeepTokenizer",
     "DiffusionMLPHead",
     "GMMHead",
@@ -116,6 +121,7 @@ __all__ = [
     "ImageToVideo",
     "L2Head",
     "LoadingError",
+    "NOVAModel",
     "Registry",
     "RecipeConfig",
     "Reconstruct",
@@ -139,6 +145,7 @@ __all__ = [
 
 if TYPE_CHECKING:  # real imports for IDEs, type checkers and the docs' static analysis
     from .backbones.base import BACKBONES, Backbone
+    from .backbones.block_causal import BlockCausalTransformer
     from .backbones.hf_causal_lm import HFCausalLM
     from .heads.base import HEADS, TokenHead
     from .heads.categorical import CategoricalHead
@@ -151,6 +158,7 @@ if TYPE_CHECKING:  # real imports for IDEs, type checkers and the docs' static a
     from .models.base import MODELS, VideoARModel
     from .models.dicode_lm import DiCoDeLM
     from .models.hitvideo_lm import HiTVideoLM
+    from .models.nova import NOVAModel
     from .models.video_lm import VideoLM
     from .outputs import BackboneOutput, TokenizerOutput, TokenLevel
     from .pipelines.image_to_video import ImageToVideo
@@ -159,6 +167,7 @@ if TYPE_CHECKING:  # real imports for IDEs, type checkers and the docs' static a
     from .recipes.base import RECIPES, ComponentSpec, RecipeConfig
     from .registry import REGISTRIES, Registry, RegistryError
     from .tokenizers.base import TOKENIZERS, VideoTokenizer
+    from .tokenizers.continuous_vae import ContinuousVAETokenizer
     from .tokenizers.deep_tokens import DeepTokenizer
     from .tokenizers.hierarchical_lfq import HierarchicalLFQTokenizer
     from .training import Trainer, TrainingConfig

@@ -22,7 +22,7 @@ from vidtok.backbones.base import BACKBONES, Backbone
 from vidtok.modeling_utils import Component
 from vidtok.outputs import BackboneOutput
 
-__all__ = ["BlockCausalCache", "BlockCausalTransformer", "sincos_embedding"]
+__all__ = ["BlockCausalCache", "BlockCausalTransformer", "PostNormBlock", "sincos_embedding"]
 
 
 def sincos_embedding(positions: torch.Tensor, dim: int, base: float = 10000.0) -> torch.Tensor:
@@ -84,8 +84,10 @@ class BlockCausalCache:
                 self.values[i] = v.index_select(2, index.to(v.device))
 
 
-class _PostNormBlock(nn.Module):
+class PostNormBlock(nn.Module):
     """``x + LN(Attn(x))``, then ``x + LN(MLP(x))``: NOVA's "post-norm" branches (§3.3, Fig. 8b).
+
+    Shared by the temporal backbone and NOVA's set-by-set spatial decoder (``vidtok.models.nova``).
 
     The LayerNorm sits on each residual branch before the add (as in Swin-V2), not on the stream: the paper
     found pre-norm overflowed under mixed precision when training from scratch.
@@ -105,6 +107,15 @@ class _PostNormBlock(nn.Module):
     def forward(
         self, x: torch.Tensor, mask: torch.Tensor, cache: BlockCausalCache | None, layer: int
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(x', k, v)``: the block's output and the new positions' keys and values (to cache).
+
+        Args:
+            x: ``(B, L, D)``.
+            mask: A boolean attention mask broadcastable to ``(B, heads, L, past + L)`` (``True``: attend), or
+                ``None`` (full attention).
+            cache: Keys and values of earlier positions (layer ``layer``), or ``None``.
+            layer: This block's index in ``cache``.
+        """
         b, n, d = x.shape
         q, k, v = self.qkv(x).view(b, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
         new_k, new_v = k, v
@@ -221,7 +232,7 @@ class BlockCausalTransformer(Component, Backbone):
                 f"BlockCausalTransformer: attention_window must be a positive int or None, got {attention_window!r}"
             )
         self.layers = nn.ModuleList(
-            _PostNormBlock(hidden_size, num_heads, mlp_ratio, qkv_bias, norm_eps) for _ in range(num_layers)
+            PostNormBlock(hidden_size, num_heads, mlp_ratio, qkv_bias, norm_eps) for _ in range(num_layers)
         )
         self.norm = nn.LayerNorm(hidden_size, eps=norm_eps)
         self.mixer = _ScaleShift(hidden_size, mixer_rank) if mixer_rank is not None else None

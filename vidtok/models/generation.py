@@ -7,7 +7,9 @@ The pieces that loop needs and that do not depend on the method live here, once:
   or frame per call) or by recomputing the whole sequence (the reference the cache is tested against);
 * :func:`window_start` decides which steps a restarted context keeps once a sliding window is full;
 * :class:`Guidance` batches the conditional and null-prompt rows of classifier-free guidance, splits the
-  hidden states and calls the head with ``uncond_hidden`` (every head takes it; no introspection).
+  hidden states and calls the head with ``uncond_hidden`` (every head takes it; no introspection);
+* :func:`set_by_set_schedule` says how many tokens of a frame each step of MAR/NOVA's set-by-set decoding
+  decides.
 
 DiCoDe's keyframe-by-keyframe loop (``dicode_lm``) and the next models (HiTVideo's coarse-to-fine levels,
 NOVA's frame-by-frame set-by-set decoding) build on them.
@@ -15,13 +17,14 @@ NOVA's frame-by-frame set-by-set decoding) build on them.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
 from vidtok.backbones.base import Backbone
 
-__all__ = ["BackboneContext", "Guidance", "window_start"]
+__all__ = ["BackboneContext", "Guidance", "set_by_set_schedule", "window_start"]
 
 
 def window_start(step: int, window: int) -> int:
@@ -36,6 +39,38 @@ def window_start(step: int, window: int) -> int:
     if step < window:
         return 0
     return step - max(window // 2, 1) if window > 1 else step
+
+
+def set_by_set_schedule(num_tokens: int, num_steps: int) -> list[int]:
+    """How many tokens each step of set-by-set decoding decides: a cosine schedule (MaskGIT, MAR, NOVA §3.3).
+
+    After step ``k`` of ``K`` about ``N cos(π/2 · (k + 1) / K)`` tokens stay undecided, so early steps decide
+    few tokens (little context yet) and later steps many. Every step decides at least one token and the
+    counts sum to ``N``; more steps than tokens give one token per step.
+
+    Args:
+        num_tokens: Tokens of the set ``N`` (one frame).
+        num_steps: Decoding steps ``K`` (capped at ``N``).
+
+    Returns:
+        Tokens per step, summing to ``num_tokens``.
+
+    Example:
+        >>> set_by_set_schedule(16, 4)
+        [2, 3, 5, 6]
+    """
+    for name, value in (("num_tokens", num_tokens), ("num_steps", num_steps)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    steps = min(num_steps, num_tokens)
+    remaining = [math.floor(num_tokens * math.cos(math.pi / 2 * (k + 1) / steps)) for k in range(steps)]
+    counts, left = [], num_tokens
+    for k, target in enumerate(remaining):
+        # At least one token now, and at least one left for each later step.
+        target = min(max(target, steps - k - 1), left - 1) if k < steps - 1 else 0
+        counts.append(left - target)
+        left = target
+    return counts
 
 
 class BackboneContext:

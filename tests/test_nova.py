@@ -1,0 +1,247 @@
+"""NOVA's AR model (``nova``): block-causal frame conditions, the set-by-set schedule and decoder, cached
+generation, image-to-video prefill, extrapolation, and a tiny model that learns prompt- and frame-dependent
+tokens."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import vidtok
+from vidtok.backbones.block_causal import BlockCausalTransformer
+from vidtok.heads.diffusion_mlp import DiffusionMLPHead
+from vidtok.heads.l2 import L2Head
+from vidtok.models.generation import set_by_set_schedule
+from vidtok.models.nova import NOVAModel
+
+N, D = 16, 16  # NOVAModel.tiny_config(): a 4 x 4 grid of 16-value tokens
+
+
+def parts(mixer_rank=4, head="diffusion", **model_kwargs):
+    torch.manual_seed(0)
+    model = NOVAModel(**{**NOVAModel.tiny_config(), **model_kwargs})
+    backbone = BlockCausalTransformer(**{**BlockCausalTransformer.tiny_config(), "mixer_rank": mixer_rank})
+    if head == "diffusion":
+        h = DiffusionMLPHead(**{**DiffusionMLPHead.tiny_config(), "hidden_size": 32, "token_dim": D})
+    else:
+        h = L2Head(hidden_size=32, token_dim=D)
+    return model.eval(), backbone.eval(), h.eval()
+
+
+def text(b=2, seed=0):
+    return torch.randint(1, 30, (b, 4), generator=torch.Generator().manual_seed(seed))
+
+
+def test_registered():
+    assert vidtok.MODELS.get("nova") is NOVAModel
+
+
+def test_frame_conditions_are_block_causal_and_frame_zero_is_the_bov_anchor():
+    model, backbone, _ = parts()
+    tokens = torch.randn(2, 4, N, D)
+    base = model.frame_conditions(backbone, text(), tokens)
+    assert base.shape == (2, 4, N, 32)
+    for f in range(4):
+        changed = tokens.clone()
+        changed[:, f, 0] += 1.0
+        diff = (model.frame_conditions(backbone, text(), changed) - base).abs().amax(dim=(0, 2, 3))
+        # Frame f's tokens condition frames > f only (frame f's own condition comes from frames < f).
+        assert torch.all(diff[: f + 1] == 0) and torch.all(diff[f + 1 :] > 0)
+    # Frame 0's condition is the BOV output itself (γ = 1, β = 0); later frames go through the Scaling and Shift
+    # layer, so they differ from the raw backbone output at their block.
+    raw_backbone = BlockCausalTransformer(**{**BlockCausalTransformer.tiny_config(), "mixer_rank": None})
+    raw_backbone.load_state_dict({k: v for k, v in backbone.state_dict().items() if not k.startswith("mixer.")})
+    raw = model.frame_conditions(raw_backbone.eval(), text(), tokens)
+    torch.testing.assert_close(base[:, 0], raw[:, 0])
+    assert not torch.allclose(base[:, 1:], raw[:, 1:])
+    anchor = raw[:, 0:1].expand_as(raw[:, 1:])
+    torch.testing.assert_close(base[:, 1:], backbone.scale_and_shift(anchor, raw[:, 1:]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 300), k=st.integers(1, 80))
+def test_set_by_set_schedule_decides_every_token_once(n, k):
+    counts = set_by_set_schedule(n, k)
+    assert sum(counts) == n and len(counts) == min(n, k) and min(counts) >= 1
+    # Cosine: never fewer tokens later than earlier by more than rounding.
+    assert all(b >= a - 1 for a, b in zip(counts, counts[1:]))
+
+
+class RecordingHead(L2Head):
+    """An L2 head whose draws say which call made them (call index + 1 in every channel)."""
+
+    def __init__(self):
+        super().__init__(hidden_size=32, token_dim=D)
+        self.calls = []
+
+    def sample(self, hidden, **kwargs):
+        self.calls.append(hidden.shape[:-1])
+        return torch.full((*hidden.shape[:-1], D), float(len(self.calls)))
+
+
+def test_set_by_set_decoding_follows_the_schedule_and_covers_the_frame():
+    model, backbone, _ = parts(set_steps=5)
+    head = RecordingHead()
+    out = model.generate(backbone, head, text(), 2, progress=False, generator=torch.Generator().manual_seed(0))
+    schedule = set_by_set_schedule(16, 5)
+    assert [c[1] for c in head.calls] == schedule * 2  # two frames
+    for f in range(2):
+        step_of_token = out[:, f, :, 0].long() - 1 - f * len(schedule)
+        for b in range(2):  # every token decided once, by the step the schedule gives it
+            counts = torch.bincount(step_of_token[b], minlength=len(schedule)).tolist()
+            assert counts == schedule
+
+
+@pytest.mark.parametrize("guidance", [1.0, 3.0])
+@pytest.mark.parametrize("window", [None, 1])
+def test_cached_generation_equals_recomputation(guidance, window):
+    model, backbone, head = parts()
+    kwargs = {"progress": False, "guidance_scale": guidance, "context_keyframes": window}
+    a = model.generate(backbone, head, text(), 4, generator=torch.Generator().manual_seed(3), **kwargs)
+    b = model.generate(backbone, head, text(), 4, generator=torch.Generator().manual_seed(3), use_cache=False, **kwargs)
+    assert a.shape == (2, 4, N, D) and torch.isfinite(a).all()
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_prefix_is_kept_and_conditions_the_rest():
+    model, backbone, head = parts(head="l2")
+    prefix = torch.randn(2, 1, N, D)
+    a = model.generate(backbone, head, text(), 3, prefix=prefix, progress=False)
+    b = model.generate(backbone, head, text(), 3, prefix=prefix + 1.0, progress=False)
+    assert torch.equal(a[:, :1], prefix)
+    assert not torch.allclose(a[:, 1:], b[:, 1:])
+    with pytest.raises(ValueError, match="prefix"):
+        model.generate(backbone, head, text(), 1, prefix=torch.randn(2, 2, N, D), progress=False)
+
+
+def test_generates_past_the_trained_length():
+    model, backbone, head = parts()
+    model.record_trained_length(3)
+    assert model.trained_length == 3
+    video = model.generate(backbone, head, text(), 7, progress=False, generator=torch.Generator().manual_seed(0))
+    assert video.shape == (2, 7, N, D) and torch.isfinite(video).all()
+
+
+def test_loss_reports_both_terms_and_reaches_every_parameter():
+    model, backbone, head = parts()
+    model.train(), backbone.train(), head.train()
+    out = model.loss(backbone, head, text(), torch.randn(2, 3, N, D), generator=torch.Generator().manual_seed(0))
+    assert set(out) == {"loss", "first_frame", "later_frames"} and out["loss"].ndim == 0
+    out["loss"].backward()
+    for module in (model, backbone, head):
+        assert all(p.grad is not None for p in module.parameters()), type(module).__name__
+
+
+def test_mask_ratio_stays_in_range():
+    model, *_ = parts(mask_ratio_min=0.7)
+    gen = torch.Generator().manual_seed(0)
+    ratios = torch.tensor([model._mask_ratio(gen, torch.device("cpu")) for _ in range(2000)])
+    assert ratios.min() >= 0.7 and ratios.max() <= 1.0
+    # A normal folded at 1: most mass near 1 (for std 0.25 on [0.7, 1], the mean is about 0.87).
+    assert 0.84 < ratios.mean() < 0.9
+
+
+def test_a_tiny_model_learns_prompt_and_frame_dependent_tokens():
+    """Two prompts, each with its own token pattern that grows frame by frame: the model must read the prompt
+    (which pattern) and the frame (how far it grew) to reproduce them."""
+    model, backbone, head = parts(head="l2", text_dropout=0.0, set_steps=2)
+    torch.manual_seed(1)
+    prompts = torch.tensor([[1, 2, 0, 0], [3, 4, 0, 0]])
+    pattern = torch.randn(2, 1, N, D)
+    targets = pattern * torch.arange(1, 4).view(1, 3, 1, 1) / 3  # (2 prompts, 3 frames, N, D)
+    params = [*model.parameters(), *backbone.parameters(), *head.parameters()]
+    opt = torch.optim.Adam(params, lr=3e-3)
+    model.train(), backbone.train(), head.train()
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(250):
+        opt.zero_grad()
+        model.loss(backbone, head, prompts.repeat(4, 1), targets.repeat(4, 1, 1, 1), generator=gen)["loss"].backward()
+        opt.step()
+    model.eval(), backbone.eval(), head.eval()
+    video = model.generate(backbone, head, prompts, 3, progress=False)
+    err = (video - targets).abs().mean()
+    assert err < 0.15 * targets.abs().mean(), float(err)  # about 0.11 after 250 steps
+    # It read the prompt (the other prompt's tokens are far) and the frame (the previous frame's are far).
+    assert (video - targets.flip(0)).abs().mean() > 4 * err
+    assert (video[:, 1:] - targets[:, :-1]).abs().mean() > 2 * err
+
+
+def test_check_compatible_lists_every_problem():
+    model, backbone, head = parts()
+    phi2 = SimpleNamespace(config=SimpleNamespace(hidden_size=2560))  # the frozen encoder's width is all it checks
+    model.check_compatible(None, backbone, head, text_encoder=phi2)
+    wide = BlockCausalTransformer(**{**BlockCausalTransformer.tiny_config(), "hidden_size": 64})
+    bad_head = L2Head(hidden_size=16, token_dim=3)
+    with pytest.raises(ValueError, match="backbone width 64.*head hidden_size 16.*head token_dim 3"):
+        model.check_compatible(None, wide, bad_head)
+    from vidtok.backbones.hf_causal_lm import HFCausalLM
+
+    with pytest.raises(ValueError, match="block_causal"):
+        model.check_compatible(None, HFCausalLM(**HFCausalLM.tiny_config()), head)
+
+
+@pytest.mark.parametrize(
+    ("tokens", "error", "match"),
+    [
+        (torch.randn(2, 2, N + 1, D), ValueError, r"\(B, S, 16, 16\)"),
+        (torch.zeros(2, 2, N, D, dtype=torch.long), TypeError, "floating"),
+        (torch.full((2, 2, N, D), float("nan")), ValueError, "NaN"),
+    ],
+)
+def test_bad_tokens_raise(tokens, error, match):
+    model, backbone, head = parts()
+    with pytest.raises(error, match=match):
+        model.loss(backbone, head, text(), tokens)
+
+
+def test_bad_text_and_configs_raise():
+    model, backbone, head = parts()
+    with pytest.raises(ValueError, match="text ids must be in"):
+        model.loss(backbone, head, torch.full((2, 4), 99), torch.randn(2, 2, N, D))
+    with pytest.raises(ValueError, match="text_length=4"):
+        model.generate(backbone, head, torch.zeros(2, 5, dtype=torch.long), 1, progress=False)
+    with pytest.raises(ValueError, match="exactly one of text_vocab_size"):
+        NOVAModel(**{**NOVAModel.tiny_config(), "text_embed_dim": 8})
+    with pytest.raises(ValueError, match="grid"):
+        NOVAModel(**{**NOVAModel.tiny_config(), "grid": [2]})
+
+
+def test_temporal_patch_groups_the_grid_into_fewer_slots():
+    # NOVA reads frames into the temporal transformer at 4 x 4 latent patches and decodes at 2 x 2: one slot per
+    # 2 x 2 group of tokens.
+    model, backbone, head = parts(temporal_patch=2)
+    assert model.num_slots == 4 and model.frame_proj.in_features == 4 * D
+    tokens = torch.arange(16.0).view(1, 16, 1).expand(1, 16, D)  # token value = its raster index
+    slots = model._to_slots(tokens)[0, :, ::D]  # the first channel of each grouped token
+    assert slots.tolist() == [[0, 1, 4, 5], [2, 3, 6, 7], [8, 9, 12, 13], [10, 11, 14, 15]]
+    assert model.frame_conditions(backbone, text(), torch.randn(2, 3, 16, D)).shape == (2, 3, 4, 32)
+    a = model.generate(backbone, head, text(), 3, progress=False, generator=torch.Generator().manual_seed(0))
+    b = model.generate(
+        backbone, head, text(), 3, progress=False, generator=torch.Generator().manual_seed(0), use_cache=False
+    )
+    assert a.shape == (2, 3, 16, D)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="temporal_patch=3 must divide"):
+        NOVAModel(**{**NOVAModel.tiny_config(), "grid": [4, 4], "temporal_patch": 3})
+
+
+def test_nova_0_6b_sizes_on_the_meta_device():
+    """The released T2V model's sizes (16-layer temporal, 32-block spatial, 1024 wide, a 3 x 1280 head): 660 M
+    parameters without the VAE and Phi-2 (the paper: about 600 M; the gap is the head, MAR's AdaLN MLP here at
+    49.2 M against NOVA's 32.8 M DiffusionMLP)."""
+    recipe = vidtok.RECIPES.get("nova_0_6b")()
+    with torch.device("meta"):
+        model = vidtok.MODELS.create("nova", **recipe.model.kwargs)
+        head = vidtok.HEADS.create("diffusion_mlp", **recipe.head.kwargs)
+        backbone = vidtok.BACKBONES.create("block_causal", **recipe.backbone.kwargs)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(backbone) == 201_617_408 and count(model.spatial) == 404_149_248
+    assert count(model) + count(head) + count(backbone) == 660_304_144
+    assert model.num_tokens == 1440 and model.num_slots == 360  # 480 x 768: 1,440 tokens, 360 temporal slots
+    assert recipe.model.kwargs["text_embed_dim"] == 2560 and recipe.text_encoder == "microsoft/phi-2"
+    phi2 = SimpleNamespace(config=SimpleNamespace(hidden_size=2560))  # the frozen encoder's width is all it checks
+    model.check_compatible(None, backbone, head, text_encoder=phi2)
