@@ -229,3 +229,24 @@ def test_hitvideo_tokenizer_script_adds_the_gan_in_the_two_optimizer_mode(tmp_pa
 
     tok = HierarchicalLFQTokenizer.from_pretrained(tmp_path / "best")  # the tokenizer alone, not the wrapper
     assert tok.num_levels == 2
+
+
+@pytest.mark.slow
+def test_nova_vae_script_trains_evaluates_and_exports_with_latent_stats(tmp_path):
+    """The nova_tiny VAE script trains the continuous VAE, scores held-out reconstructions and exports the best
+    weights with the latent statistics measured on training clips (NOVA's scale/shift)."""
+    from vidtok.tokenizers.continuous_vae import ContinuousVAETokenizer
+
+    config = json.dumps({"vae_config": {"base_dim": 8}})
+    _run(
+        str(EXAMPLES / "train_nova_vae_shapes.py"),
+        *("--output-dir", str(tmp_path / "run"), "--export", str(tmp_path / "best"), "--config", config),
+        *("--steps", "2", "--batch-size", "2", "--train-videos", "8", "--eval-videos", "2", "--stats-videos", "4"),
+        *("--eval-every", "2", "--threads", "1"),
+        cwd=tmp_path,
+    )
+    evals = [json.loads(line) for line in (tmp_path / "run" / "eval.jsonl").read_text().splitlines()]
+    assert evals and math.isfinite(evals[-1]["psnr"])
+    tok = ContinuousVAETokenizer.from_pretrained(tmp_path / "best")
+    assert len(tok.config["latent_scale"]) == len(tok.config["latent_shift"]) == 4
+    assert all(math.isfinite(v) and v > 0 for v in tok.config["latent_scale"])
