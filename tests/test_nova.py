@@ -118,10 +118,11 @@ def test_prefix_is_kept_and_conditions_the_rest():
         model.generate(backbone, head, text(), 1, prefix=torch.randn(2, 2, N, D), progress=False)
 
 
-def test_generates_past_the_trained_length():
+def test_generates_past_the_trained_length(tmp_path):
     model, backbone, head = parts()
     model.record_trained_length(3)
-    assert model.trained_length == 3
+    model.save_pretrained(tmp_path)
+    assert model.trained_length == 3 and NOVAModel.from_pretrained(tmp_path).trained_length == 3
     video = model.generate(backbone, head, text(), 7, progress=False, generator=torch.Generator().manual_seed(0))
     assert video.shape == (2, 7, N, D) and torch.isfinite(video).all()
 

@@ -167,6 +167,7 @@ class NOVAModel(VideoARModel):
         context_keyframes: The backbone cache window in frames when the caller gives none (``None``: all).
         temporal_patch: Tokens per side grouped into one temporal slot (NOVA: 2, its video patch of 4 × 4
             latents against the spatial 2 × 2): the backbone reads ``N / temporal_patch²`` slots per frame.
+        trained_frames: Frames (token steps) per training sequence, recorded by the trainer (informative).
     """
 
     @register_to_config
@@ -194,6 +195,7 @@ class NOVAModel(VideoARModel):
         temperature: float = 1.0,
         context_keyframes: int | None = None,
         temporal_patch: int = 1,
+        trained_frames: int | None = None,
     ) -> None:
         super().__init__()
         problems = []
