@@ -246,3 +246,45 @@ def test_nova_0_6b_sizes_on_the_meta_device():
     assert recipe.model.kwargs["text_embed_dim"] == 2560 and recipe.text_encoder == "microsoft/phi-2"
     phi2 = SimpleNamespace(config=SimpleNamespace(hidden_size=2560))  # the frozen encoder's width is all it checks
     model.check_compatible(None, backbone, head, text_encoder=phi2)
+
+
+@pytest.fixture(scope="module")
+def tiny_pipe():
+    from vidtok.pipelines import TextToVideo
+
+    torch.manual_seed(0)
+    pipe = TextToVideo.from_recipe(vidtok.RECIPES.create("nova_tiny", tiny=True))
+    with torch.no_grad():  # the diffusion head starts at zero output (AdaLN-zero): give it a condition to follow
+        for param in pipe.head.parameters():
+            param.normal_(0, 0.2)
+    return pipe
+
+
+def test_pipeline_takes_set_steps_motion_score_and_head_steps(tiny_pipe):
+    def run(**model_kwargs):
+        return tiny_pipe(
+            "a red circle moves right", num_keyframes=2, guidance_scale=2.0, progress=False, output_type="latent",
+            generator=torch.Generator().manual_seed(0), head_kwargs={"num_inference_steps": 3},
+            model_kwargs=model_kwargs,
+        ).tokens  # fmt: skip
+
+    base = run(set_steps=2, motion_score=5.0)
+    assert base.shape == (1, 2, N, D)
+    assert torch.equal(base, run(set_steps=2, motion_score=5.0))
+    assert not torch.equal(base, run(set_steps=2, motion_score=1.0))  # the motion token conditions the frames
+    assert not torch.equal(base, run(set_steps=4, motion_score=5.0))
+    with pytest.raises(ValueError, match=r"model_kwargs \['steps'\] are not taken by NOVAModel.generate"):
+        run(steps=2)
+
+
+def test_image_to_video_prefills_the_image_tokens(tiny_pipe):
+    from vidtok.pipelines import ImageToVideo
+
+    i2v = ImageToVideo(**tiny_pipe.components)
+    image = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    out = i2v(image, "a red circle moves right", num_keyframes=3, progress=False, output_type="pt",
+              generator=torch.Generator().manual_seed(0))  # fmt: skip
+    with torch.no_grad():
+        expected = tiny_pipe.video_tokenizer.encode(image[:, :, None]).tokens
+    assert out.tokens.shape == (1, 3, N, D)
+    torch.testing.assert_close(out.tokens[:, :1], expected)

@@ -220,6 +220,21 @@ class TextToVideo(VidtokPipeline):
         return out.tokens[-1] if isinstance(out.tokens, (list, tuple)) else out.tokens
 
     # ------------------------------------------------------------------ call
+    def _check_model_kwargs(self, model_kwargs: dict[str, Any] | None) -> dict[str, Any]:
+        """``model_kwargs`` as a dict, after refusing (by name) what the model's ``generate`` does not take."""
+        if model_kwargs is None:
+            return {}
+        if not isinstance(model_kwargs, dict):
+            raise TypeError(f"model_kwargs must be a dict, got {type(model_kwargs).__name__}")
+        options = _generate_options(self.model)
+        unknown = sorted(set(model_kwargs) - set(options))
+        if unknown:
+            raise ValueError(
+                f"model_kwargs {unknown} are not taken by {type(self.model).__name__}.generate "
+                f"(it takes {options or 'no extra arguments'}; the pipeline's own arguments go to __call__)"
+            )
+        return dict(model_kwargs)
+
     @torch.no_grad()
     def __call__(
         self,
@@ -240,6 +255,7 @@ class TextToVideo(VidtokPipeline):
         context_keyframes: int | None = None,
         use_cache: bool = True,
         head_kwargs: dict[str, Any] | None = None,
+        model_kwargs: dict[str, Any] | None = None,
         output_type: str = "np",
         return_dict: bool = True,
         progress: bool = True,
@@ -274,6 +290,8 @@ class TextToVideo(VidtokPipeline):
                 ``context_keyframes``, the sequence length it was trained on, else its maximum).
             use_cache: KV cache (``False`` recomputes the sequence every step; slower, same result).
             head_kwargs: Extra arguments of ``head.sample`` (e.g. ``num_inference_steps`` of a diffusion head).
+            model_kwargs: Extra arguments of the model's ``generate`` (e.g. NOVA's ``set_steps``, its AR steps per
+                frame, and ``motion_score``); an argument the model does not take is refused by name.
             output_type: ``"np"`` (``(B, T, H, W, C)`` in ``[0, 1]``), ``"pt"`` (``(B, C, T, H, W)`` in
                 ``[-1, 1]``), ``"pil"``, or ``"latent"``: the tokens (or codes) only, without decoding
                 (``frames`` is ``None``), as diffusers' ``output_type="latent"`` skips the VAE.
@@ -355,6 +373,7 @@ class TextToVideo(VidtokPipeline):
             raise ValueError(f"num_keyframes must be a positive int, got {num_keyframes!r}")
         if temperature is None:
             temperature = self.model.default_temperature
+        model_kwargs = self._check_model_kwargs(model_kwargs)
         try:
             if prefix_tokens is not None:
                 self.model.check_tokens(prefix_tokens)
@@ -375,6 +394,7 @@ class TextToVideo(VidtokPipeline):
             progress=progress,
             # The encoded null prompt, for models that read text-encoder states (classifier-free guidance).
             **({"null_text": self._encode_ids(self.model.null_text(1))} if self.text_encoder is not None else {}),
+            **model_kwargs,
         )
         if output_type == "latent":
             return TextToVideoOutput(frames=None, tokens=tokens, fps=self.fps) if return_dict else (None, tokens)
@@ -402,6 +422,15 @@ class TextToVideo(VidtokPipeline):
         if not return_dict:
             return frames, tokens
         return TextToVideoOutput(frames=frames, tokens=tokens, fps=self.fps)
+
+
+def _generate_options(model: Any) -> list[str]:
+    """The keyword arguments a model's ``generate`` takes beyond those every pipeline passes."""
+    import inspect
+
+    common = {"backbone", "head", "text", "num_steps", "prefix", "guidance_scale", "temperature", "generator",
+              "use_cache", "context_keyframes", "head_kwargs", "progress", "callback", "null_text", "self"}  # fmt: skip
+    return [n for n in inspect.signature(model.generate).parameters if n not in common]
 
 
 def load_default(**kwargs: Any) -> TextToVideo:
