@@ -312,3 +312,13 @@ def test_the_example_config_trains_nova_tiny_and_exports_a_pipeline(tmp_path, ca
     video = pipe("a red circle moves right", num_keyframes=3, progress=False, output_type="pt",
                  generator=torch.Generator().manual_seed(0), head_kwargs={"num_inference_steps": 2})  # fmt: skip
     assert video.tokens.shape == (1, 3, N, D) and torch.isfinite(video.frames).all()
+
+
+def test_nova_recipes_take_overrides_and_refuse_unknown_ones():
+    recipe = vidtok.RECIPES.create("nova_tiny", head_kwargs={"prediction_type": "epsilon", "scheduler": "ddpm"})
+    assert recipe.head.kwargs["prediction_type"] == "epsilon" and recipe.head.kwargs["hidden_size"] == 192
+    assert recipe.model.kwargs["grid"] == [4, 4] and recipe.model.kwargs["token_dim"] == 16  # from the Shapes VAE
+    with pytest.raises(TypeError, match="unknown overrides \\['head'\\]"):
+        vidtok.RECIPES.create("nova_tiny", head="gmm")
+    with pytest.raises(TypeError, match="the model_kwargs override must be a dict"):
+        vidtok.RECIPES.create("nova_tiny", model_kwargs=3)

@@ -32,11 +32,35 @@ __all__ = [
     "RecipeConfig",
     "TrainingSection",
     "build_components",
+    "check_overrides",
     "resolve_weights",
     "shapes_backbone",
 ]
 
 RECIPES: Registry = Registry("recipe", package="vidtok.recipes", callable_only=True)
+
+
+def check_overrides(
+    name: str, overrides: dict[str, Any], known: tuple[str, ...], dict_keys: tuple[str, ...]
+) -> dict[str, Any]:
+    """A recipe's keyword overrides as a new dict, after refusing unknown names and non-dict values.
+
+    Args:
+        name: The recipe's name (for messages).
+        overrides: The keyword arguments the recipe was called with.
+        known: The override names the recipe takes.
+        dict_keys: Those whose value must be a dict (or ``None``).
+
+    Raises:
+        TypeError: An unknown override (the known ones are listed) or a non-dict value for a dict override.
+    """
+    unknown = set(overrides) - set(known)
+    if unknown:
+        raise TypeError(f"{name}: unknown overrides {sorted(unknown)}; known: {', '.join(known)}")
+    for key in dict_keys:
+        if overrides.get(key) is not None and not isinstance(overrides[key], dict):
+            raise TypeError(f"{name}: the {key} override must be a dict, got {type(overrides[key]).__name__}")
+    return dict(overrides)
 
 
 def shapes_backbone() -> dict[str, Any]:

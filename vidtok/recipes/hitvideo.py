@@ -24,7 +24,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from vidtok.recipes.base import RECIPES, ComponentSpec, RecipeConfig, shapes_backbone
+from vidtok.recipes.base import RECIPES, ComponentSpec, RecipeConfig, check_overrides, shapes_backbone
 
 __all__ = ["hitvideo_paper", "hitvideo_tiny"]
 
@@ -82,13 +82,9 @@ def _recipe(
     training: dict[str, Any],
     overrides: dict[str, Any],
 ) -> RecipeConfig:
-    overrides = dict(overrides)
-    unknown = set(overrides) - set(_KNOWN)
-    if unknown:
-        raise TypeError(f"{name}: unknown overrides {sorted(unknown)}; known: {', '.join(_KNOWN)}")
-    for key in ("head_kwargs", "model_kwargs", "backbone_overrides", "tokenizer", "training"):
-        if overrides.get(key) is not None and not isinstance(overrides[key], dict):
-            raise TypeError(f"{name}: the {key} override must be a dict, got {type(overrides[key]).__name__}")
+    overrides = check_overrides(
+        name, overrides, _KNOWN, ("head_kwargs", "model_kwargs", "backbone_overrides", "tokenizer", "training")
+    )
     tokenizer, backbone, model, head = (copy.deepcopy(x) for x in (tokenizer, backbone, model, head))
     if overrides.pop("tiny", False):
         from vidtok.backbones.hf_causal_lm import HFCausalLM

@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from vidtok.recipes.base import RECIPES, ComponentSpec, RecipeConfig
+from vidtok.recipes.base import RECIPES, ComponentSpec, RecipeConfig, check_overrides
 
 __all__ = ["nova_0_6b", "nova_tiny"]
 
@@ -52,13 +52,9 @@ def _recipe(
     training: dict[str, Any],
     overrides: dict[str, Any],
 ) -> RecipeConfig:
-    overrides = dict(overrides)
-    unknown = set(overrides) - set(_KNOWN)
-    if unknown:
-        raise TypeError(f"{name}: unknown overrides {sorted(unknown)}; known: {', '.join(_KNOWN)}")
-    for key in ("head_kwargs", "model_kwargs", "backbone_kwargs", "tokenizer", "training"):
-        if overrides.get(key) is not None and not isinstance(overrides[key], dict):
-            raise TypeError(f"{name}: the {key} override must be a dict, got {type(overrides[key]).__name__}")
+    overrides = check_overrides(
+        name, overrides, _KNOWN, ("head_kwargs", "model_kwargs", "backbone_kwargs", "tokenizer", "training")
+    )
     tokenizer, backbone, model, head = (copy.deepcopy(x) for x in (tokenizer, backbone, model, head))
     if overrides.pop("tiny", False):
         from vidtok.backbones.block_causal import BlockCausalTransformer
