@@ -250,3 +250,26 @@ def test_nova_vae_script_trains_evaluates_and_exports_with_latent_stats(tmp_path
     tok = ContinuousVAETokenizer.from_pretrained(tmp_path / "best")
     assert len(tok.config["latent_scale"]) == len(tok.config["latent_shift"]) == 4
     assert all(math.isfinite(v) and v > 0 for v in tok.config["latent_scale"])
+
+
+@pytest.mark.slow
+def test_evaluate_nova_shapes_reports_every_protocol(tmp_path):
+    """The NOVA evaluation script on a tiny random pipeline: held-out prompts, diversity, image-to-video and
+    extrapolation, in one JSON document."""
+    import vidtok
+    from vidtok.pipelines import TextToVideo
+
+    torch.manual_seed(0)
+    TextToVideo.from_recipe(vidtok.RECIPES.create("nova_tiny", tiny=True)).save_pretrained(tmp_path / "pipe")
+    _run(
+        str(EXAMPLES / "evaluate_nova_shapes.py"),
+        *("--model", str(tmp_path / "pipe"), "--keyframes", "2", "--prompts", "2", "--seeds", "0"),
+        *("--i2v-clips", "4", "--head-steps", "2", "--set-steps", "1", "--guidance-scale", "2"),
+        *("--threads", "1", "--out", str(tmp_path / "eval.json")),
+        cwd=tmp_path,
+    )
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert set(report) >= {"text_to_video", "diversity", "image_to_video", "extrapolation"}
+    assert 0 <= report["text_to_video"]["color"] <= 1 and report["diversity"]["seeds"] == 8
+    assert report["image_to_video"]["frames"] > 0 and 0 <= report["image_to_video"]["kept"] <= 1
+    assert report["extrapolation"]["keyframes"] == 4 and len(report["extrapolation"]["color"]) == 4

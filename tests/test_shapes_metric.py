@@ -312,3 +312,48 @@ def test_analyze_video_reports_features():
     assert yellow.track.shape == (16, 2) and np.isfinite(yellow.track).all()
     assert np.all(np.diff(yellow.track[:, 0]) > 0)
     assert not found["red"].present and not found["white"].present
+
+
+# -- image-to-video consistency and presence per frame (NOVA §4.2's zero-shot uses) ---------------------------
+
+
+class _Oracle:
+    """A 'pipeline' that returns the true clips (or black frames): the scores' upper and lower ends."""
+
+    def __init__(self, videos, black=False):
+        self.videos, self.black = videos, black
+
+    def __call__(self, *args, num_keyframes, generator, progress, **kwargs):
+        from types import SimpleNamespace
+
+        n = len(args[-1]) if isinstance(args[-1], list) else 1
+        frames = self.videos[:n].astype(np.float32) / 255.0
+        return SimpleNamespace(frames=np.zeros_like(frames) if self.black else frames)
+
+
+def test_image_to_video_consistency_is_one_on_true_clips_and_zero_on_black_ones():
+    from vidtok.metrics.shapes_evaluation import image_to_video_consistency, render_clips
+
+    videos, captions = render_clips("heldout", 6, 0, resolution=32, num_frames=9)
+    videos = videos[[i for i, c in enumerate(captions) if " and " not in c]]  # one object per clip
+    captions = [c for c in captions if " and " not in c]
+    good = image_to_video_consistency(_Oracle(videos), videos, captions, keyframes=3, batch_size=len(videos))
+    assert good["frames"] == len(videos) * 8 and good["color_kept"] == 1.0 and good["kept"] >= 0.9
+    bad = image_to_video_consistency(_Oracle(videos, black=True), videos, captions, keyframes=3,
+                                     batch_size=len(videos))  # fmt: skip
+    assert bad["kept"] == bad["color_kept"] == 0.0
+    with pytest.raises(ValueError, match="2 videos but 1 captions"):
+        image_to_video_consistency(_Oracle(videos), videos[:2], captions[:1])
+
+
+def test_presence_per_frame_follows_the_object_frame_by_frame():
+    from vidtok.metrics.shapes_evaluation import presence_per_frame
+    from vidtok.shapes.render import render_video
+
+    prompts = ["a large red circle moves right", "a small blue square stays still"]
+    videos = np.stack([render_video(p, num_frames=9, resolution=32, seed=0) for p in prompts])
+    videos[:, 5:] = 0  # the objects vanish from frame 5 on
+    out = presence_per_frame(_Oracle(videos), prompts, keyframes=3, batch_size=2)
+    assert out["color"][:5] == [1.0] * 5 and out["color"][5:] == [0.0] * 4
+    assert out["first_half"] == 1.0 and out["second_half"] == 0.2  # frames 4..8: one of five has the object
+    assert out["shape"][0] == 1.0

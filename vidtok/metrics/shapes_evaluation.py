@@ -10,6 +10,10 @@ and the docs' tables all call these):
   per attribute and ``joint`` (every stated attribute right);
 * [`diversity`][vidtok.metrics.shapes_evaluation.diversity]: distinct outcomes of an under-specified prompt over seeds
   (DiCoDe Table 4's argument for a GMM head over L2: a deterministic head gives one outcome);
+* [`image_to_video_consistency`][vidtok.metrics.shapes_evaluation.image_to_video_consistency] and
+  [`presence_per_frame`][vidtok.metrics.shapes_evaluation.presence_per_frame]: whether generated frames keep a
+  prefilled object (NOVA's zero-shot image-to-video, §4.2) and keep the prompt's object as a video grows past
+  the trained length (extrapolation);
 * [`evaluate_reconstruction`][vidtok.metrics.shapes_evaluation.evaluate_reconstruction] and
   [`reconstruction_report`][vidtok.metrics.shapes_evaluation.reconstruction_report]: a tokenizer's held-out
   reconstruction (PSNR/SSIM, the token preview where the tokenizer has one, Shapes scores of the
@@ -40,6 +44,8 @@ __all__ = [
     "evaluate_reconstruction",
     "evaluate_text_to_video",
     "heldout_prompts",
+    "image_to_video_consistency",
+    "presence_per_frame",
     "reconstruction_report",
     "render_clips",
     "to_model_video",
@@ -177,6 +183,133 @@ def diversity(
         "missing": outcomes.count(nothing),
         "seeds": seeds,
         "outcomes": outcomes,
+    }
+
+
+def _first_object(caption: str) -> tuple[str, str | None]:
+    """The first color word of a caption and the first shape word after it (``None`` for "shape")."""
+    from vidtok.shapes.grammar import COLORS, SHAPES
+
+    words = caption.split()
+    colors = [i for i, w in enumerate(words) if w in COLORS]
+    if not colors:
+        raise ValueError(f"the caption {caption!r} names no color ({', '.join(COLORS)})")
+    shape = next((w for w in words[colors[0] :] if w in SHAPES), None)
+    return words[colors[0]], shape
+
+
+def _frame_facts(video: Any, color: str, shape: str | None) -> tuple[list[bool], list[bool]]:
+    """Per frame: is an object of ``color`` there, and is it also of ``shape`` (each frame analyzed alone)."""
+    from vidtok.shapes.scorer import analyze_video
+
+    present, kept = [], []
+    for frame in video:
+        found = analyze_video(frame[None], [color])[color]
+        present.append(bool(found.present))
+        kept.append(bool(found.present) and (shape is None or found.shape == shape))
+    return present, kept
+
+
+def image_to_video_consistency(
+    pipe: Any,
+    videos: np.ndarray,
+    captions: Sequence[str],
+    *,
+    keyframes: int = 3,
+    seed: int = 0,
+    batch_size: int = 16,
+    **sampling: Any,
+) -> dict[str, float]:
+    """Image-to-video from the first frame of real clips: how often later frames keep the object (NOVA §4.2).
+
+    Each clip's first frame is the image; its caption is the prompt. Every generated frame after the first is
+    analyzed on its own for the caption's first object: ``color_kept`` is the fraction of those frames in which
+    an object of its color is found, ``kept`` the fraction in which it also has the caption's shape.
+
+    Args:
+        pipe: An image-to-video pipeline called as ``pipe(images, prompts, num_keyframes=, generator=,
+            progress=False, **sampling)`` with images ``(B, C, H, W)`` in ``[-1, 1]`` and output ``frames``
+            ``(B, T, H, W, C)`` in ``[0, 1]`` (e.g. [`ImageToVideo`][vidtok.pipelines.image_to_video.ImageToVideo]).
+        videos: ``uint8`` clips ``(n, T, H, W, 3)`` (see
+            [`render_clips`][vidtok.metrics.shapes_evaluation.render_clips]); only their first frames are used.
+        captions: Their captions.
+        keyframes: Token steps of each generated video, the image's included.
+        seed: Seed of the generator (``seed * 1000 + offset`` per batch).
+        batch_size: Clips per pipeline call.
+        **sampling: Further pipeline arguments (``guidance_scale``, ``temperature``, ...).
+
+    Returns:
+        ``{"kept", "color_kept", "frames"}``: the two fractions and the number of frames judged.
+    """
+    import torch
+
+    if len(videos) != len(captions):
+        raise ValueError(f"{len(videos)} videos but {len(captions)} captions")
+    present_all, kept_all = [], []
+    with torch.no_grad():
+        for lo in range(0, len(videos), batch_size):
+            batch = captions[lo : lo + batch_size]
+            images = torch.from_numpy(np.ascontiguousarray(videos[lo : lo + batch_size, 0])).permute(0, 3, 1, 2)
+            images = images.float().div(127.5).sub(1.0)
+            g = torch.Generator().manual_seed(int(seed) * 1000 + lo)
+            out = pipe(images, list(batch), num_keyframes=keyframes, generator=g, progress=False, **sampling)
+            for video, caption in zip(out.frames, batch, strict=True):
+                present, kept = _frame_facts(np.asarray(video)[1:], *_first_object(caption))
+                present_all += present
+                kept_all += kept
+    return {
+        "kept": float(np.mean(kept_all)) if kept_all else float("nan"),
+        "color_kept": float(np.mean(present_all)) if present_all else float("nan"),
+        "frames": len(kept_all),
+    }
+
+
+def presence_per_frame(
+    pipe: Any,
+    prompts: Sequence[str],
+    *,
+    keyframes: int,
+    seeds: Sequence[int] = (0,),
+    batch_size: int = 16,
+    **sampling: Any,
+) -> dict[str, Any]:
+    """Whether the prompt's object is still there frame by frame as a video grows (NOVA's extrapolation, §4.2).
+
+    Args:
+        pipe: A text-to-video pipeline (as for
+            [`evaluate_text_to_video`][vidtok.metrics.shapes_evaluation.evaluate_text_to_video]).
+        prompts: Captions in the Shapes grammar.
+        keyframes: Token steps of each video (e.g. twice the trained length).
+        seeds: One video per prompt and seed.
+        batch_size: Prompts per pipeline call.
+        **sampling: Further pipeline arguments.
+
+    Returns:
+        ``{"color", "shape"}``: per frame, the fraction of videos in which an object of the first color of the
+        prompt is found (``color``) and in which it also has the prompt's shape (``shape``);
+        ``{"first_half", "second_half"}``: ``color`` averaged over each half of the frames.
+    """
+    import torch
+
+    color_rows, shape_rows = [], []
+    with torch.no_grad():
+        for seed in seeds:
+            for lo in range(0, len(prompts), batch_size):
+                batch = list(prompts[lo : lo + batch_size])
+                g = torch.Generator().manual_seed(int(seed) * 1000 + lo)
+                out = pipe(batch, num_keyframes=keyframes, generator=g, progress=False, **sampling)
+                for video, prompt in zip(out.frames, batch, strict=True):
+                    present, kept = _frame_facts(np.asarray(video), *_first_object(prompt))
+                    color_rows.append(present)
+                    shape_rows.append(kept)
+    color = np.mean(np.asarray(color_rows, dtype=float), axis=0)
+    shape = np.mean(np.asarray(shape_rows, dtype=float), axis=0)
+    half = len(color) // 2
+    return {
+        "color": color.tolist(),
+        "shape": shape.tolist(),
+        "first_half": float(color[:half].mean()) if half else float("nan"),
+        "second_half": float(color[half:].mean()),
     }
 
 
