@@ -518,3 +518,14 @@ def test_bad_videos_and_tokens_are_named():
     wan = family("AutoencoderKLWan")
     with pytest.raises(ValueError, match="2 token steps decode to 5 frames.*num_frames=9"):
         wan.decode(torch.zeros(1, 2, 16, 4), num_frames=9)
+
+
+def test_reconstruct_pipeline_returns_the_frames_it_was_given():
+    """Reconstruct passes the clip's length to decode: a count the VAE had to pad comes back as it went in."""
+    from vidtok.pipelines.reconstruct import Reconstruct
+
+    torch.manual_seed(0)
+    tok = ContinuousVAETokenizer(**ContinuousVAETokenizer.shapes_config()).eval()
+    video = torch.rand(1, 3, 7, 32, 32) * 2 - 1  # 7 frames: padded to 9 for the 1 + 4k rule
+    out = Reconstruct(tok)(video, output_type="pt", progress=False)
+    assert out.frames.shape[2] == 7 and out.num_frames == 7

@@ -181,6 +181,8 @@ class Reconstruct(VidtokPipeline):
             frame_stride=frame_stride,
             height=video.shape[-2],
             width=video.shape[-1],
+            # A tokenizer that pads frame counts its VAE cannot take (continuous_vae) crops back to these.
+            num_frames=video.shape[2],
             progress=progress,
         )
         recon = tok.decode(tokens, **dec).float()
