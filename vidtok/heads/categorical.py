@@ -46,7 +46,9 @@ class CategoricalHead(TokenHead):
     of two different likely codes. The embeddings start at zero: a head with the option switched on starts as
     exactly the independent head, so a trained independent head can be fine-tuned into it (``init_fresh``).
     Sampling then draws the groups one after another (``temperature=0``: the most likely digit of each group
-    given the ones before, greedy rather than the joint argmax).
+    given the ones before, greedy rather than the joint argmax). With ``num_codes`` each group's conditional is
+    restricted to its allowed digits and renormalized, in :meth:`nll` and :meth:`sample` alike (a distribution
+    over the allowed codes, though not the joint conditioned on them, whose normalizer would need every prefix).
 
     ``loss`` is the cross-entropy and ``nll`` the same value (nats per token, summed over groups in the
     factorized mode), both fp32. ``sample`` supports ``temperature`` (0 → argmax) and ``top_k`` (applied
