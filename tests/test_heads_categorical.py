@@ -279,3 +279,16 @@ def test_sequential_head_save_load_round_trip(tmp_path):
 def test_bad_sequential_configs_raise(kwargs, error, match):
     with pytest.raises(error, match=match):
         CategoricalHead(hidden_size=HIDDEN, **kwargs)
+
+
+def test_sequential_head_restricted_to_fewer_codes_is_a_distribution_its_samples_follow():
+    head = make(**SEQUENTIAL)  # 6 bits in 3 groups of 2
+    hidden = torch.randn(1, HIDDEN)
+    codes = torch.arange(16)  # num_codes=16: the top group is 0, the other two free
+    with torch.no_grad():
+        p = (-head.nll(hidden.expand(16, HIDDEN), codes, num_codes=16)).exp()
+    torch.testing.assert_close(p.sum(), torch.tensor(1.0))
+    draws = head.sample(hidden.expand(40_000, HIDDEN), num_codes=16, generator=torch.Generator().manual_seed(0))
+    assert int(draws.max()) < 16
+    observed = torch.bincount(draws, minlength=16).float() / draws.numel()
+    assert 0.5 * float((observed - p).abs().sum()) < 0.02
