@@ -217,6 +217,17 @@ def test_bad_cache_use_raises():
         net(torch.randn(1, 1, D), past_key_values=((torch.zeros(1), torch.zeros(1)),))
     with pytest.raises(ValueError, match="inputs_embeds"):
         net(torch.randn(1, 1, D + 1))
+    with pytest.raises(ValueError, match="differs from the cache's window"):
+        net(torch.randn(1, 1, D), block_ids=torch.tensor([2]), past_key_values=cache, attention_window=3)
+
+
+def test_a_full_pass_with_an_inference_window_equals_the_windowed_cache():
+    net = make()  # trained (here: built) without a window
+    blocks, pos = layout(frames=4)
+    x = torch.randn(1, blocks.numel(), D)
+    *_, (_, _, cached) = run_cached(net, x, blocks, pos, cache=net.new_cache(window=1))
+    full = net(x, position_ids=pos, block_ids=blocks, attention_window=1).last_hidden_state
+    torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize(

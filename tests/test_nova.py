@@ -27,6 +27,9 @@ def parts(mixer_rank=4, head="diffusion", **model_kwargs):
     backbone = BlockCausalTransformer(**{**BlockCausalTransformer.tiny_config(), "mixer_rank": mixer_rank})
     if head == "diffusion":
         h = DiffusionMLPHead(**{**DiffusionMLPHead.tiny_config(), "hidden_size": 32, "token_dim": D})
+        with torch.no_grad():  # AdaLN-zero starts at a zero output, blind to the condition: make it follow it
+            for param in h.parameters():
+                param.normal_(0, 0.2)
     else:
         h = L2Head(hidden_size=32, token_dim=D)
     return model.eval(), backbone.eval(), h.eval()
@@ -104,7 +107,12 @@ def test_cached_generation_equals_recomputation(guidance, window):
     a = model.generate(backbone, head, text(), 4, generator=torch.Generator().manual_seed(3), **kwargs)
     b = model.generate(backbone, head, text(), 4, generator=torch.Generator().manual_seed(3), use_cache=False, **kwargs)
     assert a.shape == (2, 4, N, D) and torch.isfinite(a).all()
-    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)  # rounding, amplified by 25 guided Euler steps
+    if window is not None:  # the window really changes what the last frames see
+        full = model.generate(backbone, head, text(), 4, generator=torch.Generator().manual_seed(3),
+                              **{**kwargs, "context_keyframes": None})  # fmt: skip
+        torch.testing.assert_close(full[:, :2], a[:, :2], atol=1e-4, rtol=1e-3)
+        assert not torch.allclose(full[:, 3], a[:, 3], atol=1e-3)
 
 
 def test_prefix_is_kept_and_conditions_the_rest():
@@ -173,8 +181,7 @@ def test_a_tiny_model_learns_prompt_and_frame_dependent_tokens():
 
 def test_check_compatible_lists_every_problem():
     model, backbone, head = parts()
-    phi2 = SimpleNamespace(config=SimpleNamespace(hidden_size=2560))  # the frozen encoder's width is all it checks
-    model.check_compatible(None, backbone, head, text_encoder=phi2)
+    model.check_compatible(None, backbone, head)
     wide = BlockCausalTransformer(**{**BlockCausalTransformer.tiny_config(), "hidden_size": 64})
     bad_head = L2Head(hidden_size=16, token_dim=3)
     with pytest.raises(ValueError, match="backbone width 64.*head hidden_size 16.*head token_dim 3"):

@@ -294,6 +294,7 @@ class BlockCausalTransformer(Component, Backbone):
         use_cache: bool = False,
         *,
         block_ids: torch.Tensor | None = None,
+        attention_window: int | None = None,
     ) -> BackboneOutput:
         """Hidden states ``(B, L, D)`` of new positions (see :class:`~vidtok.backbones.base.Backbone`).
 
@@ -306,6 +307,9 @@ class BlockCausalTransformer(Component, Backbone):
             use_cache: Append the new keys and values to the cache (a new one if ``None``) and return it.
             block_ids: ``(L,)`` integer block ids, non-decreasing, shared by the batch, all larger than every
                 cached block id. ``None``: one block per position, continuing after the cache.
+            attention_window: The band of this call (blocks before a query's own it sees, besides the first);
+                ``None``: the cache's window, else ``attention_window`` of the config. A full pass with the window
+                an inference-only cache uses (``new_cache(window=w)``) reproduces what that cache computes.
         """
         if inputs_embeds.ndim != 3 or inputs_embeds.shape[-1] != self.hidden_size:
             raise ValueError(f"inputs_embeds must be (B, L, {self.hidden_size}), got {tuple(inputs_embeds.shape)}")
@@ -335,6 +339,13 @@ class BlockCausalTransformer(Component, Backbone):
         keys_blocks = block_ids if cache is None or cache.block_ids is None else torch.cat([cache.block_ids, block_ids])
         mask = keys_blocks[None, :] <= block_ids[:, None]  # (L, past + L)
         window = cache.window if cache is not None else self.config.attention_window
+        if attention_window is not None:
+            if cache is not None and cache.window != attention_window:
+                raise ValueError(
+                    f"attention_window={attention_window} differs from the cache's window {cache.window}: the cache "
+                    "keeps only what its own window can see"
+                )
+            window = attention_window
         if window is not None:
             # The first block (prompt + BOV) and the `window` blocks before a query's own: the same band with and
             # without the cache, so a windowed cache reproduces a windowed full pass exactly.

@@ -80,6 +80,10 @@ class BackboneContext:
         backbone: Any :class:`~vidtok.backbones.base.Backbone`.
         use_cache: Keep the key/value cache and feed only new positions; ``False`` recomputes the whole
             sequence on every call (slower, same result up to rounding).
+        make_cache: Builds the empty cache a (re)started context begins with (e.g. a block-causal backbone's
+            windowed frame cache); ``None``: the backbone makes one on the first call.
+        sequence_kwargs: Per-position backbone arguments and the dimension they grow along (e.g.
+            ``{"position_ids": 1, "block_ids": 0}``): without the cache they are concatenated like the sequence.
 
     Example:
         >>> import torch
@@ -89,17 +93,27 @@ class BackboneContext:
         (torch.Size([1, 32]), 3)
     """
 
-    def __init__(self, backbone: Backbone, use_cache: bool = True) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        use_cache: bool = True,
+        *,
+        make_cache: Any = None,
+        sequence_kwargs: dict[str, int] | None = None,
+    ) -> None:
         if not isinstance(backbone, Backbone):
             raise TypeError(f"expected a vidtok Backbone, got {type(backbone).__name__} (see vidtok.backbones)")
         self.backbone = backbone
         self.use_cache = bool(use_cache)
+        self.make_cache = make_cache
+        self.sequence_kwargs = dict(sequence_kwargs or {})
         self.reset()
 
     def reset(self) -> None:
         """Forget the sequence (a new window or a new video)."""
-        self._cache: Any = None
+        self._cache: Any = self.make_cache() if (self.use_cache and self.make_cache is not None) else None
         self._seq: torch.Tensor | None = None
+        self._seq_kwargs: dict[str, torch.Tensor] = {}
         self.length = 0
 
     def feed(self, new: torch.Tensor, **backbone_kwargs: Any) -> torch.Tensor:
@@ -114,6 +128,13 @@ class BackboneContext:
             hidden = out.last_hidden_state
         else:
             self._seq = new if self._seq is None else torch.cat([self._seq, new], dim=1)
+            # Per-position arguments (positions, block ids) grow with the sequence, along their own dimension.
+            for name, dim in self.sequence_kwargs.items():
+                if name in backbone_kwargs:
+                    value = backbone_kwargs[name]
+                    old = self._seq_kwargs.get(name)
+                    self._seq_kwargs[name] = value if old is None else torch.cat([old, value], dim=dim)
+                    backbone_kwargs[name] = self._seq_kwargs[name]
             hidden = self.backbone(self._seq, use_cache=False, **backbone_kwargs).last_hidden_state
             hidden = hidden[:, -new.shape[1] :]
         self.length += new.shape[1]

@@ -41,7 +41,7 @@ from torch import nn
 
 from vidtok.backbones.block_causal import BlockCausalTransformer, PostNormBlock, sincos_embedding
 from vidtok.models.base import MODELS, VideoARModel
-from vidtok.models.generation import Guidance, set_by_set_schedule
+from vidtok.models.generation import BackboneContext, Guidance, set_by_set_schedule
 from vidtok.noise import rand
 
 __all__ = ["NOVAModel", "SetBySetDecoder"]
@@ -587,28 +587,21 @@ class NOVAModel(VideoARModel):
         rows = rows_text.shape[0]
 
         x, pos = self._prompt_block(rows_text, self.config.motion_score if motion_score is None else motion_score)
-        seq_x, seq_pos = [x], [pos]
-        seq_blocks = [torch.zeros(x.shape[1], dtype=torch.long, device=device)]
-        cache = backbone.new_cache(window=window) if use_cache else None
+        # The frame cache (or, without it, the whole sequence recomputed with the same attention band).
+        context = BackboneContext(
+            backbone,
+            use_cache,
+            make_cache=lambda: backbone.new_cache(window=window),
+            sequence_kwargs={"position_ids": 1, "block_ids": 0},
+        )
+        band = {} if use_cache else {"attention_window": window}
 
-        def feed() -> torch.Tensor:
-            """The backbone's output at the newest block's positions (with the cache: only they are fed)."""
-            if use_cache:
-                out = backbone(
-                    seq_x[-1], position_ids=seq_pos[-1], block_ids=seq_blocks[-1], past_key_values=cache, use_cache=True
-                )
-                return out.last_hidden_state[:, -n:]
-            keep = range(len(seq_x))
-            if window is not None:  # the same band the cache would keep: the first block and the last `window`
-                keep = [0, *range(max(1, len(seq_x) - window), len(seq_x))]
-            out = backbone(
-                torch.cat([seq_x[i] for i in keep], 1),
-                position_ids=torch.cat([seq_pos[i] for i in keep], 1),
-                block_ids=torch.cat([seq_blocks[i] for i in keep]),
-            )
-            return out.last_hidden_state[:, -n:]
+        def feed(x: torch.Tensor, pos: torch.Tensor, block: int) -> torch.Tensor:
+            """The backbone's output at the new block's slots."""
+            blocks = torch.full((x.shape[1],), block, dtype=torch.long, device=device)
+            return context.feed_all(x, position_ids=pos, block_ids=blocks, **band)[:, -n:]
 
-        anchor = feed()
+        anchor = feed(x, pos, 0)
         frames: list[torch.Tensor] = []
         iterator = range(num_steps)
         if progress:
@@ -620,7 +613,11 @@ class NOVAModel(VideoARModel):
             if f == 0:
                 cond = anchor
             else:
-                out = feed()
+                out = feed(
+                    self.frame_proj(self._to_slots(guide.duplicate(frames[-1]))),
+                    self._frame_positions(f, rows, device),
+                    f,
+                )
                 cond = self._indicators(backbone, out[:, None], anchor)[:, 0]
             if prefix is not None and f < prefix.shape[1]:
                 frame = prefix[:, f].to(self.dtype)
@@ -629,10 +626,6 @@ class NOVAModel(VideoARModel):
             frames.append(frame)
             if callback is not None:
                 callback(f, frame)
-            if f + 1 < num_steps:
-                seq_x.append(self.frame_proj(self._to_slots(guide.duplicate(frame))))
-                seq_pos.append(self._frame_positions(f + 1, rows, device))
-                seq_blocks.append(torch.full((n,), f + 1, dtype=torch.long, device=device))
         return torch.stack(frames, dim=1)
 
     def _decode_frame(
