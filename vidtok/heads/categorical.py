@@ -312,14 +312,20 @@ class CategoricalHead(TokenHead):
                 logits = uncond + guidance_scale * (logits - uncond)
             if support is not None:
                 logits = logits.masked_fill(~support, float("-inf"))
-            if temperature == 0:
-                return self._compose(logits.argmax(-1))
-            logits = logits / temperature
-            if top_k is not None and top_k < self.group_size:
-                kth = logits.topk(top_k, dim=-1).values[..., -1:]
-                logits = logits.masked_fill(logits < kth, float("-inf"))
-            noise = gumbel(tuple(logits.shape), generator, logits.device)
-            return self._compose((logits + noise).argmax(-1))
+            return self._compose(self._draw(logits, temperature, top_k, generator))
+
+    def _draw(
+        self, logits: torch.Tensor, temperature: float, top_k: int | None, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """Digits from (guided, restricted) logits ``(..., group_size)``: argmax at 0, else tempered Gumbel-max."""
+        if temperature == 0:
+            return logits.argmax(-1)
+        logits = logits / temperature
+        if top_k is not None and top_k < self.group_size:
+            kth = logits.topk(top_k, dim=-1).values[..., -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
+        noise = gumbel(tuple(logits.shape), generator, logits.device)
+        return (logits + noise).argmax(-1)
 
     @torch.no_grad()
     def _sample_sequential(
@@ -332,23 +338,26 @@ class CategoricalHead(TokenHead):
         support: torch.Tensor | None,
         generator: torch.Generator | None,
     ) -> torch.Tensor:
-        """Draw the groups one by one, each given the digits already drawn (``sequential_groups``)."""
-        digits = torch.zeros((*hidden.shape[:-1], self.num_groups), dtype=torch.long, device=hidden.device)
-        for j in range(self.num_groups):
-            # Digits of groups >= j are still placeholders: only group j's logits (which see groups < j) count.
-            logits = self._logits(hidden, digits)[..., j, :]
-            if uncond_hidden is not None:
-                uncond = self._logits(uncond_hidden, digits)[..., j, :]
-                logits = uncond + guidance_scale * (logits - uncond)
-            if support is not None:
-                logits = logits.masked_fill(~support[j], float("-inf"))
-            if temperature == 0:
-                digits[..., j] = logits.argmax(-1)
-                continue
-            logits = logits / temperature
-            if top_k is not None and top_k < self.group_size:
-                kth = logits.topk(top_k, dim=-1).values[..., -1:]
-                logits = logits.masked_fill(logits < kth, float("-inf"))
-            noise = gumbel(tuple(logits.shape), generator, logits.device)
-            digits[..., j] = (logits + noise).argmax(-1)
-        return self._compose(digits)
+        """Draw the groups one by one, each given the digits already drawn (``sequential_groups``).
+
+        Only the group being drawn is computed: its features are the hidden state plus the running sum of the
+        drawn digits' embeddings (the prefix sum :meth:`_logits` forms for all groups at once in training).
+        """
+        rows = [hidden] if uncond_hidden is None else [hidden, uncond_hidden]
+        with fp32_island(hidden.device):
+            states = [r.to(self.proj.weight.dtype) for r in rows]
+            weight = self.proj.weight.unflatten(0, (self.num_groups, self.group_size))
+            bias = self.proj.bias.unflatten(0, (self.num_groups, self.group_size))
+            digits = []
+            for j in range(self.num_groups):
+                logits = [torch.nn.functional.linear(self.trunk(x), weight[j], bias[j]).float() for x in states]
+                if uncond_hidden is not None:
+                    logits[0] = logits[1] + guidance_scale * (logits[0] - logits[1])
+                if support is not None:
+                    logits[0] = logits[0].masked_fill(~support[j], float("-inf"))
+                digit = self._draw(logits[0], temperature, top_k, generator)
+                digits.append(digit)
+                if j + 1 < self.num_groups:  # both branches continue from the same drawn digit
+                    step = self.group_embed(digit + j * self.group_size).to(states[0].dtype)
+                    states = [x + step for x in states]
+        return self._compose(torch.stack(digits, dim=-1))

@@ -167,6 +167,19 @@ class VideoARModel(Component, abc.ABC):
         pad = int(self.config.get("pad_token_id", 0))
         return torch.full((batch, self.text_length), pad, device=device, dtype=torch.long)
 
+    def null_like(self, text: torch.Tensor, null_text: torch.Tensor | None = None) -> torch.Tensor:
+        """The null prompt for ``text``'s rows: pad ids, or the given encoder states of the null prompt.
+
+        Raises:
+            ValueError: A model reading text-encoder states (:attr:`reads_text_states`) without ``null_text``.
+        """
+        if not self.reads_text_states:
+            return self.null_text(text.shape[0], text.device)
+        if null_text is None:
+            raise ValueError("a model reading text-encoder states needs null_text (the encoded null prompt)")
+        null_text = null_text.to(text.device, text.dtype)
+        return null_text.expand(text.shape[0], *null_text.shape[1:]) if null_text.shape[0] == 1 else null_text
+
     def text_encoder_problems(self, text_encoder: Any) -> list[str]:
         """What does not fit between the model's prompt input and a recipe's ``text_encoder`` (or its absence).
 

@@ -327,15 +327,6 @@ class DiCoDeLM(VideoARModel):
         """Whether the prompt arrives as text-encoder hidden states (``text_embed_dim`` is set)."""
         return self.config.get("text_embed_dim") is not None
 
-    def _null_like(self, text: torch.Tensor, null_text: torch.Tensor | None) -> torch.Tensor:
-        """The null prompt for ``text``'s rows: pad ids, or the given encoder states of the null prompt."""
-        if not self.reads_text_states:
-            return self.null_text(text.shape[0], text.device)
-        if null_text is None:
-            raise ValueError("a model reading text-encoder states needs null_text (the encoded null prompt)")
-        null_text = null_text.to(text.device, text.dtype)
-        return null_text.expand(text.shape[0], *null_text.shape[1:]) if null_text.shape[0] == 1 else null_text
-
     def _project_in(self, tokens: torch.Tensor) -> torch.Tensor:
         if self.config.codebook_size is not None:
             return self.code_embedding(tokens.long())
@@ -428,7 +419,7 @@ class DiCoDeLM(VideoARModel):
             drop = rand((input_ids.shape[0],), generator, input_ids.device) < p
             drop = drop.view(-1, *([1] * (input_ids.ndim - 1)))
             null = (
-                self._null_like(input_ids[:1], null_text)
+                self.null_like(input_ids[:1], null_text)
                 if self.reads_text_states
                 else self.null_text(1, input_ids.device)
             )
@@ -532,7 +523,7 @@ class DiCoDeLM(VideoARModel):
         options = dict(head_kwargs or {})
         residual = bool(self.config.keyframe_residual)
         input_ids = input_ids.to(device)
-        text_ids = cfg.rows(input_ids, self._null_like(input_ids, null_text)) if cfg.active else input_ids
+        text_ids = cfg.rows(input_ids, self.null_like(input_ids, null_text)) if cfg.active else input_ids
         rows = text_ids.shape[0]
         text_emb = self.embed_text(backbone, text_ids)
         context = BackboneContext(_backbone(backbone), use_cache=use_cache)

@@ -409,14 +409,6 @@ class NOVAModel(VideoARModel):
             raise ValueError(f"text ids must be in [0, {vocab}), got [{int(text.min())}, {int(text.max())}]")
 
     # ------------------------------------------------------------------ the sequence
-    def _null_like(self, text: torch.Tensor, null_text: torch.Tensor | None) -> torch.Tensor:
-        if not self.reads_text_states:
-            return self.null_text(text.shape[0], text.device)
-        if null_text is None:
-            raise ValueError("a model reading text-encoder states needs null_text (the encoded null prompt)")
-        null_text = null_text.to(text.device, text.dtype)
-        return null_text.expand(text.shape[0], *null_text.shape[1:]) if null_text.shape[0] == 1 else null_text
-
     def embed_text(self, backbone: Any, text: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         """Prompt embeddings ``(B, text_length, H)``: a learned id table or projected encoder states, then LayerNorm."""
         x = self.text_proj(text.to(self.dtype)) if self.reads_text_states else self.text_embedding(text)
@@ -508,7 +500,7 @@ class NOVAModel(VideoARModel):
         if self.training and self.config.text_dropout > 0:
             drop = rand((b,), generator, device) < self.config.text_dropout
             if bool(drop.any()):
-                null = self._null_like(text, null_text)
+                null = self.null_like(text, null_text)
                 text = torch.where(drop.view(b, *[1] * (text.ndim - 1)), null, text)
         cond = self.frame_conditions(backbone, text, tokens)
 
@@ -583,7 +575,7 @@ class NOVAModel(VideoARModel):
         steps = set_by_set_schedule(self.num_tokens, int(set_steps or self.config.set_steps))
         window = context_keyframes if context_keyframes is not None else self.config.context_keyframes
         guide = Guidance(guidance_scale, b)
-        rows_text = guide.rows(text, self._null_like(text, null_text)) if guide.active else text
+        rows_text = guide.rows(text, self.null_like(text, null_text)) if guide.active else text
         rows = rows_text.shape[0]
 
         x, pos = self._prompt_block(rows_text, self.config.motion_score if motion_score is None else motion_score)
