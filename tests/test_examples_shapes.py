@@ -273,3 +273,31 @@ def test_evaluate_nova_shapes_reports_every_protocol(tmp_path):
     assert 0 <= report["text_to_video"]["color"] <= 1 and report["diversity"]["seeds"] == 8
     assert report["image_to_video"]["frames"] > 0 and 0 <= report["image_to_video"]["kept"] <= 1
     assert report["extrapolation"]["keyframes"] == 4 and len(report["extrapolation"]["color"]) == 4
+
+
+def test_text_encoder_probe_reads_a_locally_saved_encoder(tmp_path):
+    """The MiniLM probe runs on any local BERT folder (here a tiny random one with a Shapes word vocabulary):
+    every row and column is there and the one-hot word table reads every fact."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    from vidtok.shapes.grammar import vocabulary
+
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *vocabulary()]) + "\n")
+    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(tmp_path / "bert")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=5 + len(vocabulary()), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=32)  # fmt: skip
+    BertModel(config).save_pretrained(tmp_path / "bert")
+    _run(
+        str(EXAMPLES / "probe_text_encoder_shapes.py"),
+        *("--model-path", str(tmp_path / "bert"), "--json", str(tmp_path / "probe.json")),
+        cwd=tmp_path,
+    )
+    report = json.loads((tmp_path / "probe.json").read_text())
+    assert report["train_prompts"] == 180 and report["heldout_prompts"] == 30
+    table = report["accuracy"]
+    assert set(table) == {"minilm_tokens", "minilm_pooled", "word_table"}
+    columns = {"motion", "color", "shape", "size", "motion_nn", "2obj_first", "2obj_second"}
+    assert all(set(row) == columns and all(0 <= v <= 1 for v in row.values()) for row in table.values())
+    assert all(v == 1.0 for v in table["word_table"].values())
