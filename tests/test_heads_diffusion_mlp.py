@@ -49,7 +49,7 @@ def test_registered_and_created_with_the_common_kwargs():
 
 
 @pytest.mark.parametrize("lead", [(), (5,), (2, 3), (2, 1, 3), (0, 4)])
-@pytest.mark.parametrize("adaln", ["separable", "joint"])
+@pytest.mark.parametrize("adaln", ["separable", "joint", "nova"])
 def test_shapes_for_any_leading_dims(lead, adaln):
     head = make(adaln=adaln)
     hidden, target = torch.randn(*lead, H), torch.randn(*lead, C)
@@ -91,7 +91,7 @@ def test_low_precision_head_trains_and_samples(dtype):
     assert torch.isfinite(head.eval().sample(hidden, generator=gen())).all()
 
 
-@pytest.mark.parametrize("adaln", ["separable", "joint"])
+@pytest.mark.parametrize("adaln", ["separable", "joint", "nova"])
 def test_zero_init_untrained_denoiser_predicts_zero(adaln):
     head = DiffusionMLPHead(**TINY, adaln=adaln)
     out = head(torch.randn(6, C), torch.arange(6) * 100, torch.randn(6, H))
@@ -283,7 +283,7 @@ def test_save_load_roundtrip_keeps_config_and_samples(tmp_path):
     target_scale=st.sampled_from([0.0, 1e-6, 1.0, 1e2, 1e4]),
     hidden_scale=st.sampled_from([0.0, 1e-6, 1.0, 1e2, 1e4]),
     prediction_type=st.sampled_from(["epsilon", "v_prediction", "sample"]),
-    adaln=st.sampled_from(["separable", "joint"]),
+    adaln=st.sampled_from(["separable", "joint", "nova"]),
     seed=st.integers(0, 2**16),
 )
 def test_loss_and_gradients_stay_finite(lead, target_scale, hidden_scale, prediction_type, adaln, seed):
@@ -534,7 +534,7 @@ def test_flow_shapes_determinism_and_temperature_zero(scheduler, lead):
     assert torch.equal(g.get_state(), gen(4).get_state())
 
 
-@pytest.mark.parametrize("adaln", ["separable", "joint"])
+@pytest.mark.parametrize("adaln", ["separable", "joint", "nova"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_flow_gradients_reach_every_parameter(adaln, dtype):
     head = make(**FLOW, adaln=adaln).to(dtype).train()
@@ -651,3 +651,28 @@ def test_flow_matching_fits_both_modes_of_a_bimodal_target(scheduler, steps):
     samples = swapped.eval().sample(states[0].expand(2000, 8), generator=gen(1), num_inference_steps=steps)
     plus, minus = mode_fractions(samples)
     assert 0.3 < plus < 0.7 and 0.3 < minus < 0.7 and plus + minus > 0.95, (plus, minus)
+
+
+def test_nova_blocks_close_their_branch_with_a_layer_norm():
+    """adaln="nova": scaling a block's last linear layer leaves the output unchanged (LN(a·y) = LN(y), a > 0),
+    while the same change moves MAR's (joint) head; and it is the joint conditioning with a two-layer
+    condition projector."""
+    outputs = {}
+    for adaln in ("joint", "nova"):
+        torch.manual_seed(0)
+        head = DiffusionMLPHead(**TINY, adaln=adaln).eval()
+        with torch.no_grad():
+            for p in head.parameters():
+                p.normal_(0, 0.3)
+        x, t, h = torch.randn(6, C), torch.arange(6) * 100, torch.randn(6, H)
+        with torch.no_grad():
+            before = head(x, t, h)
+            head.blocks[0].fc2.weight.mul_(7.0)
+            head.blocks[0].fc2.bias.mul_(7.0)
+            outputs[adaln] = (before, head(x, t, h))
+    torch.testing.assert_close(*outputs["nova"], atol=1e-3, rtol=1e-3)
+    assert (outputs["joint"][0] - outputs["joint"][1]).abs().max() > 0.1
+    nova = DiffusionMLPHead(**TINY, adaln="nova")
+    assert isinstance(nova.cond_embed, torch.nn.Sequential) and len(nova.cond_embed) == 3
+    assert all(block.post_norm is not None for block in nova.blocks)
+    assert all(block.post_norm is None for block in DiffusionMLPHead(**TINY, adaln="joint").blocks)

@@ -238,9 +238,9 @@ def test_temporal_patch_groups_the_grid_into_fewer_slots():
 
 
 def test_nova_0_6b_sizes_on_the_meta_device():
-    """The released T2V model's sizes (16-layer temporal, 32-block spatial, 1024 wide, a 3 x 1280 head): 660 M
-    parameters without the VAE and Phi-2 (the paper: about 600 M; the gap is the head, MAR's AdaLN MLP here at
-    49.2 M against NOVA's 32.8 M DiffusionMLP)."""
+    """The released T2V model's sizes (16-layer temporal, 32-block spatial, 1024 wide, NOVA's 3 x 1280 head):
+    643.9 M parameters without the VAE and Phi-2 (the paper: about 600 M), the head exactly the released
+    mlp_d3w1280's 32.84 M."""
     recipe = vidtok.RECIPES.get("nova_0_6b")()
     with torch.device("meta"):
         model = vidtok.MODELS.create("nova", **recipe.model.kwargs)
@@ -248,7 +248,8 @@ def test_nova_0_6b_sizes_on_the_meta_device():
         backbone = vidtok.BACKBONES.create("block_causal", **recipe.backbone.kwargs)
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(backbone) == 201_617_408 and count(model.spatial) == 404_149_248
-    assert count(model) + count(head) + count(backbone) == 660_304_144
+    assert count(head) == 32_844_816 and head.config.adaln == "nova"
+    assert count(model) + count(head) + count(backbone) == 643_929_104
     assert model.num_tokens == 1440 and model.num_slots == 360  # 480 x 768: 1,440 tokens, 360 temporal slots
     assert recipe.model.kwargs["text_embed_dim"] == 2560 and recipe.text_encoder == "microsoft/phi-2"
     phi2 = SimpleNamespace(config=SimpleNamespace(hidden_size=2560))  # the frozen encoder's width is all it checks

@@ -7,15 +7,19 @@ another to learn a path (this cut the recipes ↔ pipelines import cycle).
 * ``deep_tokens_shapes`` — its deep tokenizer (the pipeline's ``video_tokenizer`` folder, shipped once);
 * ``hitvideo_shapes`` — the HiTVideo Shapes ``TextToVideo`` pipeline (``hitvideo_tiny`` trained on Shapes);
 * ``hitvideo_tokens_shapes`` — its hierarchical LFQ tokenizer (the pipeline's ``video_tokenizer`` folder);
+* ``nova_shapes`` — the NOVA Shapes ``TextToVideo`` pipeline (``nova_tiny`` trained on Shapes);
+* ``nova_vae_shapes`` — its continuous VAE tokenizer (the pipeline's ``video_tokenizer`` folder);
 * ``shapes_features`` — the Shapes FD feature network.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
-__all__ = ["ASSETS_DIR", "SHIPPED", "resolve_weights", "shipped_path"]
+__all__ = ["ASSETS_DIR", "SHIPPED", "resolve_weights", "shipped_path", "strip_local_paths"]
 
 ASSETS_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -25,6 +29,8 @@ SHIPPED: dict[str, str] = {
     "deep_tokens_shapes": os.path.join("dicode_shapes", "video_tokenizer"),
     "hitvideo_shapes": "hitvideo_shapes",
     "hitvideo_tokens_shapes": os.path.join("hitvideo_shapes", "video_tokenizer"),
+    "nova_shapes": "nova_shapes",
+    "nova_vae_shapes": os.path.join("nova_shapes", "video_tokenizer"),
     "shapes_features": "shapes_features",  # the Shapes FD feature network (vidtok.metrics.shapes_features)
 }
 
@@ -57,3 +63,16 @@ def resolve_weights(location: Any) -> Any:
     if isinstance(location, (str, os.PathLike)) and os.fspath(location).startswith("vidtok:"):
         return shipped_path(os.fspath(location))
     return location
+
+
+def strip_local_paths(folder: str | os.PathLike) -> None:
+    """Drop ``_name_or_path`` from every JSON config under ``folder`` before it is shipped.
+
+    ``from_pretrained`` records the folder it loaded from there: a path on the training machine that means
+    nothing on a user's.
+    """
+    for path in Path(folder).rglob("*.json"):
+        data = json.loads(path.read_text())
+        if isinstance(data, dict) and "_name_or_path" in data:
+            del data["_name_or_path"]
+            path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

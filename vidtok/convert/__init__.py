@@ -2,6 +2,8 @@
 
 * :func:`~vidtok.convert.dicode.convert_dicode` (``vidtok convert dicode``): DiCoDe's released tokenizer and
   language-model files (Hugging Face ``liyz/DiCoDe``) into a :class:`~vidtok.pipelines.TextToVideo` folder.
+* :func:`~vidtok.convert.nova.convert_nova_head`: NOVA's released per-token diffusion head (``BAAI/nova-*``)
+  into a ``diffusion_mlp`` head with ``adaln="nova"``.
 
 Converters read checkpoints with ``torch.load(weights_only=True)`` (no object is ever unpickled), map every key
 explicitly, and write nothing unless every key of the source is used or dropped for a stated reason and every
@@ -10,13 +12,15 @@ weight of the target is filled with the right shape.
 
 from __future__ import annotations
 
-__all__ = ["ConversionError", "convert_dicode"]
+__all__ = ["ConversionError", "convert_dicode", "convert_nova_head", "nova_head_config"]
+
+_MODULES = {"convert_nova_head": "nova", "nova_head_config": "nova"}
 
 
 def __getattr__(name: str):
     # Lazy: importing the package must not import torch.
     if name in __all__:
-        from vidtok.convert import dicode
+        import importlib
 
-        return getattr(dicode, name)
+        return getattr(importlib.import_module(f"vidtok.convert.{_MODULES.get(name, 'dicode')}"), name)
     raise AttributeError(f"module 'vidtok.convert' has no attribute {name!r}")

@@ -41,7 +41,7 @@ _FLOW_SCHEDULER_ALIASES = {
     "flow_heun": "FlowMatchHeunDiscreteScheduler",
 }
 _PREDICTION_TYPES = ("epsilon", "v_prediction", "sample", _FLOW)
-_ADALN_MODES = ("separable", "joint")
+_ADALN_MODES = ("separable", "joint", "nova")
 # Scheduler arguments the head owns: they define what the network was trained on.
 _HEAD_OWNED = ("num_train_timesteps", "beta_schedule", "prediction_type", "trained_betas")
 # Flow-matching scheduler options the head cannot honour: a per-resolution ``mu`` it never has, and Mochi's
@@ -61,17 +61,24 @@ def _timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) 
 
 
 class _ResBlock(nn.Module):
-    """``x + gate * MLP(LN(x) * (1 + scale) + shift)``; the MLP has no expansion (MAR §4.1)."""
+    """``x + gate * MLP(LN(x) * (1 + scale) + shift)``; the MLP has no expansion (MAR §4.1).
 
-    def __init__(self, width: int) -> None:
+    With ``post_norm`` the branch ends in an affine LayerNorm before the gate, ``x + gate * LN(MLP(...))``:
+    NOVA's ``DiffusionBlock`` (its res-post-norm, as in its transformer blocks).
+    """
+
+    def __init__(self, width: int, post_norm: bool = False) -> None:
         super().__init__()
         self.fc1 = nn.Linear(width, width)
         self.fc2 = nn.Linear(width, width)
+        self.post_norm = nn.LayerNorm(width, eps=1e-5) if post_norm else None
 
     def forward(self, x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
         h = F.layer_norm(x, x.shape[-1:], eps=1e-6)
-        h = torch.addcmul(h + shift, h, scale)
-        return torch.addcmul(x, gate, self.fc2(F.silu(self.fc1(h))))
+        h = self.fc2(F.silu(self.fc1(torch.addcmul(h + shift, h, scale))))
+        if self.post_norm is not None:
+            h = self.post_norm(h)
+        return torch.addcmul(x, gate, h)
 
 
 @HEADS.register("diffusion_mlp")
@@ -88,7 +95,13 @@ class DiffusionMLPHead(TokenHead):
     timestep part once per timestep value, so sampling evaluates only the residual MLP per step (about a
     third of MAR's per-step cost at equal width) and training shares the condition across the
     ``num_timesteps_per_token`` draws. ``adaln="joint"`` is MAR's exact form, ``Linear(SiLU(Linear(h) +
-    MLP(emb(t))))``, whose projection must be recomputed at every step. MAR's learned variance (IDDPM
+    MLP(emb(t))))``, whose projection must be recomputed at every step. ``adaln="nova"`` is NOVA's
+    ``DiffusionMLP`` (official ``diffnext`` code, which the paper does not detail): the joint form with a
+    two-layer condition projector, ``Linear(SiLU(MLP(h) + MLP(emb(t))))``, and an affine LayerNorm closing
+    every block's branch, ``x + gate · LN(MLP(...))``. Its parameters match the released heads one to one
+    (3 × 1280 on a 1024-wide condition: 32.84 M; NOVA's patch-embedding convolution is ``input_proj`` with its
+    kernel flattened). The initialization stays DiT's in every mode (NOVA keeps PyTorch's defaults): it only
+    matters when training from scratch. MAR's learned variance (IDDPM
     hybrid loss) is not used: the reverse variance is the scheduler's (NOVA does the same).
 
     **Loss** (MAR §3.2, "Loss function"; §4.1): every token is noised at ``num_timesteps_per_token`` independent uniform
@@ -145,7 +158,8 @@ class DiffusionMLPHead(TokenHead):
         token_dim: Channels of a token ``x``.
         width: Width of the denoising MLP (MAR: 1024; NOVA: 1280).
         depth: Number of residual blocks (MAR and NOVA: 3).
-        adaln: ``"separable"`` (fast, default) or ``"joint"`` (MAR's exact conditioning).
+        adaln: ``"separable"`` (fast, default), ``"joint"`` (MAR's exact conditioning) or ``"nova"`` (NOVA's
+            diffusion MLP; see above).
         timestep_embedding_dim: Size of the sinusoidal timestep features.
         num_timesteps_per_token: Timestep draws per token in :meth:`loss` (MAR: 4).
         prediction_type: ``"epsilon"`` (MAR, default), ``"v_prediction"`` or ``"sample"`` (x₀) on the DDPM
@@ -248,7 +262,10 @@ class DiffusionMLPHead(TokenHead):
             )
 
         self.input_proj = nn.Linear(token_dim, width)
-        self.cond_embed = nn.Linear(hidden_size, width)
+        if adaln == "nova":
+            self.cond_embed = nn.Sequential(nn.Linear(hidden_size, width), nn.SiLU(), nn.Linear(width, width))
+        else:
+            self.cond_embed = nn.Linear(hidden_size, width)
         self.time_embed = nn.Sequential(nn.Linear(timestep_embedding_dim, width), nn.SiLU(), nn.Linear(width, width))
         num_mod = (3 * depth + 2) * width  # (shift, scale, gate) per block + (shift, scale) before the output
         if adaln == "separable":
@@ -256,7 +273,7 @@ class DiffusionMLPHead(TokenHead):
             self.time_modulation = nn.Linear(width, num_mod, bias=False)
         else:
             self.modulation = nn.Linear(width, num_mod)
-        self.blocks = nn.ModuleList(_ResBlock(width) for _ in range(depth))
+        self.blocks = nn.ModuleList(_ResBlock(width, post_norm=adaln == "nova") for _ in range(depth))
         self.output = nn.Linear(width, token_dim)
         self._init_weights()
 

@@ -171,8 +171,9 @@ def nova_0_6b(**overrides: Any) -> RecipeConfig:
     * spatial: 32 blocks × 1024 (16 encoder + 16 decoder), 16 heads; a frame of 480 × 768 is a
       ``60 × 96`` latent → 1,440 tokens of ``2 × 2 × 4`` (``30 × 48``), read by the temporal transformer as
       360 slots of ``4 × 4`` latents (``temporal_patch=2``); 64 set-by-set steps by default (NOVA: 64–128);
-    * head: ``diffusion_mlp`` 3 × 1280 predicting ε under the cosine DDPM schedule (the T2V model's
-      scheduler), 4 timestep draws per token (``loss_repeat``);
+    * head: ``diffusion_mlp`` with NOVA's architecture (``adaln="nova"``), 3 × 1280 on the 1024-wide spatial
+      output: 32.84 M parameters, the released ``mlp_d3w1280``; it predicts ε under the cosine DDPM schedule
+      (the T2V model's scheduler), 4 timestep draws per token (``loss_repeat``);
     * text: Phi-2's hidden states (2560 wide, 256 tokens, ``text_encoder="microsoft/phi-2"``, a local folder
       offline); motion-score and fps tokens; 12 fps;
     * tokenizer: a 4-channel causal VAE with NOVA's compression (temporal ×4, spatial ×8). The released model
@@ -180,8 +181,8 @@ def nova_0_6b(**overrides: Any) -> RecipeConfig:
       ``AutoencoderKLWan`` with 4 latent channels as a stand-in of the same token shape (``tokenizer_pretrained=``
       or ``tokenizer=`` replaces it).
 
-    The official weights cannot be loaded yet: NOVA's diffusion MLP differs from MAR's (a patch-embedding input,
-    a post-LayerNorm branch, no zero init), so loading them needs that variant and a key map (issue #22).
+    Of the official weights, the diffusion head converts (:func:`vidtok.convert.convert_nova_head`); the
+    temporal and spatial transformers have no key map yet.
     """
     backbone = {"hidden_size": 1024, "num_layers": 16, "num_heads": 16, "mixer_rank": 24}
     model = {
@@ -196,7 +197,7 @@ def nova_0_6b(**overrides: Any) -> RecipeConfig:
         "set_steps": 64,
         "temporal_patch": 2,
     }
-    head = {"width": 1280, "depth": 3, "prediction_type": "epsilon", "num_timesteps_per_token": 4}
+    head = {"width": 1280, "depth": 3, "adaln": "nova", "prediction_type": "epsilon", "num_timesteps_per_token": 4}
     tokenizer = {
         "vae_class": "AutoencoderKLWan",
         "vae_config": {"z_dim": 4, "base_dim": 96},
