@@ -17,12 +17,12 @@ that ``from_pretrained`` records (``_name_or_path``) removed from every config::
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 from pathlib import Path
 
 import torch
 
+from vidtok.assets import strip_local_paths
 from vidtok.metrics.shapes_evaluation import render_clips, to_model_video
 from vidtok.pipelines.text_to_video import TextToVideo
 from vidtok.tokenizers.hierarchical_lfq import HierarchicalLFQTokenizer
@@ -62,15 +62,6 @@ def check_same_codes(
     if not all(torch.equal(x, y) for x, y in zip(a, b, strict=True)):
         raise SystemExit("--tokenizer makes other codes than --base-tokenizer on held-out clips")
     print(f"--tokenizer makes --base-tokenizer's codes ({videos} held-out 17-frame clips)", flush=True)
-
-
-def strip_local_paths(folder: Path) -> None:
-    """Drop ``_name_or_path`` (a path on the training machine) from every JSON config under ``folder``."""
-    for path in folder.rglob("*.json"):
-        data = json.loads(path.read_text())
-        if isinstance(data, dict) and "_name_or_path" in data:
-            del data["_name_or_path"]
-            path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def main() -> None:

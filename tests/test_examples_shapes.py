@@ -301,3 +301,30 @@ def test_text_encoder_probe_reads_a_locally_saved_encoder(tmp_path):
     columns = {"motion", "color", "shape", "size", "motion_nn", "2obj_first", "2obj_second"}
     assert all(set(row) == columns and all(0 <= v <= 1 for v in row.values()) for row in table.values())
     assert all(v == 1.0 for v in table["word_table"].values())
+
+
+def test_export_nova_shapes_stores_fp16_and_checks_generation(tmp_path):
+    """The shipped-folder export: fp16 on disk (about half the bytes), fp32 when loaded, no training-machine
+    paths, and it refuses to write when the rounding moves generation past --tolerance."""
+    import vidtok
+    from vidtok.pipelines import TextToVideo
+
+    torch.manual_seed(0)
+    pipe = TextToVideo.from_recipe(vidtok.RECIPES.create("nova_tiny", tiny=True))
+    with torch.no_grad():  # an untrained head predicts zero velocity: give generation something to round
+        for param in pipe.head.parameters():
+            param.normal_(0, 0.3)
+    pipe.save_pretrained(tmp_path / "pipe")
+    args = ("--pipeline", str(tmp_path / "pipe"), "--keyframes", "2")
+    out = _run(str(EXAMPLES / "export_nova_shapes.py"), *args, "--out", str(tmp_path / "shipped"), cwd=tmp_path)
+    assert "mean |Δpixel|" in out
+    size = lambda d: sum(p.stat().st_size for p in d.rglob("*.safetensors"))  # noqa: E731
+    assert size(tmp_path / "shipped") < 0.6 * size(tmp_path / "pipe")
+    assert not any("_name_or_path" in p.read_text() for p in (tmp_path / "shipped").rglob("*.json"))
+    shipped = TextToVideo.from_pretrained(tmp_path / "shipped")
+    assert {p.dtype for p in shipped.head.parameters()} == {torch.float32}
+    cmd = [sys.executable, str(EXAMPLES / "export_nova_shapes.py"), *args, "--out", str(tmp_path / "strict"),
+           "--tolerance", "0"]  # fmt: skip
+    strict = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert strict.returncode != 0 and "--tolerance" in strict.stderr
+    assert not (tmp_path / "strict").exists() and not (tmp_path / "strict.partial").exists()
