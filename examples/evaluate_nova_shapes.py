@@ -6,10 +6,15 @@
   fraction of later frames that keep the object's color, and its color and shape (target: ≥ 90 %).
 * **Extrapolation**: ``--extrapolate`` × the keyframes (default 2×), the fraction of videos whose object is
   still there, frame by frame (reported per half).
+* **Reconstruction by length**: the VAE alone on held-out clips of ``--recon-frames`` frames (PSNR/SSIM, the
+  Shapes scores of the reconstructions, the last frame's PSNR): a causal VAE trained on short clips loses the
+  object past its training length. ``--tokenizer FOLDER`` (without ``--model``) reports only this, for a
+  tokenizer folder.
 
 Prints one JSON document (also written to ``--out``)::
 
     python examples/evaluate_nova_shapes.py --model runs/nova_tiny/pipeline --guidance-scale 3 --out nova.json
+    python examples/evaluate_nova_shapes.py --tokenizer runs/nova_vae/best --recon-frames 9,17,33
 """
 
 from __future__ import annotations
@@ -21,18 +26,39 @@ import torch
 
 from vidtok.metrics.shapes_evaluation import (
     diversity,
+    evaluate_reconstruction,
     evaluate_text_to_video,
     heldout_prompts,
     image_to_video_consistency,
     presence_per_frame,
     render_clips,
+    to_model_video,
 )
+from vidtok.metrics.video_quality import psnr
 from vidtok.pipelines import ImageToVideo, TextToVideo
+
+
+def reconstruction_by_length(tokenizer, lengths: list[int], clips: int) -> dict[str, dict[str, float]]:
+    """Held-out reconstruction of ``clips`` clips at each length, and the last frame's PSNR."""
+    size = tokenizer.sample_size or (32, 32)
+    report = {}
+    for frames in lengths:
+        videos, captions = render_clips("heldout", clips, 1, resolution=size[0], num_frames=frames)
+        video = to_model_video(videos)
+        row = evaluate_reconstruction(tokenizer, video, captions)
+        with torch.no_grad():
+            last = tokenizer.decode(tokenizer.encode(video), num_frames=frames)[:, :, -1:].clamp(-1, 1)
+        row["psnr_last_frame"] = float(psnr(last, video[:, :, -1:]))
+        report[str(frames)] = {k: v for k, v in row.items() if not k.endswith("_original")}
+    return report
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="a TextToVideo folder or vidtok:<name>")
+    parser.add_argument("--model", default=None, help="a TextToVideo folder or vidtok:<name>")
+    parser.add_argument("--tokenizer", default=None, help="only the reconstruction report, for this VAE folder")
+    parser.add_argument("--recon-frames", default="9,17,33", help="clip lengths of the reconstruction report")
+    parser.add_argument("--recon-clips", type=int, default=32)
     parser.add_argument("--keyframes", type=int, default=5, help="latent frames per video (5: 17 frames)")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--prompts", type=int, default=None, help="first N held-out prompts (default: all)")
@@ -48,6 +74,19 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if (args.model is None) == (args.tokenizer is None):
+        parser.error("give exactly one of --model and --tokenizer")
+    lengths = [int(n) for n in args.recon_frames.split(",") if n]
+    if args.tokenizer:
+        from vidtok.tokenizers.continuous_vae import ContinuousVAETokenizer
+
+        tokenizer = ContinuousVAETokenizer.from_pretrained(args.tokenizer).float().eval()
+        report = {
+            "tokenizer": args.tokenizer,
+            "reconstruction": reconstruction_by_length(tokenizer, lengths, args.recon_clips),
+        }
+        _write(report, args.out)
+        return
     pipe = TextToVideo.from_pretrained(args.model)
     i2v = ImageToVideo(**pipe.components)
     sampling = {"guidance_scale": args.guidance_scale}
@@ -72,10 +111,16 @@ def main() -> None:
         "keyframes": long,
         **presence_per_frame(pipe, prompts, keyframes=long, seeds=seeds[:1], **sampling),
     }
+    if lengths:
+        report["reconstruction"] = reconstruction_by_length(pipe.video_tokenizer, lengths, args.recon_clips)
+    _write(report, args.out)
+
+
+def _write(report: dict, out: str | None) -> None:
     text = json.dumps(report, indent=1)
     print(text)
-    if args.out:
-        with open(args.out, "w") as f:
+    if out:
+        with open(out, "w") as f:
             f.write(text)
 
 

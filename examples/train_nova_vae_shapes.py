@@ -10,10 +10,21 @@ background).
 Every ``--eval-every`` steps held-out clips (the (color, shape) pairs training never saw) are reconstructed
 (PSNR/SSIM, Shapes scores); the best weights (held-out PSNR) are exported to ``--export`` with the latent
 statistics NOVA normalizes by (``estimate_latent_stats`` on training clips, stored in the config).
-``--minutes M`` stops after an evaluation past M minutes with a checkpoint; ``--resume`` continues::
+``--minutes M`` stops after an evaluation past M minutes with a checkpoint; ``--resume`` continues.
+
+A causal VAE trained on short clips does not reconstruct longer ones (the 9-frame VAE loses the object past
+frame 9; docs/results.md, NOVA): the shipped VAE (``vidtok:nova_vae_shapes``) continues the 9-frame run's best
+export on 17-frame, then 33-frame clips (``--init-from``; being causal, it stays right on every shorter prefix;
+the shipped one took the 17-frame run's step-100 export, that run stopped after step 150)::
 
     python examples/train_nova_vae_shapes.py --output-dir runs/nova_vae --export runs/nova_vae/best \\
         --steps 3000 --lr 1e-3 --foreground-weight 1 --threads 2 --minutes 60
+    python examples/train_nova_vae_shapes.py --output-dir runs/nova_vae17 --export runs/nova_vae17/best \\
+        --init-from runs/nova_vae/best --frames 17 --steps 400 --lr 3e-4 --warmup 20 --batch-size 8 \\
+        --train-videos 3000 --foreground-weight 1 --eval-every 50 --threads 2
+    python examples/train_nova_vae_shapes.py --output-dir runs/nova_vae33 --export runs/nova_vae33/best \\
+        --init-from runs/nova_vae17/best --frames 33 --steps 200 --lr 2e-4 --warmup 10 --batch-size 8 \\
+        --train-videos 1600 --foreground-weight 1 --eval-every 40 --threads 2 --minutes 13
 """
 
 from __future__ import annotations

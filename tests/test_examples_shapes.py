@@ -265,11 +265,22 @@ def test_evaluate_nova_shapes_reports_every_protocol(tmp_path):
         str(EXAMPLES / "evaluate_nova_shapes.py"),
         *("--model", str(tmp_path / "pipe"), "--keyframes", "2", "--prompts", "2", "--seeds", "0"),
         *("--i2v-clips", "4", "--head-steps", "2", "--set-steps", "1", "--guidance-scale", "2"),
-        *("--threads", "1", "--out", str(tmp_path / "eval.json")),
+        *("--threads", "1", "--out", str(tmp_path / "eval.json"), "--recon-frames", "5,9", "--recon-clips", "2"),
         cwd=tmp_path,
     )
     report = json.loads((tmp_path / "eval.json").read_text())
-    assert set(report) >= {"text_to_video", "diversity", "image_to_video", "extrapolation"}
+    assert set(report) >= {"text_to_video", "diversity", "image_to_video", "extrapolation", "reconstruction"}
+    assert set(report["reconstruction"]) == {"5", "9"}
+    assert all(
+        math.isfinite(r["psnr"]) and math.isfinite(r["psnr_last_frame"]) for r in report["reconstruction"].values()
+    )
+    _run(
+        str(EXAMPLES / "evaluate_nova_shapes.py"),
+        *("--tokenizer", str(tmp_path / "pipe" / "video_tokenizer"), "--recon-frames", "5", "--recon-clips", "2"),
+        *("--out", str(tmp_path / "vae.json")),
+        cwd=tmp_path,
+    )
+    assert set(json.loads((tmp_path / "vae.json").read_text())) == {"tokenizer", "reconstruction"}
     assert 0 <= report["text_to_video"]["color"] <= 1 and report["diversity"]["seeds"] == 8
     assert report["image_to_video"]["frames"] > 0 and 0 <= report["image_to_video"]["kept"] <= 1
     assert report["extrapolation"]["keyframes"] == 4 and len(report["extrapolation"]["color"]) == 4
