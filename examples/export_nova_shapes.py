@@ -27,7 +27,7 @@ CHECK_PROMPTS = ["a large red circle moves right", "a small green square moves u
 
 def _generate(pipe: TextToVideo, keyframes: int) -> torch.Tensor:
     out = pipe(CHECK_PROMPTS, num_keyframes=keyframes, generator=torch.Generator().manual_seed(0), progress=False)
-    return torch.as_tensor(out.frames).float()
+    return torch.as_tensor(out.frames).float() * 255  # frames come in [0, 1]; the tolerance is in 0-255 units
 
 
 def main(argv: list[str] | None = None) -> None:

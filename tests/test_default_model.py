@@ -16,9 +16,14 @@ def pipe():
     return load_default()
 
 
-@pytest.mark.parametrize("name", ["dicode_shapes", "hitvideo_shapes"])
+# Bytes on disk. nova_shapes stores fp16 weights (loaded as fp32) and is still the largest: its 5.8 M-parameter
+# model (temporal, spatial and head) and 2.5 M-parameter VAE against ~3 M in the others.
+SIZE_LIMITS = {"dicode_shapes": 15e6, "hitvideo_shapes": 15e6, "nova_shapes": 18e6}
+
+
+@pytest.mark.parametrize("name", sorted(SIZE_LIMITS))
 def test_shipped_pipelines_load_offline_small_and_clean(name):
-    """Every shipped pipeline: loads offline by name, < 15 MB, eval mode, fp32, and no training-machine paths.
+    """Every shipped pipeline: loads offline by name, small, eval mode, fp32, and no training-machine paths.
 
     An export loaded from a folder records it as ``_name_or_path``; a shipped config must not carry it.
     """
@@ -31,7 +36,7 @@ def test_shipped_pipelines_load_offline_small_and_clean(name):
     shipped = TextToVideo.from_pretrained(f"vidtok:{name}")
     assert shipped.video_tokenizer.sample_size == (32, 32)
     size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(folder) for f in files)
-    assert size < 15e6, f"vidtok:{name} is {size / 1e6:.1f} MB"
+    assert size < SIZE_LIMITS[name], f"vidtok:{name} is {size / 1e6:.1f} MB"
     for module in (shipped.video_tokenizer, shipped.backbone, shipped.model, shipped.head):
         assert not module.training
         assert next(module.parameters()).dtype == torch.float32

@@ -5,8 +5,7 @@ NOVA is Deng et al. 2024, arXiv:2412.14169.
 ============= =============================== ================================= ====================================
 recipe        temporal / spatial / head       tokenizer                         notes
 ============= =============================== ================================= ====================================
-``nova_tiny`` 4 × 192 / 4 × 192 / 3 × 256     Shapes VAE (Wan, 4×4×4, 4 ch.)    trains on a CPU (untrained VAE until
-                                                                                one is shipped; see below)
+``nova_tiny`` 4 × 192 / 4 × 192 / 3 × 256     Shapes VAE (Wan, 4×4×4, 4 ch.)    trains on a CPU; ``vidtok:nova_shapes``
 ``nova_0_6b`` 16 × 1024 / 32 × 1024 / 3 × 1280 4-channel causal VAE, 4×8×8     the released T2V model's sizes
 ============= =============================== ================================= ====================================
 
@@ -117,8 +116,9 @@ def nova_tiny(**overrides: Any) -> RecipeConfig:
 
     * tokenizer: ``ContinuousVAETokenizer.shapes_config()`` — a small causal ``AutoencoderKLWan`` (4 latent
       channels, ``4 × 4 × 4`` compression), ``2 × 2`` patches: a 32 × 32 frame is 16 tokens of 16 values, a
-      17-frame clip 5 latent frames (NOVA's token shape and temporal compression). It is built **untrained**
-      unless ``tokenizer_pretrained=`` names a trained one;
+      17-frame clip 5 latent frames (NOVA's token shape and temporal compression). By default the shipped
+      trained one (``vidtok:nova_vae_shapes``, the tokenizer of ``vidtok:nova_shapes``);
+      ``tokenizer_pretrained=None`` builds it untrained, ``tokenizer_pretrained=FOLDER`` loads another;
     * temporal: a 4-layer 192-wide ``block_causal`` backbone with the Scaling and Shift layer (rank 24);
     * spatial: a 4-block 192-wide set-by-set decoder, 2 set-by-set steps per frame (on Shapes 1–2 steps scored
       better than 4–8: training masks 70–100 % of a frame, so late steps with few tokens left are unfamiliar);
@@ -152,7 +152,7 @@ def nova_tiny(**overrides: Any) -> RecipeConfig:
     return _recipe(
         "nova_tiny",
         tokenizer=ContinuousVAETokenizer.shapes_config(),
-        tokenizer_pretrained=None,
+        tokenizer_pretrained="vidtok:nova_vae_shapes",
         backbone=backbone,
         model=model,
         head=head,
