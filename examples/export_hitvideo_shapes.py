@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from vidtok.assets import strip_local_paths
+from vidtok.assets import publish_folder
 from vidtok.metrics.shapes_evaluation import render_clips, to_model_video
 from vidtok.pipelines.text_to_video import TextToVideo
 from vidtok.tokenizers.hierarchical_lfq import HierarchicalLFQTokenizer
@@ -87,11 +87,7 @@ def main() -> None:
     # Saved as loaded, in fp32 — the tokenizer too, where the training export stores it in fp16: rounding the
     # encoder could change the codes the language model was trained on.
     pipe.save_pretrained(tmp)
-    strip_local_paths(tmp)
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    size = publish_folder(tmp, out)
     print(f"wrote {out} ({size / 1e6:.1f} MB)", flush=True)
 
 

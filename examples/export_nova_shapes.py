@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from vidtok.assets import strip_local_paths
+from vidtok.assets import publish_folder, strip_local_paths
 from vidtok.pipelines.text_to_video import TextToVideo
 
 CHECK_PROMPTS = ["a large red circle moves right", "a small green square moves up", "a large blue triangle stays still"]
@@ -59,10 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     if difference > args.tolerance:
         shutil.rmtree(tmp)
         raise SystemExit(f"storing the weights changes generation by {difference:.2f} > --tolerance {args.tolerance}")
-    if out.exists():
-        shutil.rmtree(out)
-    tmp.rename(out)
-    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    size = publish_folder(tmp, out)
     print(f"wrote {out} ({size / 1e6:.1f} MB)", flush=True)
 
 

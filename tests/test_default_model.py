@@ -44,6 +44,47 @@ def test_shipped_pipelines_load_offline_small_and_clean(name):
         assert "_name_or_path" not in json.loads(path.read_text()), path
 
 
+@pytest.mark.parametrize("name", ["hitvideo_shapes", "nova_shapes"])
+def test_shipped_pipeline_same_seed_same_video(name):
+    pipe = TextToVideo.from_pretrained(f"vidtok:{name}")
+
+    def run():
+        g = torch.Generator().manual_seed(3)
+        return pipe("a large red circle moves right", num_keyframes=2, generator=g, progress=False)
+
+    a, b = run(), run()
+    assert a.frames.shape == (1, 5, 32, 32, 3)
+    assert (a.frames == b.frames).all()
+    assert all(torch.equal(x, y) for x, y in zip(a.tokens, b.tokens, strict=True))
+
+
+@pytest.mark.parametrize("name", ["hitvideo_shapes", "nova_shapes"])
+def test_generate_command_takes_a_shipped_name(name, tmp_path, capsys):
+    """``vidtok generate --model vidtok:<name>``: 2 latent steps of a 4x causal tokenizer are 5 frames."""
+    from vidtok.cli import main
+    from vidtok.io import read_video
+
+    out = tmp_path / "red.gif"
+    code = main(["generate", "a large red circle moves right", "-o", str(out), "--model", f"vidtok:{name}",
+                 "--keyframes", "2", "--seed", "1", "--quiet"])  # fmt: skip
+    assert code == 0 and "wrote" in capsys.readouterr().out
+    assert len(read_video(out)) == 5
+
+
+@pytest.mark.parametrize(
+    ("recipe", "tokenizer", "pipeline"),
+    [("hitvideo_tiny", "hitvideo_tokens_shapes", "hitvideo_shapes"), ("nova_tiny", "nova_vae_shapes", "nova_shapes")],
+)
+def test_recipe_defaults_to_the_shipped_pipelines_tokenizer(recipe, tokenizer, pipeline):
+    import vidtok
+
+    assert vidtok.RECIPES.create(recipe).video_tokenizer.pretrained == f"vidtok:{tokenizer}"
+    shipped = TextToVideo.from_pretrained(f"vidtok:{pipeline}").video_tokenizer
+    tok = type(shipped).from_pretrained(f"vidtok:{tokenizer}")
+    for (name, a), b in zip(tok.state_dict().items(), shipped.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+
+
 def test_default_is_the_dicode_shapes_model(pipe):
     assert isinstance(pipe, TextToVideo) and type(pipe.model).__name__ == "DiCoDeLM"
 

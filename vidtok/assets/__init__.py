@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ASSETS_DIR", "SHIPPED", "resolve_weights", "shipped_path", "strip_local_paths"]
+__all__ = ["ASSETS_DIR", "SHIPPED", "publish_folder", "resolve_weights", "shipped_path", "strip_local_paths"]
 
 ASSETS_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -76,3 +76,19 @@ def strip_local_paths(folder: str | os.PathLike) -> None:
         if isinstance(data, dict) and "_name_or_path" in data:
             del data["_name_or_path"]
             path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def publish_folder(staged: str | os.PathLike, out: str | os.PathLike) -> int:
+    """Move the complete folder ``staged`` to ``out`` (replacing it) and return its size in bytes.
+
+    Export scripts write beside the destination and publish only a finished folder, so an interrupted export
+    never leaves a half-written shipped model. ``_name_or_path`` is stripped first (:func:`strip_local_paths`).
+    """
+    import shutil
+
+    staged, out = Path(staged), Path(out)
+    strip_local_paths(staged)
+    if out.exists():
+        shutil.rmtree(out)
+    staged.rename(out)
+    return sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
