@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from vidtok.assets import publish_folder, strip_local_paths
+from vidtok.assets import publish_folder
 from vidtok.pipelines.text_to_video import TextToVideo
 
 CHECK_PROMPTS = ["a large red circle moves right", "a small green square moves up", "a large blue triangle stays still"]
@@ -43,12 +43,11 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    pipe.save_pretrained(tmp)
-    if not args.fp32:
-        for name, component in pipe.components.items():
-            if isinstance(component, torch.nn.Module) and hasattr(component, "save_pretrained"):
-                copy.deepcopy(component).half().save_pretrained(tmp / name)
-    strip_local_paths(tmp)
+    stored_as = pipe
+    if not args.fp32:  # a half-precision copy of every module, saved once
+        half = {k: copy.deepcopy(c).half() if isinstance(c, torch.nn.Module) else c for k, c in pipe.components.items()}
+        stored_as = TextToVideo(**half)
+    stored_as.save_pretrained(tmp)
 
     stored = TextToVideo.from_pretrained(tmp)
     dtypes = {p.dtype for m in stored.components.values() if isinstance(m, torch.nn.Module) for p in m.parameters()}

@@ -125,13 +125,14 @@ def convert_nova_head(
             out[f"blocks.{i}.post_norm.{kind}"] = take(f"blocks.{i}.norm2.{kind}")
     weights.append(_swap_halves(take("norm.proj.weight"), width))
     biases.append(_swap_halves(take("norm.proj.bias"), width))
+    head_weight, head_bias = take("head.weight"), take("head.bias")
     if not problems:
         out["modulation.weight"] = torch.cat(weights, dim=0)
         out["modulation.bias"] = torch.cat(biases, dim=0)
         # The head's rows come in (p1, p2, c) order (NOVA's patchify); continuous_vae tokens are (c, p1, p2).
         order = torch.arange(channels * patch * patch).reshape(patch, patch, channels).permute(2, 0, 1).reshape(-1)
-        out["output.weight"] = take("head.weight")[order]
-        out["output.bias"] = take("head.bias")[order]
+        out["output.weight"] = head_weight[order]
+        out["output.bias"] = head_bias[order]
     unused = sorted(set(source) - used)
     problems += [f"unmapped {prefix}{k}" for k in unused]
     if problems:
