@@ -67,6 +67,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --output-dir")
+    parser.add_argument(
+        "--decoder-only",
+        action="store_true",
+        help="train only the decoder of --init-from: the encoder, its latents and their statistics stay as they "
+        "are, so an AR model trained on that VAE's tokens keeps working with the new decoder",
+    )
+    parser.add_argument(
+        "--select", default="psnr", help="held-out score that picks the exported weights (psnr, ssim, score_shape, ...)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -94,6 +103,13 @@ def main() -> None:
                 {**kwargs[key], **value} if isinstance(value, dict) and isinstance(kwargs.get(key), dict) else value
             )
         model = ContinuousVAETokenizer(**kwargs)
+    if args.decoder_only:
+        if not args.init_from:
+            parser.error("--decoder-only fine-tunes the decoder of a trained VAE: give --init-from")
+        frozen = model.encoder_parameters()
+        for p in frozen:
+            p.requires_grad_(False)
+        print(f"decoder only: {sum(p.numel() for p in frozen) / 1e6:.2f} M encoder parameters frozen", flush=True)
     print(f"parameters: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M", flush=True)
     stats_clips = to_model_video(train_videos[: args.stats_videos])
 
@@ -101,8 +117,9 @@ def main() -> None:
         # NOVA normalizes latents by data statistics: measured on training clips with the weights being exported,
         # on a copy (the model in training keeps its own normalization).
         exported = copy.deepcopy(model).eval()
-        with torch.no_grad():
-            exported.estimate_latent_stats(stats_clips.split(32))
+        if not args.decoder_only:  # a frozen encoder keeps the statistics its tokens were normalized by
+            with torch.no_grad():
+                exported.estimate_latent_stats(stats_clips.split(32))
         exported.save_pretrained(folder)
 
     cfg = TrainingConfig(
@@ -124,7 +141,7 @@ def main() -> None:
         lambda m: evaluate_reconstruction(model, held, held_captions),
         export=lambda m, folder: export(folder),
         every=args.eval_every,
-        select="psnr" if args.export else None,
+        select=args.select if args.export else None,
         export_dir=args.export,
         minutes=args.minutes,
     )

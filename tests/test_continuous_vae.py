@@ -403,6 +403,35 @@ def test_training_step(name):
     torch.testing.assert_close(weighted["l2"], first.detach())
 
 
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_encoder_parameters_alone_make_the_tokens(name):
+    """Changing any non-encoder weight leaves the tokens alone; changing the encoder's moves them."""
+    tok = ContinuousVAETokenizer(vae_class=name, vae_config=FAMILIES[name], patch_size=1).eval()
+    enc = {id(p) for p in tok.encoder_parameters()}
+    rest = [p for p in tok.parameters() if id(p) not in enc]
+    assert enc and rest and len(enc) + len(rest) == len(list(tok.parameters()))
+    x = video(5)
+    with torch.no_grad():
+        before = tok.encode(x).tokens
+        for p in rest:
+            p.add_(torch.randn_like(p))
+        assert torch.equal(tok.encode(x).tokens, before)
+        for p in tok.encoder_parameters():
+            p.add_(0.1 * torch.randn_like(p))
+        assert not torch.allclose(tok.encode(x).tokens, before)
+
+
+def test_encoder_parameters_need_an_encoder():
+    tok = family("AutoencoderKL")
+    saved = tok.vae.encoder
+    try:
+        tok.vae.encoder = None
+        with pytest.raises(TypeError, match="encoder"):
+            tok.encoder_parameters()
+    finally:
+        tok.vae.encoder = saved
+
+
 def test_wan_training_passes_gradient_through_its_output_clamp():
     """Wan's decode clamps to [-1, 1]; a saturated decoder still learns (straight-through), evaluation is exact."""
     torch.manual_seed(0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -121,6 +122,16 @@ def test_time_budget_stops_with_a_checkpoint_and_resume_finishes(tmp_path, capsy
     done = EvaluationCallback(scripted([0.3]), every=100, verbose=False)
     assert trainer(run, [done], resume="latest").train().global_step == 8
     assert [r["step"] for r in read_evaluations(run)] == [1, 8]  # the end is always evaluated
+
+
+def test_a_select_that_names_no_score_fails_at_the_first_evaluation(tmp_path):
+    """A misspelt score would never beat anything and nothing would be exported: it is an error, not a no-op."""
+    cb = EvaluationCallback(scripted([0.5, 0.9]), every=2, select="scor", export_dir=tmp_path / "best", verbose=False)
+    with pytest.raises(KeyError, match=r"select='scor' is not a score.*: .*score, .*weights"):
+        trainer(tmp_path / "run", [cb], max_steps=4).train()
+    assert not (tmp_path / "best").exists()
+    assert math.isnan(EvaluationCallback(lambda m: {}).value({"score": 1.0}))  # no select: nothing is compared
+    assert math.isnan(cb.value({"scor": None, "step": 2}))  # present but not a number: never the best
 
 
 def test_bad_arguments_are_clear_errors():

@@ -781,6 +781,21 @@ class ContinuousVAETokenizer(VideoTokenizer):
         video = self.adapter.decode(self.tokens_to_latents(tokens.to(self.dtype), grid))
         return video[:, :, : num_frames or full].clamp(-1, 1)
 
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """The parameters that make the latents: the VAE's ``encoder`` and its ``quant_conv`` where it has one.
+
+        Freezing them and training the rest fine-tunes the decoder alone: :meth:`encode` gives the same tokens,
+        so an AR model trained on them keeps working with the new decoder (``examples/train_nova_vae_shapes.py
+        --decoder-only``).
+
+        Raises:
+            TypeError: If the wrapped VAE has no ``encoder`` module.
+        """
+        if not isinstance(getattr(self.vae, "encoder", None), nn.Module):
+            raise TypeError(f"{type(self.vae).__name__} has no `encoder` module to tell its encoder parameters")
+        modules = [self.vae.encoder, getattr(self.vae, "quant_conv", None)]
+        return [p for m in modules if isinstance(m, nn.Module) for p in m.parameters()]
+
     # ------------------------------------------------------------------ latent statistics
     @torch.no_grad()
     def estimate_latent_stats(

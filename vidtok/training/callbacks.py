@@ -153,11 +153,19 @@ class EvaluationCallback(Callback):
 
     # ------------------------------------------------------------------ selection
     def value(self, record: Mapping[str, Any]) -> float:
-        """The selected score of a record (NaN when it has none)."""
+        """The selected score of a record (NaN when it is not a number).
+
+        Raises:
+            KeyError: If ``select`` names no key of the record.
+        """
         if self.select is None:
             return math.nan
         if callable(self.select):
             return float(self.select(record))
+        if self.select not in record:
+            # A misspelt score would otherwise never beat anything, and nothing would ever be exported.
+            scores = ", ".join(sorted(k for k, v in record.items() if isinstance(v, (int, float))))
+            raise KeyError(f"select={self.select!r} is not a score of the evaluation; it returned: {scores}")
         value = record.get(self.select)
         return float(value) if isinstance(value, (int, float)) else math.nan
 
