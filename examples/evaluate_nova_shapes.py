@@ -62,7 +62,9 @@ def main() -> None:
     parser.add_argument("--keyframes", type=int, default=5, help="latent frames per video (5: 17 frames)")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--prompts", type=int, default=None, help="first N held-out prompts (default: all)")
-    parser.add_argument("--guidance-scale", type=float, default=1.0)
+    parser.add_argument(
+        "--guidance-scale", type=float, default=None, help="classifier-free guidance (default: the model's own, else 1)"
+    )
     parser.add_argument("--set-steps", type=int, default=None, help="set-by-set steps per frame (model default)")
     parser.add_argument("--head-steps", type=int, default=None, help="the head's sampling steps (its default)")
     parser.add_argument("--i2v-clips", type=int, default=32)
@@ -89,7 +91,8 @@ def main() -> None:
         return
     pipe = TextToVideo.from_pretrained(args.model)
     i2v = ImageToVideo(**pipe.components)
-    sampling = {"guidance_scale": args.guidance_scale}
+    guidance = pipe.model.default_guidance_scale if args.guidance_scale is None else args.guidance_scale
+    sampling = {"guidance_scale": guidance}
     if args.set_steps:
         sampling["model_kwargs"] = {"set_steps": args.set_steps}
     if args.head_steps:

@@ -5,9 +5,12 @@ the run's ``pipeline`` folder. This script stores every component's weights in f
 back as fp32 by ``from_pretrained``, so the shipped folder stays small inside the wheel — and checks before it
 writes anything that the rounding changes generation by no more than ``--tolerance`` (mean absolute pixel
 difference over a few fixed-seed prompts, 0-255). The folder is written beside ``--out`` and renamed into place
-only when complete, with the local paths that ``from_pretrained`` records (``_name_or_path``) removed::
+only when complete, with the local paths that ``from_pretrained`` records (``_name_or_path``) removed.
+``--guidance-scale`` saves the classifier-free guidance the model was evaluated with as its default
+(``config.guidance_scale``: what ``TextToVideo`` and ``vidtok generate`` use when the caller gives none)::
 
-    python examples/export_nova_shapes.py --pipeline runs/nova_tiny/pipeline --out vidtok/assets/nova_shapes
+    python examples/export_nova_shapes.py --pipeline runs/nova_tiny/pipeline --out vidtok/assets/nova_shapes \
+        --guidance-scale 3
 """
 
 from __future__ import annotations
@@ -37,9 +40,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--fp32", action="store_true", help="store fp32 weights (default: fp16, loaded as fp32)")
     parser.add_argument("--keyframes", type=int, default=3, help="latent frames generated for the check")
     parser.add_argument("--tolerance", type=float, default=4.0, help="largest mean |Δpixel| (0-255) fp16 may cause")
+    parser.add_argument(
+        "--guidance-scale", type=float, default=None, help="save this guidance as the model's default (else kept)"
+    )
     args = parser.parse_args(argv)
 
     pipe = TextToVideo.from_pretrained(args.pipeline)
+    if args.guidance_scale is not None:
+        pipe.model.register_to_config(guidance_scale=args.guidance_scale)
     out = Path(args.out)
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)

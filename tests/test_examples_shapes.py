@@ -316,7 +316,8 @@ def test_text_encoder_probe_reads_a_locally_saved_encoder(tmp_path):
 
 def test_export_nova_shapes_stores_fp16_and_checks_generation(tmp_path):
     """The shipped-folder export: fp16 on disk (about half the bytes), fp32 when loaded, no training-machine
-    paths, and it refuses to write when the rounding moves generation past --tolerance."""
+    paths, the evaluated guidance saved as the model's default, and it refuses to write when the rounding moves
+    generation past --tolerance."""
     import vidtok
     from vidtok.pipelines import TextToVideo
 
@@ -327,13 +328,17 @@ def test_export_nova_shapes_stores_fp16_and_checks_generation(tmp_path):
             param.normal_(0, 0.3)
     pipe.save_pretrained(tmp_path / "pipe")
     args = ("--pipeline", str(tmp_path / "pipe"), "--keyframes", "2")
-    out = _run(str(EXAMPLES / "export_nova_shapes.py"), *args, "--out", str(tmp_path / "shipped"), cwd=tmp_path)
+    out = _run(
+        str(EXAMPLES / "export_nova_shapes.py"), *args, "--out", str(tmp_path / "shipped"), "--guidance-scale", "2.5",
+        cwd=tmp_path,
+    )  # fmt: skip
     assert "mean |Δpixel|" in out
     size = lambda d: sum(p.stat().st_size for p in d.rglob("*.safetensors"))  # noqa: E731
     assert size(tmp_path / "shipped") < 0.6 * size(tmp_path / "pipe")
     assert not any("_name_or_path" in p.read_text() for p in (tmp_path / "shipped").rglob("*.json"))
     shipped = TextToVideo.from_pretrained(tmp_path / "shipped")
     assert {p.dtype for p in shipped.head.parameters()} == {torch.float32}
+    assert shipped.model.default_guidance_scale == 2.5 and pipe.model.default_guidance_scale == 1.0
     cmd = [sys.executable, str(EXAMPLES / "export_nova_shapes.py"), *args, "--out", str(tmp_path / "strict"),
            "--tolerance", "0"]  # fmt: skip
     strict = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)

@@ -285,6 +285,33 @@ def test_pipeline_takes_set_steps_motion_score_and_head_steps(tiny_pipe):
         run(steps=2)
 
 
+def test_the_model_saved_guidance_is_the_pipelines_default(tiny_pipe, tmp_path):
+    """A model saves the guidance it was evaluated with (``config.guidance_scale``); an explicit value wins."""
+
+    def run(pipe, **kwargs):
+        return pipe("a red circle moves right", num_keyframes=2, progress=False, output_type="latent",
+                    generator=torch.Generator().manual_seed(0), head_kwargs={"num_inference_steps": 2},
+                    **kwargs).tokens  # fmt: skip
+
+    assert tiny_pipe.model.default_guidance_scale == 1.0
+    plain, guided = run(tiny_pipe), run(tiny_pipe, guidance_scale=3.0)
+    assert torch.equal(plain, run(tiny_pipe, guidance_scale=1.0)) and not torch.equal(plain, guided)
+    tiny_pipe.save_pretrained(tmp_path / "pipe")
+    config = tmp_path / "pipe" / "model" / "config.json"
+    config.write_text(config.read_text().replace('"guidance_scale": 1.0', '"guidance_scale": 3.0'))
+    loaded = type(tiny_pipe).from_pretrained(tmp_path / "pipe")
+    assert loaded.model.default_guidance_scale == 3.0
+    assert torch.equal(run(loaded), guided) and torch.equal(run(loaded, guidance_scale=1.0), plain)
+
+
+@pytest.mark.parametrize("name", vidtok.MODELS.list())
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), True, "3"])
+def test_a_saved_guidance_must_be_a_finite_number(name, bad):
+    cls = vidtok.MODELS.get(name)
+    with pytest.raises(ValueError, match="guidance_scale must be a finite number"):
+        cls(**{**cls.tiny_config(), "guidance_scale": bad})
+
+
 def test_image_to_video_prefills_the_image_tokens(tiny_pipe):
     from vidtok.pipelines import ImageToVideo
 

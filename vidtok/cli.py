@@ -912,7 +912,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p_gen.add_argument(
-        "--guidance", type=_finite(), default=1.0, help="classifier-free guidance of the language model (default 1)"
+        "--guidance",
+        type=_finite(),
+        default=None,
+        help="classifier-free guidance of the language model (default: the model's saved, else 1)",
     )
     p_gen.add_argument(
         "--temperature", type=_finite(), default=None, help="sampling temperature of the head (default: the model's)"

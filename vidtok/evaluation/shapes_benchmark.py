@@ -115,7 +115,8 @@ class ShapesBenchmarkSettings:
         seeds: Seeds of the ``heldout`` and ``two_objects`` videos (one video per prompt and seed).
         keyframes: Keyframes of each ``heldout``, ``two_objects`` and ``diversity`` video.
         num_inference_steps: Decoder denoising steps of generated videos.
-        guidance_scale: The language model's classifier-free guidance (1 = off).
+        guidance_scale: The language model's classifier-free guidance (1 = off; ``None``: the model's own,
+            ``config.guidance_scale``, else 1).
         temperature: Sampling temperature (``None``: the model's own).
         batch_size: Prompts per pipeline call.
         heldout_prompts: Only the first N held-out prompts (``None``: all 30).
@@ -133,7 +134,7 @@ class ShapesBenchmarkSettings:
     seeds: tuple[int, ...] = (0, 1)
     keyframes: int = 3
     num_inference_steps: int = 10
-    guidance_scale: float = 1.0
+    guidance_scale: float | None = None
     temperature: float | None = None
     batch_size: int = 16
     heldout_prompts: int | None = None
@@ -621,8 +622,9 @@ def benchmark_shapes(
 
     The ``heldout`` category is the protocol of ``docs/results.md`` (after DiCoDe's held-out prompt evaluation):
     [`evaluate_text_to_video`][vidtok.metrics.shapes_evaluation.evaluate_text_to_video] on every held-out
-    prompt with seeds 0 and 1, 3 keyframes, 10 decoder steps, no language-model guidance and the model's own
-    temperature — the arguments ``examples/train_dicode_shapes.py --evaluate-only`` passes.
+    prompt with seeds 0 and 1, 3 keyframes, 10 decoder steps, the model's own language-model guidance (none for
+    the shipped DiCoDe and HiTVideo models) and temperature — the arguments ``examples/train_dicode_shapes.py
+    --evaluate-only`` passes.
 
     Args:
         models: Name -> a text-to-video pipeline (e.g. a

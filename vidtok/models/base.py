@@ -162,6 +162,11 @@ class VideoARModel(Component, abc.ABC):
         """The sampling temperature pipelines use when the caller gives none."""
         return float(self.config.get("temperature", 1.0))
 
+    @property
+    def default_guidance_scale(self) -> float:
+        """The classifier-free guidance pipelines use when the caller gives none (1: off)."""
+        return float(self.config.get("guidance_scale", 1.0))
+
     def null_text(self, batch: int, device: torch.device | None = None) -> torch.Tensor:
         """The null prompt (all padding) ``(batch, text_length)`` used for prompt dropout and guidance."""
         pad = int(self.config.get("pad_token_id", 0))

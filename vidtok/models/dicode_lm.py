@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -81,6 +82,7 @@ class DiCoDeLM(VideoARModel):
         fps: Frame rate of the decoded videos the model was trained on (for durations in seconds).
         temperature: The sampling temperature pipelines use when the caller gives none (like a
             ``generation_config`` default: the value the model was evaluated with).
+        guidance_scale: The classifier-free guidance pipelines use when the caller gives none (1: off).
         context_keyframes: The generation window when the caller gives none (default ``max_keyframes``):
             the length of the sequences the model was trained on, so a model trained on shorter sequences
             than ``max_keyframes`` never generates from frame indices it has not learned.
@@ -124,6 +126,7 @@ class DiCoDeLM(VideoARModel):
         head_hidden_size: int | None = None,
         fps: float = 8.0,
         temperature: float = 1.0,
+        guidance_scale: float = 1.0,
         context_keyframes: int | None = None,
         codebook_size: int | None = None,
         keyframe_residual: bool = False,
@@ -136,6 +139,12 @@ class DiCoDeLM(VideoARModel):
         super().__init__()
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if (
+            isinstance(guidance_scale, bool)
+            or not isinstance(guidance_scale, (int, float))
+            or not math.isfinite(guidance_scale)
+        ):
+            raise ValueError(f"guidance_scale must be a finite number, got {guidance_scale!r}")
         if context_keyframes is not None and not 1 <= context_keyframes <= max_keyframes:
             raise ValueError(
                 f"context_keyframes must be in [1, max_keyframes={max_keyframes}], got {context_keyframes}"

@@ -115,6 +115,7 @@ class HiTVideoLM(VideoARModel):
             positions bound it too).
         fps: Frame rate of the decoded videos the model was trained on.
         temperature: The sampling temperature pipelines use when the caller gives none.
+        guidance_scale: The classifier-free guidance pipelines use when the caller gives none (1: off).
         text_embed_dim: Read the prompt as a frozen text encoder's hidden states (HiTVideo: Flan-T5-XL)
             projected by a linear layer, instead of ids embedded with the language model's table (``None``).
         trained_steps: Finest-level steps of the training sequences (recorded by the trainer; informational).
@@ -153,6 +154,7 @@ class HiTVideoLM(VideoARModel):
         max_steps: int = 16,
         fps: float = 8.0,
         temperature: float = 1.0,
+        guidance_scale: float = 1.0,
         text_embed_dim: int | None = None,
         trained_steps: int | None = None,
         predict_masks: bool = False,
@@ -188,6 +190,12 @@ class HiTVideoLM(VideoARModel):
             raise ValueError(f"{name}: text_dropout must be in [0, 1), got {text_dropout}")
         if temperature < 0:
             raise ValueError(f"{name}: temperature must be >= 0, got {temperature}")
+        if (
+            isinstance(guidance_scale, bool)
+            or not isinstance(guidance_scale, (int, float))
+            or not math.isfinite(guidance_scale)
+        ):
+            raise ValueError(f"{name}: guidance_scale must be a finite number, got {guidance_scale!r}")
         if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
             raise ValueError(f"{name}: max_steps must be a positive int, got {max_steps!r}")
         self.num_levels = len(bits)

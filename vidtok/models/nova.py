@@ -164,6 +164,8 @@ class NOVAModel(VideoARModel):
         mask_ratio_std: Std of the folded normal the ratio is drawn from (MAR: 0.25).
         set_steps: Set-by-set steps per frame when the caller gives none (NOVA: 64–128 over 1,440 tokens).
         temperature: The sampling temperature pipelines use when the caller gives none.
+        guidance_scale: The classifier-free guidance pipelines use when the caller gives none (1: off; the
+            shipped ``vidtok:nova_shapes`` saves 3, the setting it was evaluated with).
         context_keyframes: The backbone cache window in frames when the caller gives none (``None``: all).
         temporal_patch: Tokens per side grouped into one temporal slot (NOVA: 2, its video patch of 4 × 4
             latents against the spatial 2 × 2): the backbone reads ``N / temporal_patch²`` slots per frame.
@@ -193,6 +195,7 @@ class NOVAModel(VideoARModel):
         mask_ratio_std: float = 0.25,
         set_steps: int = 64,
         temperature: float = 1.0,
+        guidance_scale: float = 1.0,
         context_keyframes: int | None = None,
         temporal_patch: int = 1,
         trained_frames: int | None = None,
@@ -234,6 +237,12 @@ class NOVAModel(VideoARModel):
             problems.append(f"spatial_heads={spatial_heads} must divide spatial_width={spatial_width}")
         if temperature < 0:
             problems.append(f"temperature must be >= 0, got {temperature}")
+        if (
+            isinstance(guidance_scale, bool)
+            or not isinstance(guidance_scale, (int, float))
+            or not math.isfinite(guidance_scale)
+        ):
+            problems.append(f"guidance_scale must be a finite number, got {guidance_scale!r}")
         if context_keyframes is not None and (isinstance(context_keyframes, bool) or context_keyframes < 1):
             problems.append(f"context_keyframes must be a positive int or None, got {context_keyframes!r}")
         if problems:

@@ -242,7 +242,7 @@ class TextToVideo(VidtokPipeline):
         num_keyframes: int | None = None,
         *,
         duration: float | None = None,
-        guidance_scale: float = 1.0,
+        guidance_scale: float | None = None,
         temperature: float | None = None,
         num_inference_steps: int | None = None,
         decoder_guidance_scale: float | None = None,
@@ -272,7 +272,8 @@ class TextToVideo(VidtokPipeline):
             num_keyframes: Keyframes to generate, prefix included (default 2: one clip); the video has
                 ``(S - 1) f + 1`` frames.
             duration: Alternatively, the length in seconds (rounded up to whole keyframe intervals).
-            guidance_scale: Classifier-free guidance of the language model against the null prompt (1 = off).
+            guidance_scale: Classifier-free guidance of the language model against the null prompt (1 = off;
+                default: the model's ``config.guidance_scale``, the setting it was evaluated with, else 1).
             temperature: Sampling temperature of the head (default: the model's ``config.temperature``).
             num_inference_steps: Denoising steps of the tokenizer's diffusion decoder. This and the other
                 decoder settings default to the tokenizer's saved ``decode_defaults`` (a converted DiCoDe
@@ -317,7 +318,7 @@ class TextToVideo(VidtokPipeline):
                 f"num_keyframes={num_keyframes} exceeds max_num_keyframes={self.max_num_keyframes} "
                 "(set pipe.max_num_keyframes to allow longer videos)"
             )
-        guidance_scale = check_number("guidance_scale", guidance_scale)
+        guidance_scale = check_number("guidance_scale", guidance_scale, optional=True)
         temperature = check_number("temperature", temperature, optional=True)
         settings = sampler_settings(
             self.video_tokenizer,
@@ -373,6 +374,8 @@ class TextToVideo(VidtokPipeline):
             raise ValueError(f"num_keyframes must be a positive int, got {num_keyframes!r}")
         if temperature is None:
             temperature = self.model.default_temperature
+        if guidance_scale is None:
+            guidance_scale = self.model.default_guidance_scale
         model_kwargs = self._check_model_kwargs(model_kwargs)
         try:
             if prefix_tokens is not None:
