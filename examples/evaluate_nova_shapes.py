@@ -3,7 +3,9 @@
 * **Text to video**: the held-out prompts of unseen (color, shape) pairs (the DiCoDe default's protocol), seeds
   ``--seeds``, ``--keyframes`` latent frames; and the diversity of ``"a red shape"`` over 8 seeds.
 * **Image to video**: the first frame of held-out clips prefilled as latent frame 0 (``ImageToVideo``); the
-  fraction of later frames that keep the object's color, and its color and shape (target: ≥ 90 %).
+  fraction of later frames that keep the object's color, and its color and shape (target: ≥ 90 %); and the
+  same fractions on the VAE's reconstructions of those clips (``tokenizer_ceiling``: what the pipeline can reach
+  through its VAE).
 * **Extrapolation**: ``--extrapolate`` × the keyframes (default 2×), the fraction of videos whose object is
   still there, frame by frame (reported per half).
 * **Reconstruction by length**: the VAE alone on held-out clips of ``--recon-frames`` frames (PSNR/SSIM, the
@@ -28,6 +30,7 @@ from vidtok.metrics.shapes_evaluation import (
     diversity,
     evaluate_reconstruction,
     evaluate_text_to_video,
+    frame_consistency,
     heldout_prompts,
     image_to_video_consistency,
     presence_per_frame,
@@ -51,6 +54,14 @@ def reconstruction_by_length(tokenizer, lengths: list[int], clips: int) -> dict[
         row["psnr_last_frame"] = float(psnr(last, video[:, :, -1:]))
         report[str(frames)] = {k: v for k, v in row.items() if not k.endswith("_original")}
     return report
+
+
+def _reconstruct(tokenizer, clips):
+    """``uint8`` reconstructions ``(n, T, H, W, 3)`` of ``uint8`` clips by the tokenizer."""
+    with torch.no_grad():
+        video = to_model_video(clips)
+        out = tokenizer.decode(tokenizer.encode(video), num_frames=video.shape[2]).clamp(-1, 1)
+    return out.add(1).mul(127.5).round().to(torch.uint8).permute(0, 2, 3, 4, 1).numpy()
 
 
 def main() -> None:
@@ -106,8 +117,13 @@ def main() -> None:
     size = pipe.video_tokenizer.sample_size or (32, 32)
     clips, captions = render_clips("heldout", args.i2v_clips, 1, resolution=size[0], num_frames=frames)
     single = [i for i, c in enumerate(captions) if " and " not in c]  # one object: the one the image shows
+    kept_captions = [captions[i] for i in single]
     report["image_to_video"] = image_to_video_consistency(
-        i2v, clips[single], [captions[i] for i in single], keyframes=args.keyframes, **sampling
+        i2v, clips[single], kept_captions, keyframes=args.keyframes, **sampling
+    )
+    # The same measure on the VAE's own reconstructions of those clips: what image-to-video can reach through it.
+    report["image_to_video"]["tokenizer_ceiling"] = frame_consistency(
+        _reconstruct(pipe.video_tokenizer, clips[single]), kept_captions
     )
     long = max(args.keyframes + 1, round(args.keyframes * args.extrapolate))
     report["extrapolation"] = {

@@ -283,6 +283,8 @@ def test_evaluate_nova_shapes_reports_every_protocol(tmp_path):
     assert set(json.loads((tmp_path / "vae.json").read_text())) == {"tokenizer", "reconstruction"}
     assert 0 <= report["text_to_video"]["color"] <= 1 and report["diversity"]["seeds"] == 8
     assert report["image_to_video"]["frames"] > 0 and 0 <= report["image_to_video"]["kept"] <= 1
+    ceiling = report["image_to_video"]["tokenizer_ceiling"]  # the same frames judged on the VAE's reconstructions
+    assert ceiling["frames"] == report["image_to_video"]["frames"] and 0 <= ceiling["kept"] <= 1
     assert report["extrapolation"]["keyframes"] == 4 and len(report["extrapolation"]["color"]) == 4
 
 

@@ -346,6 +346,25 @@ def test_image_to_video_consistency_is_one_on_true_clips_and_zero_on_black_ones(
         image_to_video_consistency(_Oracle(videos), videos[:2], captions[:1])
 
 
+def test_frame_consistency_judges_frames_after_the_first_against_the_caption():
+    from vidtok.metrics.shapes_evaluation import frame_consistency, render_clips
+
+    videos, captions = render_clips("heldout", 6, 0, resolution=32, num_frames=9)
+    single = [i for i, c in enumerate(captions) if " and " not in c]
+    videos, captions = videos[single], [captions[i] for i in single]
+    assert frame_consistency(videos, captions) == {"kept": 1.0, "color_kept": 1.0, "frames": len(videos) * 8}
+    half = videos.copy()
+    half[:, 5:] = 0  # the object gone from the last 4 of the 8 judged frames
+    assert frame_consistency(half, captions) == {"kept": 0.5, "color_kept": 0.5, "frames": len(videos) * 8}
+    # The shape is judged too: the same clip under another shape's caption keeps its color, not its shape.
+    color, shape = captions[0].split()[2:4]
+    other = next(s for s in ("circle", "square", "triangle") if s != shape)
+    wrong = frame_consistency(videos[:1], [captions[0].replace(shape, other)])
+    assert wrong["color_kept"] == 1.0 and wrong["kept"] <= 0.25, (color, shape, wrong)
+    with pytest.raises(ValueError, match="2 videos but 1 captions"):
+        frame_consistency(videos[:2], captions[:1])
+
+
 def test_presence_per_frame_follows_the_object_frame_by_frame():
     from vidtok.metrics.shapes_evaluation import presence_per_frame
     from vidtok.shapes.render import render_video

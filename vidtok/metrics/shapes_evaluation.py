@@ -43,6 +43,7 @@ __all__ = [
     "diversity",
     "evaluate_reconstruction",
     "evaluate_text_to_video",
+    "frame_consistency",
     "heldout_prompts",
     "image_to_video_consistency",
     "presence_per_frame",
@@ -210,6 +211,35 @@ def _frame_facts(video: Any, color: str, shape: str | None) -> tuple[list[bool],
     return present, kept
 
 
+def frame_consistency(videos: Any, captions: Sequence[str]) -> dict[str, float]:
+    """How often the frames after the first show the caption's first object (each frame analyzed on its own).
+
+    The measure of [`image_to_video_consistency`][vidtok.metrics.shapes_evaluation.image_to_video_consistency],
+    for any videos: applied to a tokenizer's reconstructions of the clips whose first frames prompt the
+    image-to-video pipeline, it is the ceiling that pipeline can reach through that tokenizer.
+
+    Args:
+        videos: ``uint8`` (or ``[0, 1]`` float) videos ``(n, T, H, W, 3)``.
+        captions: Their captions; the first object of each (color, and shape unless it says "shape") is looked for.
+
+    Returns:
+        ``{"kept", "color_kept", "frames"}``: the fraction of frames showing an object of the color and shape,
+        of the color, and the number of frames judged.
+    """
+    if len(videos) != len(captions):
+        raise ValueError(f"{len(videos)} videos but {len(captions)} captions")
+    present_all, kept_all = [], []
+    for video, caption in zip(videos, captions, strict=True):
+        present, kept = _frame_facts(np.asarray(video)[1:], *_first_object(caption))
+        present_all += present
+        kept_all += kept
+    return {
+        "kept": float(np.mean(kept_all)) if kept_all else float("nan"),
+        "color_kept": float(np.mean(present_all)) if present_all else float("nan"),
+        "frames": len(kept_all),
+    }
+
+
 def image_to_video_consistency(
     pipe: Any,
     videos: np.ndarray,
@@ -245,7 +275,7 @@ def image_to_video_consistency(
 
     if len(videos) != len(captions):
         raise ValueError(f"{len(videos)} videos but {len(captions)} captions")
-    present_all, kept_all = [], []
+    generated = []
     with torch.no_grad():
         for lo in range(0, len(videos), batch_size):
             batch = captions[lo : lo + batch_size]
@@ -253,15 +283,8 @@ def image_to_video_consistency(
             images = images.float().div(127.5).sub(1.0)
             g = torch.Generator().manual_seed(int(seed) * 1000 + lo)
             out = pipe(images, list(batch), num_keyframes=keyframes, generator=g, progress=False, **sampling)
-            for video, caption in zip(out.frames, batch, strict=True):
-                present, kept = _frame_facts(np.asarray(video)[1:], *_first_object(caption))
-                present_all += present
-                kept_all += kept
-    return {
-        "kept": float(np.mean(kept_all)) if kept_all else float("nan"),
-        "color_kept": float(np.mean(present_all)) if present_all else float("nan"),
-        "frames": len(kept_all),
-    }
+            generated += [np.asarray(video) for video in out.frames]
+    return frame_consistency(generated, captions)
 
 
 def presence_per_frame(
