@@ -145,6 +145,27 @@ def test_loss_reports_both_terms_and_reaches_every_parameter():
         assert all(p.grad is not None for p in module.parameters()), type(module).__name__
 
 
+@pytest.mark.parametrize("frames", [1, 3])
+def test_frame_weighting_nova_sums_the_two_terms_uniform_averages_frames(frames):
+    """NOVA's weighting: text-to-image (frame 0) + image-to-video (later frames' mean); uniform: every frame's mean."""
+    tokens = torch.randn(2, frames, N, D)
+    losses = {}
+    for weighting in ("nova", "uniform"):
+        model, backbone, head = parts(frame_weighting=weighting)
+        losses[weighting] = model.loss(backbone, head, text(), tokens, generator=torch.Generator().manual_seed(0))
+    nova, uniform = losses["nova"], losses["uniform"]
+    torch.testing.assert_close(nova["first_frame"], uniform["first_frame"])  # the same draws either way
+    if frames == 1:  # nothing to balance: both are frame 0's loss
+        torch.testing.assert_close(nova["loss"], nova["first_frame"])
+        torch.testing.assert_close(uniform["loss"], uniform["first_frame"])
+    else:
+        torch.testing.assert_close(nova["loss"], nova["first_frame"] + nova["later_frames"])
+        expected = (uniform["first_frame"] + (frames - 1) * uniform["later_frames"]) / frames
+        torch.testing.assert_close(uniform["loss"], expected)
+    with pytest.raises(ValueError, match="frame_weighting must be 'nova' or 'uniform'"):
+        parts(frame_weighting="t2i")
+
+
 def test_mask_ratio_stays_in_range():
     model, *_ = parts(mask_ratio_min=0.7)
     gen = torch.Generator().manual_seed(0)

@@ -132,8 +132,8 @@ class NOVAModel(VideoARModel):
     tokens — a ratio ``r`` from a normal of std ``mask_ratio_std`` folded at 1 and truncated to
     ``[mask_ratio_min, 1]``, one per batch, a random order per frame (MAR) — and the head's loss is averaged over
     the hidden tokens. The prompt is replaced by the null prompt with probability ``text_dropout`` (for CFG).
-    NOVA's two loss terms are reported apart: ``first_frame`` (text-to-image) and ``later_frames``
-    (image-to-video).
+    NOVA's two loss terms, ``first_frame`` (text-to-image) and ``later_frames`` (image-to-video), are reported
+    apart and summed (``frame_weighting="nova"``, the official code's weighting) or averaged per frame.
 
     **Generation** (:meth:`generate`): the prompt block once, then per frame: its indicators, ``set_steps``
     set-by-set steps (a random order, the cosine schedule), each drawing the tokens of its set from the head
@@ -170,6 +170,9 @@ class NOVAModel(VideoARModel):
         temporal_patch: Tokens per side grouped into one temporal slot (NOVA: 2, its video patch of 4 × 4
             latents against the spatial 2 × 2): the backbone reads ``N / temporal_patch²`` slots per frame.
         trained_frames: Frames (token steps) per training sequence, recorded by the trainer (informative).
+        frame_weighting: How the frames' losses are combined. ``"nova"`` (default): the first frame's mean
+            (text-to-image) plus the later frames' mean (image-to-video), so frame 0 weighs as much as all later
+            frames together — the official code's ``loss_t2i + loss_i2i``; ``"uniform"``: the mean over frames.
     """
 
     @register_to_config
@@ -199,6 +202,7 @@ class NOVAModel(VideoARModel):
         context_keyframes: int | None = None,
         temporal_patch: int = 1,
         trained_frames: int | None = None,
+        frame_weighting: str = "nova",
     ) -> None:
         super().__init__()
         problems = []
@@ -237,6 +241,8 @@ class NOVAModel(VideoARModel):
             problems.append(f"spatial_heads={spatial_heads} must divide spatial_width={spatial_width}")
         if temperature < 0:
             problems.append(f"temperature must be >= 0, got {temperature}")
+        if frame_weighting not in ("nova", "uniform"):
+            problems.append(f"frame_weighting must be 'nova' or 'uniform', got {frame_weighting!r}")
         if (
             isinstance(guidance_scale, bool)
             or not isinstance(guidance_scale, (int, float))
@@ -523,7 +529,15 @@ class NOVAModel(VideoARModel):
         pick = lambda t: t.gather(1, hidden[..., None].expand(rows, hidden_count, t.shape[-1]))  # noqa: E731
         per_token = head.loss(pick(z), pick(flat), generator=generator).float()  # (rows, hidden_count)
         per_frame = per_token.mean(-1).view(b, s)
-        out = {"loss": per_frame.mean(), "first_frame": per_frame[:, 0].mean().detach()}
+        first = per_frame[:, 0].mean()
+        if s > 1 and self.config.get("frame_weighting", "nova") == "nova":
+            later = per_frame[:, 1:].mean()
+            # NOVA trains text-to-image (frame 0) and image-to-video (the rest) as two equal terms: a frame that
+            # has only the prompt to go on is the hardest and would otherwise get 1/S of the weight.
+            loss = first + later
+        else:
+            loss = per_frame.mean()
+        out = {"loss": loss, "first_frame": first.detach()}
         if s > 1:
             out["later_frames"] = per_frame[:, 1:].mean().detach()
         return out

@@ -181,8 +181,16 @@ def nova_0_6b(**overrides: Any) -> RecipeConfig:
       ``AutoencoderKLWan`` with 4 latent channels as a stand-in of the same token shape (``tokenizer_pretrained=``
       or ``tokenizer=`` replaces it).
 
-    Of the official weights, the diffusion head converts (:func:`vidtok.convert.convert_nova_head`); the
-    temporal and spatial transformers have no key map yet.
+    Of the official weights, the diffusion head converts (:func:`vidtok.convert.convert_nova_head`). The
+    temporal and spatial transformers have no key map yet: their blocks, final norms, Scaling and Shift layer,
+    BOV and mask tokens, motion/fps MLPs and text projection have the released shapes (a renaming, plus the
+    patch convolutions flattened in token order), but four parts differ in function and need options first —
+    the released model adds a *learned* time embedding (``LayerNorm(MLP(sincos(t · base_t / T)))``, on a time
+    grid rescaled to the video's length) where this one uses fixed sine-cosine time positions; its 2-D
+    positions order the axes ``(x, y)`` where this one uses ``(y, x)``; it pads every prompt to 256 positions
+    with a stored ``512 × 2560`` table of pad states (also the null prompt) where this one reads the encoder's
+    own pad states; and its spatial transformer reads the indicators without a projection (``cond_proj`` would
+    load as the identity) with LayerNorm ε 1e-5 against 1e-6 here.
     """
     backbone = {"hidden_size": 1024, "num_layers": 16, "num_heads": 16, "mixer_rank": 24}
     model = {
