@@ -187,14 +187,15 @@ def test_a_tiny_model_learns_prompt_and_frame_dependent_tokens():
     opt = torch.optim.Adam(params, lr=3e-3)
     model.train(), backbone.train(), head.train()
     gen = torch.Generator().manual_seed(0)
-    for _ in range(250):
+    for _ in range(400):
         opt.zero_grad()
         model.loss(backbone, head, prompts.repeat(4, 1), targets.repeat(4, 1, 1, 1), generator=gen)["loss"].backward()
         opt.step()
     model.eval(), backbone.eval(), head.eval()
     video = model.generate(backbone, head, prompts, 3, progress=False)
     err = (video - targets).abs().mean()
-    assert err < 0.15 * targets.abs().mean(), float(err)  # about 0.11 after 250 steps
+    # About 0.07 of the targets' size after 400 steps (0.15 after 250 with NOVA's frame weighting, 0.11 uniform).
+    assert err < 0.15 * targets.abs().mean(), float(err)
     # It read the prompt (the other prompt's tokens are far) and the frame (the previous frame's are far).
     assert (video - targets.flip(0)).abs().mean() > 4 * err
     assert (video[:, 1:] - targets[:, :-1]).abs().mean() > 2 * err
