@@ -38,6 +38,11 @@ def check_number(
     return float(value)
 
 
+def is_finite_number(value: Any) -> bool:
+    """Whether ``value`` is a finite Python or NumPy real, bools excluded (for checks that collect their own errors)."""
+    return not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value)
+
+
 def check_count(name: str, value: Any, *, low: int = 1, optional: bool = False) -> int | None:
     """``value`` as an int ``>= low`` (a bool or a float is refused, even ``2.0``).
 

@@ -31,7 +31,6 @@ Example:
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -44,6 +43,7 @@ from vidtok.models.base import MODELS, VideoARModel
 from vidtok.models.generation import BackboneContext, Guidance, window_start
 from vidtok.models.still_gate import StillGate
 from vidtok.noise import rand
+from vidtok.validation import is_finite_number
 
 __all__ = ["DiCoDeLM"]
 
@@ -139,11 +139,7 @@ class DiCoDeLM(VideoARModel):
         super().__init__()
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
-        if (
-            isinstance(guidance_scale, bool)
-            or not isinstance(guidance_scale, (int, float))
-            or not math.isfinite(guidance_scale)
-        ):
+        if not is_finite_number(guidance_scale):
             raise ValueError(f"guidance_scale must be a finite number, got {guidance_scale!r}")
         if context_keyframes is not None and not 1 <= context_keyframes <= max_keyframes:
             raise ValueError(

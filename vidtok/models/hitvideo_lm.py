@@ -72,6 +72,7 @@ from vidtok.models.generation import BackboneContext, Guidance
 from vidtok.noise import rand
 from vidtok.tokenizers.quantizers import indices_to_bits
 from vidtok.tokenizers.token_masking import apply_token_mask, tokens_saved
+from vidtok.validation import is_finite_number
 
 __all__ = ["HiTVideoLM"]
 
@@ -164,12 +165,7 @@ class HiTVideoLM(VideoARModel):
         name = type(self).__name__
         if not isinstance(predict_masks, bool):
             raise ValueError(f"{name}: predict_masks must be True or False, got {predict_masks!r}")
-        if (
-            isinstance(mask_loss_weight, bool)
-            or not isinstance(mask_loss_weight, (int, float))
-            or not math.isfinite(mask_loss_weight)
-            or mask_loss_weight < 0
-        ):
+        if not is_finite_number(mask_loss_weight) or mask_loss_weight < 0:
             raise ValueError(f"{name}: mask_loss_weight must be a finite number >= 0, got {mask_loss_weight!r}")
         bits = [int(b) for b in level_bits]
         grids = [(int(g[0]), int(g[1])) for g in level_grids]
@@ -190,11 +186,7 @@ class HiTVideoLM(VideoARModel):
             raise ValueError(f"{name}: text_dropout must be in [0, 1), got {text_dropout}")
         if temperature < 0:
             raise ValueError(f"{name}: temperature must be >= 0, got {temperature}")
-        if (
-            isinstance(guidance_scale, bool)
-            or not isinstance(guidance_scale, (int, float))
-            or not math.isfinite(guidance_scale)
-        ):
+        if not is_finite_number(guidance_scale):
             raise ValueError(f"{name}: guidance_scale must be a finite number, got {guidance_scale!r}")
         if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
             raise ValueError(f"{name}: max_steps must be a positive int, got {max_steps!r}")

@@ -43,6 +43,7 @@ from vidtok.backbones.block_causal import BlockCausalTransformer, PostNormBlock,
 from vidtok.models.base import MODELS, VideoARModel
 from vidtok.models.generation import BackboneContext, Guidance, set_by_set_schedule
 from vidtok.noise import rand
+from vidtok.validation import is_finite_number
 
 __all__ = ["NOVAModel", "SetBySetDecoder"]
 
@@ -243,11 +244,7 @@ class NOVAModel(VideoARModel):
             problems.append(f"temperature must be >= 0, got {temperature}")
         if frame_weighting not in ("nova", "uniform"):
             problems.append(f"frame_weighting must be 'nova' or 'uniform', got {frame_weighting!r}")
-        if (
-            isinstance(guidance_scale, bool)
-            or not isinstance(guidance_scale, (int, float))
-            or not math.isfinite(guidance_scale)
-        ):
+        if not is_finite_number(guidance_scale):
             problems.append(f"guidance_scale must be a finite number, got {guidance_scale!r}")
         if context_keyframes is not None and (isinstance(context_keyframes, bool) or context_keyframes < 1):
             problems.append(f"context_keyframes must be a positive int or None, got {context_keyframes!r}")
