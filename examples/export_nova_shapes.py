@@ -7,10 +7,13 @@ writes anything that the rounding changes generation by no more than ``--toleran
 difference over a few fixed-seed prompts, 0-255). The folder is written beside ``--out`` and renamed into place
 only when complete, with the local paths that ``from_pretrained`` records (``_name_or_path``) removed.
 ``--guidance-scale`` saves the classifier-free guidance the model was evaluated with as its default
-(``config.guidance_scale``: what ``TextToVideo`` and ``vidtok generate`` use when the caller gives none)::
+(``config.guidance_scale``: what ``TextToVideo`` and ``vidtok generate`` use when the caller gives none).
+``--tokenizer`` replaces the pipeline's VAE by a decoder-only fine-tune of it (``examples/train_nova_vae_shapes.py
+--decoder-only``): the script first checks that it makes the very tokens the AR model was trained on (same
+encoder weights, same latent statistics and configuration, same tokens on held-out clips)::
 
     python examples/export_nova_shapes.py --pipeline runs/nova_tiny/pipeline --out vidtok/assets/nova_shapes \
-        --guidance-scale 3
+        --guidance-scale 3 --tokenizer runs/nova_dec/best
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch
 
 from vidtok.assets import publish_folder
 from vidtok.pipelines.text_to_video import TextToVideo
+from vidtok.tokenizers.continuous_vae import ContinuousVAETokenizer
 
 CHECK_PROMPTS = ["a large red circle moves right", "a small green square moves up", "a large blue triangle stays still"]
 
@@ -31,6 +35,26 @@ CHECK_PROMPTS = ["a large red circle moves right", "a small green square moves u
 def _generate(pipe: TextToVideo, keyframes: int) -> torch.Tensor:
     out = pipe(CHECK_PROMPTS, num_keyframes=keyframes, generator=torch.Generator().manual_seed(0), progress=False)
     return torch.as_tensor(out.frames).float() * 255  # frames come in [0, 1]; the tolerance is in 0-255 units
+
+
+def check_same_tokens(old: ContinuousVAETokenizer, new: ContinuousVAETokenizer, videos: int = 16) -> None:
+    """Raise ``SystemExit`` unless ``new`` makes ``old``'s tokens: encoder weights, configuration, held-out tokens."""
+    from vidtok.metrics.shapes_evaluation import render_clips, to_model_video
+
+    changed = sorted(
+        k for k in set(old.config) | set(new.config) if not k.startswith("_") and old.config.get(k) != new.config.get(k)
+    )
+    if changed:
+        raise SystemExit(f"--tokenizer changes configuration keys that make the tokens: {changed}")
+    pairs = list(zip(old.encoder_parameters(), new.encoder_parameters(), strict=True))
+    if any(a.shape != b.shape or not torch.equal(a, b) for a, b in pairs):
+        raise SystemExit("--tokenizer has other encoder weights than the pipeline's VAE: not a decoder-only fine-tune")
+    clips, _ = render_clips("heldout", videos, 1, resolution=(old.sample_size or (32, 32))[0], num_frames=17)
+    video = to_model_video(clips)
+    with torch.no_grad():
+        if not torch.equal(old.encode(video).tokens, new.encode(video).tokens):
+            raise SystemExit("--tokenizer makes other tokens than the pipeline's VAE on held-out clips")
+    print(f"--tokenizer makes the pipeline's tokens ({videos} held-out 17-frame clips)", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -43,9 +67,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--guidance-scale", type=float, default=None, help="save this guidance as the model's default (else kept)"
     )
+    parser.add_argument("--tokenizer", default=None, help="a decoder-only fine-tune of the pipeline's VAE to ship")
     args = parser.parse_args(argv)
 
     pipe = TextToVideo.from_pretrained(args.pipeline)
+    if args.tokenizer:
+        new = ContinuousVAETokenizer.from_pretrained(args.tokenizer).float().eval()
+        check_same_tokens(pipe.video_tokenizer.float().eval(), new)
+        pipe = TextToVideo(**{**pipe.components, "video_tokenizer": new})
     if args.guidance_scale is not None:
         pipe.model.register_to_config(guidance_scale=args.guidance_scale)
     out = Path(args.out)

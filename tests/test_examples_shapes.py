@@ -346,3 +346,38 @@ def test_export_nova_shapes_stores_fp16_and_checks_generation(tmp_path):
     strict = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert strict.returncode != 0 and "--tolerance" in strict.stderr
     assert not (tmp_path / "strict").exists() and not (tmp_path / "strict.partial").exists()
+
+
+def test_export_nova_shapes_swaps_in_a_decoder_fine_tune_only(tmp_path):
+    """--tokenizer ships a VAE whose decoder changed (the AR model's tokens are the same) and refuses one whose
+    encoder changed, before writing anything."""
+    import vidtok
+    from vidtok.pipelines import TextToVideo
+
+    torch.manual_seed(0)
+    pipe = TextToVideo.from_recipe(vidtok.RECIPES.create("nova_tiny", tiny=True))
+    pipe.save_pretrained(tmp_path / "pipe")
+    vae = pipe.video_tokenizer
+    encoder = {id(p) for p in vae.encoder_parameters()}
+    with torch.no_grad():
+        decoder = [p for p in vae.parameters() if id(p) not in encoder]
+        for param in decoder:
+            param.add_(0.01)
+    vae.save_pretrained(tmp_path / "decoder_tuned")
+    with torch.no_grad():
+        vae.encoder_parameters()[0].add_(0.01)
+    vae.save_pretrained(tmp_path / "encoder_tuned")
+    args = ("--pipeline", str(tmp_path / "pipe"), "--keyframes", "2", "--fp32")
+    out = _run(
+        str(EXAMPLES / "export_nova_shapes.py"), *args, "--out", str(tmp_path / "shipped"),
+        "--tokenizer", str(tmp_path / "decoder_tuned"), cwd=tmp_path,
+    )  # fmt: skip
+    assert "makes the pipeline's tokens" in out
+    shipped = TextToVideo.from_pretrained(tmp_path / "shipped").video_tokenizer.state_dict()
+    tuned = type(vae).from_pretrained(tmp_path / "decoder_tuned").state_dict()
+    assert shipped.keys() == tuned.keys() and all(torch.equal(shipped[k], tuned[k]) for k in tuned)
+    cmd = [sys.executable, str(EXAMPLES / "export_nova_shapes.py"), *args, "--out", str(tmp_path / "refused"),
+           "--tokenizer", str(tmp_path / "encoder_tuned")]  # fmt: skip
+    refused = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert refused.returncode != 0 and "other encoder weights" in refused.stderr
+    assert not (tmp_path / "refused").exists() and not (tmp_path / "refused.partial").exists()
