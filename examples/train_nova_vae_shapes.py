@@ -15,7 +15,10 @@ statistics NOVA normalizes by (``estimate_latent_stats`` on training clips, stor
 A causal VAE trained on short clips does not reconstruct longer ones (the 9-frame VAE loses the object past
 frame 9; docs/results.md, NOVA): the shipped VAE (``vidtok:nova_vae_shapes``) continues the 9-frame run's best
 export on 17-frame, then 33-frame clips (``--init-from``; being causal, it stays right on every shorter prefix;
-the shipped one took the 17-frame run's step-100 export, that run stopped after step 150)::
+the shipped one took the 17-frame run's step-100 export, that run stopped after step 150), and its decoder alone
+was then fine-tuned on 17-frame clips, selected on the reconstructions' shape score (``--decoder-only``: the
+encoder, the latent statistics and so the AR model's tokens stay as they were; the last command, step 450
+exported, shipped with ``examples/export_nova_shapes.py --tokenizer``)::
 
     python examples/train_nova_vae_shapes.py --output-dir runs/nova_vae --export runs/nova_vae/best \\
         --steps 3000 --lr 1e-3 --foreground-weight 1 --threads 2 --minutes 60
@@ -25,6 +28,9 @@ the shipped one took the 17-frame run's step-100 export, that run stopped after 
     python examples/train_nova_vae_shapes.py --output-dir runs/nova_vae33 --export runs/nova_vae33/best \\
         --init-from runs/nova_vae17/best --frames 33 --steps 200 --lr 2e-4 --warmup 10 --batch-size 8 \\
         --train-videos 1600 --foreground-weight 1 --eval-every 40 --threads 2 --minutes 13
+    python examples/train_nova_vae_shapes.py --output-dir runs/nova_dec --export runs/nova_dec/best \
+        --decoder-only --init-from runs/nova_vae33/best --select score_shape --frames 17 --steps 600 --lr 1e-4 \
+        --warmup 20 --batch-size 8 --train-videos 2000 --foreground-weight 2 --eval-every 30 --threads 1
 """
 
 from __future__ import annotations
