@@ -56,7 +56,10 @@ def read_av(
         if not container.streams.video:
             raise VideoReadError(path, "file has no video stream")
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
+        # Slice threads only: frame threading ("AUTO"/"FRAME") can deadlock when decoding stops before the end of
+        # the stream, as it does here once the selection is complete (seen in a DataLoader worker; PyAV #1849,
+        # pytorch/vision #9010).
+        stream.thread_type = "SLICE"
         fps = float(stream.average_rate or stream.guessed_rate or 0) or None
         last_time = None
         error = None
@@ -71,7 +74,9 @@ def read_av(
                     if sel.done:
                         return frames, index
         except av.FFmpegError as e:
-            error = _ffmpeg_message(e)
+            # Decoding past the end of a cut file fails with FFmpeg's generic message: say it is cut when it is.
+            truncated = _truncation(stream, index, last_time, fps)
+            error = f"{truncated} ({_ffmpeg_message(e)})" if truncated else _ffmpeg_message(e)
         if error is None:
             error = _truncation(stream, index, last_time, fps)
         if error is not None:
