@@ -67,7 +67,9 @@ def read_av(
             for packet in container.demux(stream):
                 for frame in packet.decode():
                     if sel.wanted(index):
-                        frames.append(resize_frames(frame.to_ndarray(format="rgb24"), size))
+                        # One swscale thread: its slice-thread pool hung in forked DataLoader workers (CI, PyAV 18).
+                        rgb = frame.to_ndarray(format="rgb24", threads=1)
+                        frames.append(resize_frames(rgb, size))
                         sel.count += 1
                     index += 1
                     last_time = frame.time
