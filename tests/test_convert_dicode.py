@@ -380,7 +380,9 @@ def test_converted_unet_runs_a_denoising_step_like_the_original(converted):
         original.text_context.copy_(tok.denoiser.text_context)
         want = original(x, t, head, rear)
         got = tok.denoiser(x, t, head, rear)
-    assert torch.equal(got, want) and torch.isfinite(got).all()
+    # Two module instances: CPU convolution kernels may round differently between them (seen once in CI).
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
     scheduler = tok._make_scheduler("ddim")  # one DDIM step with the release's sampler settings
     scheduler.set_timesteps(2)
     assert scheduler.timesteps.tolist() == [501, 1]  # "uniform" spacing with offset 1, as the release
