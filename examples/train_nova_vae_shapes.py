@@ -28,8 +28,8 @@ exported, shipped with ``examples/export_nova_shapes.py --tokenizer``)::
     python examples/train_nova_vae_shapes.py --output-dir runs/nova_vae33 --export runs/nova_vae33/best \\
         --init-from runs/nova_vae17/best --frames 33 --steps 200 --lr 2e-4 --warmup 10 --batch-size 8 \\
         --train-videos 1600 --foreground-weight 1 --eval-every 40 --threads 2 --minutes 13
-    python examples/train_nova_vae_shapes.py --output-dir runs/nova_dec --export runs/nova_dec/best \
-        --decoder-only --init-from runs/nova_vae33/best --select score_shape --frames 17 --steps 600 --lr 1e-4 \
+    python examples/train_nova_vae_shapes.py --output-dir runs/nova_dec --export runs/nova_dec/best \\
+        --decoder-only --init-from runs/nova_vae33/best --select score_shape --frames 17 --steps 600 --lr 1e-4 \\
         --warmup 20 --batch-size 8 --train-videos 2000 --foreground-weight 2 --eval-every 30 --threads 1
 """
 
