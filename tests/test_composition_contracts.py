@@ -19,6 +19,7 @@ from toy_codes import ToyCodes
 
 import vidtok
 from vidtok.backbones.base import Backbone
+from vidtok.models.text_tokenizers import encode_prompts
 from vidtok.noise import gumbel
 from vidtok.pipelines.text_to_video import TextToVideo
 from vidtok.recipes.base import build_components
@@ -226,7 +227,8 @@ def test_recipe_components_fit_at_full_size(name):
     Llama recipes read GPT-2's BPE here (a smaller vocabulary than the model embeds, which fits)."""
     overrides = {"text_tokenizer": "gpt2_bpe"} if "llama" in name else {}
     if name in ("hitvideo_paper", "nova_0_6b"):  # Flan-T5-XL, Phi-2 do not ship offline: prompts are read as ids
-        overrides = {"text_tokenizer": "gpt2_bpe", "text_encoder": None, "model_kwargs": {"text_embed_dim": None}}
+        model_kwargs = {"text_embed_dim": None} | ({"text_pad_table": False} if name == "nova_0_6b" else {})
+        overrides = {"text_tokenizer": "gpt2_bpe", "text_encoder": None, "model_kwargs": model_kwargs}
     recipe = vidtok.RECIPES.get(name)(**overrides)  # not create(): it would drop text_encoder=None
     with torch.device("meta"):
         parts = build_components(recipe)
@@ -391,6 +393,40 @@ def test_a_recipe_with_a_frozen_text_encoder_generates_trains_and_round_trips(en
     pipe.save_pretrained(tmp_path)
     again = TextToVideo.from_pretrained(tmp_path)
     assert torch.equal(again("a red circle moves right", generator=torch.Generator().manual_seed(0), **kw).tokens, a)
+
+
+def test_a_stored_pad_table_fills_the_prompt_padding_in_pipeline_and_training(encoder_folder, tmp_path):
+    """NOVA's released prompt padding (``text_pad_table``): pad positions read the model's stored states, the null
+    prompt is the table, the table is saved with the model and never trained."""
+    kwargs = {"text_embed_dim": 24, "text_vocab_size": None, "text_pad_table": True}
+    pipe = TextToVideo.from_recipe(
+        vidtok.RECIPES.create("nova_tiny", tiny=True, text_encoder=encoder_folder, model_kwargs=kwargs)
+    )
+    table = pipe.model.text_pad_states
+    assert table.shape == (pipe.model.text_length, 24) and not table.requires_grad
+    ids = encode_prompts(pipe.text_tokenizer, ["a red circle"], length=pipe.model.text_length)
+    real = ids[0] != pipe.text_tokenizer.pad_token_id
+    assert 0 < int(real.sum()) < pipe.model.text_length
+    states = pipe.encode_prompt("a red circle")[0]
+    assert torch.equal(states[~real], table[~real]) and not torch.equal(states[real], table[real])
+    assert torch.equal(pipe._encode_ids(pipe.model.null_text(1))[0], table)
+    from vidtok.models.base import VideoARModelForTraining
+
+    train = VideoARModelForTraining(
+        pipe.backbone, pipe.model.train(), pipe.head, text_tokenizer=pipe.text_tokenizer, text_encoder=pipe.text_encoder
+    )
+    n, d = pipe.model.num_tokens, pipe.model.config.token_dim
+    loss = train.training_step({"tokens": torch.randn(2, 2, n, d), "caption": ["a red circle", "a blue square"]},
+                               generator=torch.Generator().manual_seed(0))["loss"]  # fmt: skip
+    loss.backward()
+    assert torch.isfinite(loss) and pipe.model.text_proj.weight.grad is not None
+    pipe.model.eval()
+    pipe.save_pretrained(tmp_path)
+    again = TextToVideo.from_pretrained(tmp_path)
+    assert torch.equal(again.model.text_pad_states, table)
+    kw = {"num_keyframes": 2, "guidance_scale": 2.0, "output_type": "latent", "progress": False}
+    a = pipe("a red circle", generator=torch.Generator().manual_seed(0), **kw).tokens
+    assert torch.equal(again("a red circle", generator=torch.Generator().manual_seed(0), **kw).tokens, a)
 
 
 def test_text_encoder_mismatches_are_named(encoder_folder):

@@ -21,10 +21,18 @@ from vidtok.models.nova import NOVAModel
 N, D = 16, 16  # NOVAModel.tiny_config(): a 4 x 4 grid of 16-value tokens
 
 
-def parts(mixer_rank=4, head="diffusion", **model_kwargs):
+# The released models' options (vidtok.convert.convert_nova_transformer sets them): learned time embedding on a
+# rescaled time grid, (x, y) positions, unprojected indicators, LayerNorm eps 1e-5.
+RELEASED = {"time_rescale": 16.0, "position_axes": "xy", "indicator_proj": False, "spatial_norm_eps": 1e-5}
+RELEASED_BACKBONE = {"time_embedding": "mlp", "norm_eps": 1e-5}
+
+
+def parts(mixer_rank=4, head="diffusion", released=False, **model_kwargs):
     torch.manual_seed(0)
-    model = NOVAModel(**{**NOVAModel.tiny_config(), **model_kwargs})
-    backbone = BlockCausalTransformer(**{**BlockCausalTransformer.tiny_config(), "mixer_rank": mixer_rank})
+    model = NOVAModel(**{**NOVAModel.tiny_config(), **(RELEASED if released else {}), **model_kwargs})
+    backbone = BlockCausalTransformer(
+        **{**BlockCausalTransformer.tiny_config(), "mixer_rank": mixer_rank, **(RELEASED_BACKBONE if released else {})}
+    )
     if head == "diffusion":
         h = DiffusionMLPHead(**{**DiffusionMLPHead.tiny_config(), "hidden_size": 32, "token_dim": D})
         with torch.no_grad():  # AdaLN-zero starts at a zero output, blind to the condition: make it follow it
@@ -43,8 +51,9 @@ def test_registered():
     assert vidtok.MODELS.get("nova") is NOVAModel
 
 
-def test_frame_conditions_are_block_causal_and_frame_zero_is_the_bov_anchor():
-    model, backbone, _ = parts()
+@pytest.mark.parametrize("released", [False, True])
+def test_frame_conditions_are_block_causal_and_frame_zero_is_the_bov_anchor(released):
+    model, backbone, _ = parts(released=released)
     tokens = torch.randn(2, 4, N, D)
     base = model.frame_conditions(backbone, text(), tokens)
     assert base.shape == (2, 4, N, 32)
@@ -56,7 +65,9 @@ def test_frame_conditions_are_block_causal_and_frame_zero_is_the_bov_anchor():
         assert torch.all(diff[: f + 1] == 0) and torch.all(diff[f + 1 :] > 0)
     # Frame 0's condition is the BOV output itself (γ = 1, β = 0); later frames go through the Scaling and Shift
     # layer, so they differ from the raw backbone output at their block.
-    raw_backbone = BlockCausalTransformer(**{**BlockCausalTransformer.tiny_config(), "mixer_rank": None})
+    raw_backbone = BlockCausalTransformer(
+        **{**BlockCausalTransformer.tiny_config(), "mixer_rank": None, **(RELEASED_BACKBONE if released else {})}
+    )
     raw_backbone.load_state_dict({k: v for k, v in backbone.state_dict().items() if not k.startswith("mixer.")})
     raw = model.frame_conditions(raw_backbone.eval(), text(), tokens)
     torch.testing.assert_close(base[:, 0], raw[:, 0])
@@ -99,15 +110,18 @@ def test_set_by_set_decoding_follows_the_schedule_and_covers_the_frame():
             assert counts == schedule
 
 
-@pytest.mark.parametrize("guidance", [1.0, 3.0])
-@pytest.mark.parametrize("window", [None, 1])
-def test_cached_generation_equals_recomputation(guidance, window):
-    model, backbone, head = parts()
+@pytest.mark.parametrize(
+    ("guidance", "window", "released"),
+    [(1.0, None, False), (3.0, None, False), (1.0, 1, False), (3.0, 1, False), (3.0, None, True), (3.0, 1, True)],
+)
+def test_cached_generation_equals_recomputation(guidance, window, released):
+    model, backbone, head = parts(released=released)
     kwargs = {"progress": False, "guidance_scale": guidance, "context_keyframes": window}
     a = model.generate(backbone, head, text(), 4, generator=torch.Generator().manual_seed(3), **kwargs)
     b = model.generate(backbone, head, text(), 4, generator=torch.Generator().manual_seed(3), use_cache=False, **kwargs)
     assert a.shape == (2, 4, N, D) and torch.isfinite(a).all()
-    torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)  # rounding, amplified by 25 guided Euler steps
+    # Rounding, amplified by 25 guided Euler steps (a cache bug moves tokens by O(1)).
+    torch.testing.assert_close(a, b, atol=5e-4, rtol=1e-3)
     if window is not None:  # the window really changes what the last frames see
         full = model.generate(backbone, head, text(), 4, generator=torch.Generator().manual_seed(3),
                               **{**kwargs, "context_keyframes": None})  # fmt: skip
@@ -238,6 +252,25 @@ def test_bad_text_and_configs_raise():
         NOVAModel(**{**NOVAModel.tiny_config(), "text_embed_dim": 8})
     with pytest.raises(ValueError, match="grid"):
         NOVAModel(**{**NOVAModel.tiny_config(), "grid": [2]})
+    bad = {"time_rescale": 0, "position_axes": "zy", "indicator_proj": False, "spatial_width": 64,
+           "spatial_norm_eps": float("nan"), "text_pad_table": True}  # fmt: skip
+    with pytest.raises(ValueError) as err:
+        NOVAModel(**{**NOVAModel.tiny_config(), **bad})
+    matches = ["time_rescale must be a positive number", "position_axes must be 'yx' or 'xy'", "spatial_norm_eps",
+               "spatial_width (64) must equal hidden_size (32)", "text_pad_table stores"]  # fmt: skip
+    assert all(m in str(err.value) for m in matches), str(err.value)
+    with pytest.raises(ValueError, match="time_embedding must be 'sincos' or 'mlp'"):
+        BlockCausalTransformer(**{**BlockCausalTransformer.tiny_config(), "time_embedding": "rope"})
+
+
+def test_the_time_grid_is_rescaled_to_the_sequence_length():
+    """time_rescale=T0: frame slot f of a T-frame sequence sits at f * T0 / T, in training and generation alike."""
+    model, backbone, _ = parts(released=True)
+    pos = torch.cat([model._frame_positions(f, 4, 1, torch.device("cpu")) for f in range(4)], 1)
+    assert torch.equal(pos[0, :: model.num_slots, 0], torch.tensor([0.0, 4.0, 8.0, 12.0]))
+    assert torch.equal(pos[0, :4, 1:], torch.tensor([[0.0, 0], [1, 0], [2, 0], [3, 0]]))  # (x, y): x first
+    plain, _, _ = parts()
+    assert torch.equal(plain._frame_positions(3, 4, 1, torch.device("cpu"))[0, :4, 0], torch.full((4,), 3.0))
 
 
 def test_temporal_patch_groups_the_grid_into_fewer_slots():
@@ -261,17 +294,17 @@ def test_temporal_patch_groups_the_grid_into_fewer_slots():
 
 def test_nova_0_6b_sizes_on_the_meta_device():
     """The released T2V model's sizes (16-layer temporal, 32-block spatial, 1024 wide, NOVA's 3 x 1280 head):
-    643.9 M parameters without the VAE and Phi-2 (the paper: about 600 M), the head exactly the released
-    mlp_d3w1280's 32.84 M."""
+    644.2 M parameters without the VAE and Phi-2 (the paper: about 600 M; the released transformer's own count,
+    tests/test_convert_nova.py), the head exactly the released mlp_d3w1280's 32.84 M."""
     recipe = vidtok.RECIPES.get("nova_0_6b")()
     with torch.device("meta"):
         model = vidtok.MODELS.create("nova", **recipe.model.kwargs)
         head = vidtok.HEADS.create("diffusion_mlp", **recipe.head.kwargs)
         backbone = vidtok.BACKBONES.create("block_causal", **recipe.backbone.kwargs)
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
-    assert count(backbone) == 201_617_408 and count(model.spatial) == 404_149_248
+    assert count(backbone) == 202_932_224 and count(model.spatial) == 403_099_648  # learned time MLP; no cond_proj
     assert count(head) == 32_844_816 and head.config.adaln == "nova"
-    assert count(model) + count(head) + count(backbone) == 643_929_104
+    assert count(model) + count(head) + count(backbone) == 644_194_320
     assert model.num_tokens == 1440 and model.num_slots == 360  # 480 x 768: 1,440 tokens, 360 temporal slots
     assert recipe.model.kwargs["text_embed_dim"] == 2560 and recipe.text_encoder == "microsoft/phi-2"
     phi2 = SimpleNamespace(config=SimpleNamespace(hidden_size=2560))  # the frozen encoder's width is all it checks

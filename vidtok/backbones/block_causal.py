@@ -24,6 +24,8 @@ from vidtok.outputs import BackboneOutput
 
 __all__ = ["BlockCausalCache", "BlockCausalTransformer", "PostNormBlock", "sincos_embedding"]
 
+_TIME_FEATURES = 256  # sine-cosine features under a learned time embedding (NOVA's VideoPosEmbed: 128 frequencies)
+
 
 def sincos_embedding(positions: torch.Tensor, dim: int, base: float = 10000.0) -> torch.Tensor:
     """Fixed sine-cosine features ``(..., dim)`` of (possibly fractional) positions ``(...)`` (Vaswani et al. 2017).
@@ -158,6 +160,9 @@ class BlockCausalTransformer(Component, Backbone):
     position without one (the prompt). They are added to the inputs; being fixed, they extrapolate to more
     frames and larger grids than seen in training. ``None`` adds nothing.
 
+    With ``time_embedding="mlp"`` the time features are learned instead: ``LayerNorm(MLP(sincos₂₅₆(t)))``, the
+    time path of the released NOVA checkpoints (``VideoPosEmbed``); the spatial features stay fixed.
+
     **Layers.** ``num_layers`` post-norm blocks (``x + LN(f(x))``, §3.3) with SDPA attention and a GELU MLP,
     then a final LayerNorm.
 
@@ -183,6 +188,8 @@ class BlockCausalTransformer(Component, Backbone):
         norm_eps: LayerNorm epsilon.
         mixer_rank: Rank of the Scaling and Shift layer; ``None``: no such layer.
         attention_window: Blocks before its own that a block attends to, besides the first; ``None``: all.
+        time_embedding: ``"sincos"`` (fixed features of the time index) or ``"mlp"`` (256 sine-cosine features
+            through ``Linear → SiLU → Linear`` and a LayerNorm, as the released NOVA models do).
 
     Example:
         >>> import torch
@@ -209,6 +216,7 @@ class BlockCausalTransformer(Component, Backbone):
         norm_eps: float = 1e-6,
         mixer_rank: int | None = None,
         attention_window: int | None = None,
+        time_embedding: str = "sincos",
     ):
         super().__init__()
         for name, value in (("hidden_size", hidden_size), ("num_layers", num_layers), ("num_heads", num_heads)):
@@ -231,6 +239,14 @@ class BlockCausalTransformer(Component, Backbone):
             raise ValueError(
                 f"BlockCausalTransformer: attention_window must be a positive int or None, got {attention_window!r}"
             )
+        if time_embedding not in ("sincos", "mlp"):
+            raise ValueError(
+                f"BlockCausalTransformer: time_embedding must be 'sincos' or 'mlp', got {time_embedding!r}"
+            )
+        if time_embedding == "mlp":
+            width = hidden_size
+            self.time_mlp = nn.Sequential(nn.Linear(_TIME_FEATURES, width), nn.SiLU(), nn.Linear(width, width))
+            self.time_norm = nn.LayerNorm(hidden_size, eps=norm_eps)
         self.layers = nn.ModuleList(
             PostNormBlock(hidden_size, num_heads, mlp_ratio, qkv_bias, norm_eps) for _ in range(num_layers)
         )
@@ -258,14 +274,20 @@ class BlockCausalTransformer(Component, Backbone):
             pos = position_ids.float()
             valid = ~torch.isnan(pos).any(-1, keepdim=True)
             pos = torch.nan_to_num(pos)
-            emb = sincos_embedding(pos[..., 0], d) + torch.cat(
+            emb = self._time_features(pos[..., 0]) + torch.cat(
                 [sincos_embedding(pos[..., 1], d // 2), sincos_embedding(pos[..., 2], d // 2)], dim=-1
             )
         else:
             pos = position_ids.float()
             valid = ~torch.isnan(pos)[..., None]
-            emb = sincos_embedding(torch.nan_to_num(pos), d)
+            emb = self._time_features(torch.nan_to_num(pos))
         return emb * valid
+
+    def _time_features(self, t: torch.Tensor) -> torch.Tensor:
+        if self.config.get("time_embedding", "sincos") == "mlp":
+            weight = self.time_mlp[0].weight
+            return self.time_norm(self.time_mlp(sincos_embedding(t, _TIME_FEATURES).to(weight.dtype))).float()
+        return sincos_embedding(t, self.hidden_size)
 
     def scale_and_shift(self, anchor: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
         """NOVA's Scaling and Shift layer: ``anchor · (1 + γ) + β``, ``(γ, β)`` a rank-``r`` MLP of ``features``.

@@ -2,8 +2,9 @@
 
 * :func:`~vidtok.convert.dicode.convert_dicode` (``vidtok convert dicode``): DiCoDe's released tokenizer and
   language-model files (Hugging Face ``liyz/DiCoDe``) into a :class:`~vidtok.pipelines.TextToVideo` folder.
-* :func:`~vidtok.convert.nova.convert_nova_head`: NOVA's released per-token diffusion head (``BAAI/nova-*``)
-  into a ``diffusion_mlp`` head with ``adaln="nova"``.
+* :func:`~vidtok.convert.nova.convert_nova_transformer`: a released NOVA transformer (``BAAI/nova-*``,
+  ``transformer/`` folder) into the ``nova`` model, ``block_causal`` backbone and ``diffusion_mlp`` head;
+  :func:`~vidtok.convert.nova.convert_nova_head` for its diffusion head alone.
 
 Converters read checkpoints with ``torch.load(weights_only=True)`` (no object is ever unpickled), map every key
 explicitly, and write nothing unless every key of the source is used or dropped for a stated reason and every
@@ -12,9 +13,17 @@ weight of the target is filled with the right shape.
 
 from __future__ import annotations
 
-__all__ = ["ConversionError", "convert_dicode", "convert_nova_head", "nova_head_config"]
+__all__ = [
+    "ConversionError",
+    "NOVAConversion",
+    "convert_dicode",
+    "convert_nova_head",
+    "convert_nova_transformer",
+    "nova_head_config",
+    "nova_transformer_configs",
+]
 
-_MODULES = {"convert_nova_head": "nova", "nova_head_config": "nova"}
+_MODULES = {name: "nova" for name in __all__ if "nova" in name.lower()}
 
 
 def __getattr__(name: str):

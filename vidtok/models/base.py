@@ -167,6 +167,15 @@ class VideoARModel(Component, abc.ABC):
         """The classifier-free guidance pipelines use when the caller gives none (1: off)."""
         return float(self.config.get("guidance_scale", 1.0))
 
+    def fill_text_padding(self, states: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """Text-encoder states ``(B, L, E)`` as the model reads them, given which positions are real tokens.
+
+        ``real`` is ``(B, L)`` bool, padding ``False``. Unchanged here; a model that stores its own pad states
+        (NOVA's released models) puts them at the padding positions. Pipelines and training call it on every
+        encoded prompt, the null prompt included.
+        """
+        return states
+
     def null_text(self, batch: int, device: torch.device | None = None) -> torch.Tensor:
         """The null prompt (all padding) ``(batch, text_length)`` used for prompt dropout and guidance."""
         pad = int(self.config.get("pad_token_id", 0))
@@ -240,6 +249,11 @@ def encode_text(text_encoder: nn.Module, ids: torch.Tensor, pad_token_id: int | 
         mask[mask.sum(-1) == 0] = 1
     with torch.no_grad():
         return text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+
+
+def _real(ids: torch.Tensor, pad_token_id: int | None) -> torch.Tensor:
+    """Which prompt positions are real tokens (not padding)."""
+    return torch.ones_like(ids, dtype=torch.bool) if pad_token_id is None else ids != pad_token_id
 
 
 class VideoARModelForTraining(nn.Module):
@@ -364,8 +378,11 @@ class VideoARModelForTraining(nn.Module):
         if self.text_encoder is None:
             return self.model.loss(self.backbone, self.head, ids, tokens, generator=generator, **extra)
         pad = getattr(self.text_tokenizer, "pad_token_id", None)
-        text = encode_text(self.text_encoder, ids, pad).to(device)
-        null = encode_text(self.text_encoder, self.model.null_text(1, ids.device), pad).to(device)
+        null_ids = self.model.null_text(1, ids.device)
+        text = self.model.fill_text_padding(encode_text(self.text_encoder, ids, pad).to(device), _real(ids, pad))
+        null = self.model.fill_text_padding(
+            encode_text(self.text_encoder, null_ids, pad).to(device), _real(null_ids, pad)
+        )
         return self.model.loss(self.backbone, self.head, text, tokens, generator=generator, null_text=null, **extra)
 
     @property

@@ -63,25 +63,47 @@ class SetBySetDecoder(nn.Module):
         depth: Blocks in all; the first half (rounded down) is the encoder.
         num_heads: Attention heads.
         mlp_ratio: MLP expansion.
+        cond_proj: Project the indicators to ``width`` (``False``: read them as they are, as released NOVA
+            models do; needs ``cond_dim == width``).
+        eps: LayerNorm epsilon of the blocks and the final norm.
+        axes: Which grid axis fills the first half of the 2-D position features (``"yx"`` or ``"xy"``).
     """
 
-    def __init__(self, token_dim: int, cond_dim: int, width: int, depth: int, num_heads: int, mlp_ratio: float) -> None:
+    def __init__(
+        self,
+        token_dim: int,
+        cond_dim: int,
+        width: int,
+        depth: int,
+        num_heads: int,
+        mlp_ratio: float,
+        *,
+        cond_proj: bool = True,
+        eps: float = 1e-6,
+        axes: str = "yx",
+    ) -> None:
         super().__init__()
-        self.width = width
+        if not cond_proj and cond_dim != width:
+            raise ValueError(f"without cond_proj the indicator width {cond_dim} must equal the decoder width {width}")
+        self.width, self.axes = width, axes
         self.token_proj = nn.Linear(token_dim, width)
-        self.cond_proj = nn.Linear(cond_dim, width)
+        self.cond_proj = nn.Linear(cond_dim, width) if cond_proj else nn.Identity()
         self.mask_token = nn.Parameter(torch.zeros(width))
         nn.init.trunc_normal_(self.mask_token, std=0.02)
         self.num_encoder = depth // 2
-        self.blocks = nn.ModuleList(PostNormBlock(width, num_heads, mlp_ratio, True, 1e-6) for _ in range(depth))
-        self.norm = nn.LayerNorm(width, eps=1e-6)
+        self.blocks = nn.ModuleList(PostNormBlock(width, num_heads, mlp_ratio, True, eps) for _ in range(depth))
+        self.norm = nn.LayerNorm(width, eps=eps)
 
     def positions(self, grid: tuple[int, int], device: torch.device) -> torch.Tensor:
-        """2-D sine-cosine features ``(h·w, width)`` of the token grid (half the channels for y, half for x)."""
+        """2-D sine-cosine features ``(h·w, width)`` of the token grid.
+
+        Half the channels for each axis, the first half for y (``axes="yx"``) or for x (``"xy"``).
+        """
         h, w = grid
         ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
         half = self.width // 2
-        return torch.cat([sincos_embedding(ys.flatten(), half), sincos_embedding(xs.flatten(), half)], dim=-1)
+        first, second = (ys, xs) if self.axes == "yx" else (xs, ys)
+        return torch.cat([sincos_embedding(first.flatten(), half), sincos_embedding(second.flatten(), half)], dim=-1)
 
     def forward(
         self, cond: torch.Tensor, tokens: torch.Tensor, visible: torch.Tensor, grid: tuple[int, int]
@@ -174,6 +196,17 @@ class NOVAModel(VideoARModel):
         frame_weighting: How the frames' losses are combined. ``"nova"`` (default): the first frame's mean
             (text-to-image) plus the later frames' mean (image-to-video), so frame 0 weighs as much as all later
             frames together — the official code's ``loss_t2i + loss_i2i``; ``"uniform"``: the mean over frames.
+        time_rescale: ``None``: frame slot ``f`` sits at time ``f``; a number ``T₀``: at ``f · T₀ / T`` for a
+            sequence of ``T`` frames (training clips, or the video being generated), the released models' time
+            grid (``video_base_size[0]``, 16 for the T2V model) — every length spans ``[0, T₀)``.
+        position_axes: Which grid axis fills the first half of the 2-D position features, in the backbone and
+            the set-by-set decoder: ``"yx"`` (vidtok's models) or ``"xy"`` (the released models).
+        indicator_proj: Project the indicators to the set-by-set decoder's width (``False``: read them as they
+            are, as released models do; needs ``spatial_width == hidden_size``).
+        spatial_norm_eps: LayerNorm epsilon of the set-by-set decoder (released models: 1e-5).
+        text_pad_table: Fill the padding positions of every prompt (and the whole null prompt) with a stored
+            ``(text_length, text_embed_dim)`` table of states instead of the encoder's own, as the released models
+            do (their ``TextEmbed`` buffer); see :meth:`fill_text_padding`. Needs ``text_embed_dim``.
     """
 
     @register_to_config
@@ -204,6 +237,11 @@ class NOVAModel(VideoARModel):
         temporal_patch: int = 1,
         trained_frames: int | None = None,
         frame_weighting: str = "nova",
+        time_rescale: float | None = None,
+        position_axes: str = "yx",
+        indicator_proj: bool = True,
+        spatial_norm_eps: float = 1e-6,
+        text_pad_table: bool = False,
     ) -> None:
         super().__init__()
         problems = []
@@ -246,6 +284,19 @@ class NOVAModel(VideoARModel):
             problems.append(f"frame_weighting must be 'nova' or 'uniform', got {frame_weighting!r}")
         if not is_finite_number(guidance_scale):
             problems.append(f"guidance_scale must be a finite number, got {guidance_scale!r}")
+        if time_rescale is not None and not (is_finite_number(time_rescale) and time_rescale > 0):
+            problems.append(f"time_rescale must be a positive number or None, got {time_rescale!r}")
+        if position_axes not in ("yx", "xy"):
+            problems.append(f"position_axes must be 'yx' or 'xy', got {position_axes!r}")
+        if not indicator_proj and spatial_width != hidden_size:
+            problems.append(
+                f"indicator_proj=False reads the indicators as they are: spatial_width ({spatial_width}) must equal "
+                f"hidden_size ({hidden_size})"
+            )
+        if not (is_finite_number(spatial_norm_eps) and spatial_norm_eps > 0):
+            problems.append(f"spatial_norm_eps must be a positive number, got {spatial_norm_eps!r}")
+        if text_pad_table and text_embed_dim is None:
+            problems.append("text_pad_table stores text-encoder states: it needs text_embed_dim")
         if context_keyframes is not None and (isinstance(context_keyframes, bool) or context_keyframes < 1):
             problems.append(f"context_keyframes must be a positive int or None, got {context_keyframes!r}")
         if problems:
@@ -262,7 +313,20 @@ class NOVAModel(VideoARModel):
         self.bov = nn.Parameter(torch.zeros(hidden_size))
         nn.init.trunc_normal_(self.bov, std=0.02)
         self.frame_proj = nn.Linear(temporal_patch * temporal_patch * token_dim, hidden_size)
-        self.spatial = SetBySetDecoder(token_dim, hidden_size, spatial_width, spatial_depth, spatial_heads, mlp_ratio)
+        self.spatial = SetBySetDecoder(
+            token_dim,
+            hidden_size,
+            spatial_width,
+            spatial_depth,
+            spatial_heads,
+            mlp_ratio,
+            cond_proj=indicator_proj,
+            eps=spatial_norm_eps,
+            axes=position_axes,
+        )
+        if text_pad_table:
+            # Saved with the model (NOVA's TextEmbed keeps a fixed random table as a buffer: never trained).
+            self.register_buffer("text_pad_states", torch.randn(text_length, text_embed_dim) * 0.02)
 
     @classmethod
     def tiny_config(cls) -> dict[str, Any]:
@@ -420,6 +484,23 @@ class NOVAModel(VideoARModel):
         if text.numel() and (int(text.min()) < 0 or int(text.max()) >= vocab):
             raise ValueError(f"text ids must be in [0, {vocab}), got [{int(text.min())}, {int(text.max())}]")
 
+    def fill_text_padding(self, states: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """With ``text_pad_table``, the stored pad states at every padding position; otherwise ``states`` unchanged.
+
+        This is the released models' prompt padding; the null prompt becomes the table itself.
+
+        Args:
+            states: Encoder states ``(B, text_length, text_embed_dim)``.
+            real: ``(B, text_length)``, ``True`` at real tokens.
+        """
+        if not self.config.get("text_pad_table", False):
+            return states
+        self.check_text(states)
+        if tuple(real.shape) != tuple(states.shape[:2]):
+            raise ValueError(f"real must be (B, text_length) = {tuple(states.shape[:2])}, got {tuple(real.shape)}")
+        table = self.text_pad_states.to(states.device, states.dtype)
+        return torch.where(real.to(states.device, torch.bool)[..., None], states, table.expand_as(states))
+
     # ------------------------------------------------------------------ the sequence
     def embed_text(self, backbone: Any, text: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         """Prompt embeddings ``(B, text_length, H)``: a learned id table or projected encoder states, then LayerNorm."""
@@ -437,13 +518,21 @@ class NOVAModel(VideoARModel):
         parts.append(self.bov.to(parts[0].dtype).expand(b, n, -1))
         x = torch.cat(parts, dim=1)
         unplaced = torch.full((b, x.shape[1] - n, 3), float("nan"), device=device)
-        return x, torch.cat([unplaced, self._frame_positions(0, b, device)], dim=1)
+        return x, torch.cat([unplaced, self._frame_positions(0, 1, b, device)], dim=1)
 
-    def _frame_positions(self, t: int, batch: int, device: torch.device) -> torch.Tensor:
+    def _frame_positions(self, t: int, length: int, batch: int, device: torch.device) -> torch.Tensor:
+        """Positions ``(batch, M, 3)`` of frame slot ``t`` in a sequence of ``length`` frames.
+
+        The backbone reads ``(time, a, b)`` and gives the first spatial half of its features to ``a``: ``(y, x)``
+        or, with ``position_axes="xy"``, ``(x, y)``.
+        """
         h, w = self.temporal_grid
         ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
-        pos = torch.stack([torch.full_like(ys, t), ys, xs], dim=-1).reshape(h * w, 3).float()
-        return pos[None].expand(batch, -1, -1)
+        rescale = self.config.get("time_rescale")
+        time = float(t) * float(rescale) / length if rescale else float(t)
+        first, second = (ys, xs) if self.config.get("position_axes", "yx") == "yx" else (xs, ys)
+        pos = torch.stack([torch.full(ys.shape, time, device=device), first.float(), second.float()], dim=-1)
+        return pos.reshape(h * w, 3)[None].expand(batch, -1, -1)
 
     def _indicators(self, backbone: BlockCausalTransformer, out: torch.Tensor, anchor: torch.Tensor) -> torch.Tensor:
         """Frame indicators from backbone outputs ``(B, F, N, H)``: mapped onto the BOV ``anchor`` (Eq. 3)."""
@@ -479,7 +568,7 @@ class NOVAModel(VideoARModel):
         if s > 1:
             frames = self.frame_proj(self._to_slots(tokens[:, :-1].to(self.dtype)))
             x = torch.cat([x, frames.reshape(b, (s - 1) * n, -1)], dim=1)
-            pos = torch.cat([pos] + [self._frame_positions(f, b, device) for f in range(1, s)], dim=1)
+            pos = torch.cat([pos] + [self._frame_positions(f, s, b, device) for f in range(1, s)], dim=1)
             blocks.append(torch.arange(1, s, device=device).repeat_interleave(n))
         out = backbone(x, position_ids=pos, block_ids=torch.cat(blocks)).last_hidden_state
         slots = out[:, -s * n :].reshape(b, s, n, -1)  # BOV slots, then frames 0 .. S-2
@@ -627,7 +716,7 @@ class NOVAModel(VideoARModel):
             else:
                 out = feed(
                     self.frame_proj(self._to_slots(guide.duplicate(frames[-1]))),
-                    self._frame_positions(f, rows, device),
+                    self._frame_positions(f, num_steps, rows, device),
                     f,
                 )
                 cond = self._indicators(backbone, out[:, None], anchor)[:, 0]

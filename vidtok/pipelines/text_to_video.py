@@ -206,8 +206,10 @@ class TextToVideo(VidtokPipeline):
         return self._encode_ids(ids)
 
     def _encode_ids(self, ids: torch.Tensor) -> torch.Tensor:
-        states = encode_text(self.text_encoder, ids, self.text_tokenizer.pad_token_id)
-        return states.to(self.model.device, self.model.dtype)
+        pad = self.text_tokenizer.pad_token_id
+        states = encode_text(self.text_encoder, ids, pad).to(self.model.device, self.model.dtype)
+        real = torch.ones_like(ids, dtype=torch.bool) if pad is None else ids != pad
+        return self.model.fill_text_padding(states, real.to(states.device))
 
     @torch.no_grad()
     def encode_video(self, video: Any) -> torch.Tensor:

@@ -181,18 +181,27 @@ def nova_0_6b(**overrides: Any) -> RecipeConfig:
       ``AutoencoderKLWan`` with 4 latent channels as a stand-in of the same token shape (``tokenizer_pretrained=``
       or ``tokenizer=`` replaces it).
 
-    Of the official weights, the diffusion head converts (:func:`vidtok.convert.convert_nova_head`). The
-    temporal and spatial transformers have no key map yet: their blocks, final norms, Scaling and Shift layer,
-    BOV and mask tokens, motion/fps MLPs and text projection have the released shapes (a renaming, plus the
-    patch convolutions flattened in token order), but four parts differ in function and need options first —
-    the released model adds a *learned* time embedding (``LayerNorm(MLP(sincos(t · base_t / T)))``, on a time
-    grid rescaled to the video's length) where this one uses fixed sine-cosine time positions; its 2-D
-    positions order the axes ``(x, y)`` where this one uses ``(y, x)``; it pads every prompt to 256 positions
-    with a stored ``512 × 2560`` table of pad states (also the null prompt) where this one reads the encoder's
-    own pad states; and its spatial transformer reads the indicators without a projection (``cond_proj`` would
-    load as the identity) with LayerNorm ε 1e-5 against 1e-6 here.
+    * the released function where vidtok's small models choose otherwise: a learned time embedding
+      (``time_embedding="mlp"``: ``LayerNorm(MLP(sincos(t)))``) on a time grid rescaled to the video's length
+      (``time_rescale=16``: frame slot ``f`` of ``T`` at ``16 f / T``), 2-D positions in ``(x, y)`` order,
+      indicators read by the spatial transformer without a projection, LayerNorm ε 1e-5, and a stored table of
+      prompt pad states (``text_pad_table``: every prompt padded to 256 positions with it; the null prompt is
+      the table).
+
+    So the released transformer loads by a key mapping: :func:`vidtok.convert.convert_nova_transformer` turns
+    ``BAAI/nova-d48w1024-osp480``'s ``transformer/`` into exactly this recipe's model, backbone and head
+    (``tests/test_convert_nova.py`` checks every key and shape, and the function on a small configuration).
+    The repository's YAML sets no Scaling and Shift layer; ``backbone_kwargs={"mixer_rank": None}`` matches a
+    checkpoint without one.
     """
-    backbone = {"hidden_size": 1024, "num_layers": 16, "num_heads": 16, "mixer_rank": 24}
+    backbone = {
+        "hidden_size": 1024,
+        "num_layers": 16,
+        "num_heads": 16,
+        "mixer_rank": 24,
+        "norm_eps": 1e-5,
+        "time_embedding": "mlp",
+    }
     model = {
         "text_length": 256,
         "text_embed_dim": 2560,
@@ -204,6 +213,11 @@ def nova_0_6b(**overrides: Any) -> RecipeConfig:
         "spatial_heads": 16,
         "set_steps": 64,
         "temporal_patch": 2,
+        "time_rescale": 16.0,
+        "position_axes": "xy",
+        "indicator_proj": False,
+        "spatial_norm_eps": 1e-5,
+        "text_pad_table": True,
     }
     head = {"width": 1280, "depth": 3, "adaln": "nova", "prediction_type": "epsilon", "num_timesteps_per_token": 4}
     tokenizer = {
