@@ -100,6 +100,26 @@ def nova_head_config(state: Mapping[str, torch.Tensor], prefix: str = "image_dec
     }
 
 
+class _Reader:
+    """Reads released tensors by name, remembering which were read and which were missing."""
+
+    def __init__(self, source: Mapping[str, torch.Tensor], shown_prefix: str = "") -> None:
+        self.source, self.shown_prefix = source, shown_prefix
+        self.used: set[str] = set()
+        self.problems: list[str] = []
+
+    def __call__(self, key: str) -> torch.Tensor:
+        if key not in self.source:
+            self.problems.append(f"missing {self.shown_prefix}{key}")
+            return torch.empty(0)
+        self.used.add(key)
+        return self.source[key]
+
+    def unmapped(self) -> list[str]:
+        """One problem per source tensor that was never read."""
+        return [f"unmapped {self.shown_prefix}{k}" for k in sorted(set(self.source) - self.used)]
+
+
 def _swap_halves(t: torch.Tensor, width: int) -> torch.Tensor:
     # AdaLayerNormZero's stats are (scale, shift[, gate]); the head's modulation chunks are (shift, scale[, gate]).
     chunks = list(t.split(width, dim=0))
@@ -131,17 +151,8 @@ def convert_nova_head(
     width, depth = config["width"], config["depth"]
     patch_key = f"{prefix}patch_embed.proj.weight"
     channels, patch = state[patch_key].shape[1], state[patch_key].shape[2]
-    source = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-    used: set[str] = set()
-    problems: list[str] = []
-
-    def take(key: str) -> torch.Tensor:
-        if key not in source:
-            problems.append(f"missing {prefix}{key}")
-            return torch.empty(0)
-        used.add(key)
-        return source[key]
-
+    take = _Reader({k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}, prefix)
+    problems = take.problems
     out: dict[str, torch.Tensor] = {
         "input_proj.weight": take("patch_embed.proj.weight").reshape(width, -1),
         "input_proj.bias": take("patch_embed.proj.bias"),
@@ -169,8 +180,7 @@ def convert_nova_head(
         order = torch.arange(channels * patch * patch).reshape(patch, patch, channels).permute(2, 0, 1).reshape(-1)
         out["output.weight"] = head_weight[order]
         out["output.bias"] = head_bias[order]
-    unused = sorted(set(source) - used)
-    problems += [f"unmapped {prefix}{k}" for k in unused]
+    problems += take.unmapped()
     if problems:
         raise ConversionError("NOVA head does not convert: " + "; ".join(problems))
     if head is not None:
@@ -345,15 +355,7 @@ def convert_nova_transformer(
     mcfg, bcfg = configs["model"], configs["backbone"]
     width, patch = mcfg["hidden_size"], 15 // int(config["image_stride"]) + 1
     channels = int(config["image_dim"])
-    used: set[str] = set()
-    problems: list[str] = []
-
-    def take(key: str) -> torch.Tensor:
-        if key not in state:
-            problems.append(f"missing {key}")
-            return torch.empty(0)
-        used.add(key)
-        return state[key]
+    take = _Reader(state)
 
     def block(src: str, dst: str, out: dict[str, torch.Tensor]) -> None:
         for ours, theirs in (("qkv", "attn.qkv"), ("proj", "attn.proj"), ("norm1", "norm1"), ("norm2", "norm2"),
@@ -395,9 +397,8 @@ def convert_nova_transformer(
                 pair(f"motion_embed.{theirs}.{index}", f"{ours}.mlp.{index}", model)
 
     head_state = {k: v for k, v in state.items() if k.startswith("image_decoder.")}
-    used.update(head_state)
-    unused = sorted(set(state) - used)
-    problems += [f"unmapped {k}" for k in unused]
+    take.used.update(head_state)
+    problems = take.problems + take.unmapped()
     if problems:
         raise ConversionError("NOVA transformer does not convert: " + "; ".join(problems))
     head = convert_nova_head(head_state)
