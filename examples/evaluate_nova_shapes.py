@@ -78,9 +78,11 @@ def main() -> None:
     )
     parser.add_argument("--set-steps", type=int, default=None, help="set-by-set steps per frame (model default)")
     parser.add_argument("--head-steps", type=int, default=None, help="the head's sampling steps (its default)")
-    parser.add_argument("--i2v-clips", type=int, default=32)
     parser.add_argument(
-        "--extrapolate", type=float, default=2.0, help="length of the extrapolation videos, x keyframes"
+        "--i2v-clips", type=int, default=32, help="held-out clips of the image-to-video report (0: no such report)"
+    )
+    parser.add_argument(
+        "--extrapolate", type=float, default=2.0, help="length of the extrapolation videos, x keyframes (0: none)"
     )
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=None)
@@ -89,6 +91,8 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     if (args.model is None) == (args.tokenizer is None):
         parser.error("give exactly one of --model and --tokenizer")
+    if args.i2v_clips < 0 or args.extrapolate < 0:
+        parser.error(f"--i2v-clips and --extrapolate must be >= 0, got {args.i2v_clips} and {args.extrapolate}")
     lengths = [int(n) for n in args.recon_frames.split(",") if n]
     if args.tokenizer:
         from vidtok.tokenizers.continuous_vae import ContinuousVAETokenizer
@@ -115,21 +119,25 @@ def main() -> None:
     report["diversity"] = diversity(pipe, keyframes=args.keyframes, **sampling)
     frames = pipe.video_tokenizer.num_frames_for(args.keyframes)
     size = pipe.video_tokenizer.sample_size or (32, 32)
-    clips, captions = render_clips("heldout", args.i2v_clips, 1, resolution=size[0], num_frames=frames)
-    single = [i for i, c in enumerate(captions) if " and " not in c]  # one object: the one the image shows
-    kept_captions = [captions[i] for i in single]
-    report["image_to_video"] = image_to_video_consistency(
-        i2v, clips[single], kept_captions, keyframes=args.keyframes, **sampling
-    )
-    # The same measure on the VAE's own reconstructions of those clips: what image-to-video can reach through it.
-    report["image_to_video"]["tokenizer_ceiling"] = frame_consistency(
-        _reconstruct(pipe.video_tokenizer, clips[single]), kept_captions
-    )
-    long = max(args.keyframes + 1, round(args.keyframes * args.extrapolate))
-    report["extrapolation"] = {
-        "keyframes": long,
-        **presence_per_frame(pipe, prompts, keyframes=long, seeds=seeds[:1], **sampling),
-    }
+    if args.i2v_clips:
+        clips, captions = render_clips("heldout", args.i2v_clips, 1, resolution=size[0], num_frames=frames)
+        single = [i for i, c in enumerate(captions) if " and " not in c]  # one object: the one the image shows
+        if not single:
+            parser.error(f"the first {args.i2v_clips} held-out clips have no single-object clip: give more")
+        kept_captions = [captions[i] for i in single]
+        report["image_to_video"] = image_to_video_consistency(
+            i2v, clips[single], kept_captions, keyframes=args.keyframes, **sampling
+        )
+        # The same measure on the VAE's reconstructions of those clips: what image-to-video can reach through it.
+        report["image_to_video"]["tokenizer_ceiling"] = frame_consistency(
+            _reconstruct(pipe.video_tokenizer, clips[single]), kept_captions
+        )
+    if args.extrapolate:
+        long = max(args.keyframes + 1, round(args.keyframes * args.extrapolate))
+        report["extrapolation"] = {
+            "keyframes": long,
+            **presence_per_frame(pipe, prompts, keyframes=long, seeds=seeds[:1], **sampling),
+        }
     if lengths:
         report["reconstruction"] = reconstruction_by_length(pipe.video_tokenizer, lengths, args.recon_clips)
     _write(report, args.out)

@@ -286,6 +286,17 @@ def test_evaluate_nova_shapes_reports_every_protocol(tmp_path):
     ceiling = report["image_to_video"]["tokenizer_ceiling"]  # the same frames judged on the VAE's reconstructions
     assert ceiling["frames"] == report["image_to_video"]["frames"] and 0 <= ceiling["kept"] <= 1
     assert report["extrapolation"]["keyframes"] == 4 and len(report["extrapolation"]["color"]) == 4
+    # --i2v-clips 0 and --extrapolate 0 leave those reports out (the prompt protocol alone, e.g. for more seeds).
+    _run(
+        str(EXAMPLES / "evaluate_nova_shapes.py"),
+        *("--model", str(tmp_path / "pipe"), "--keyframes", "2", "--prompts", "2", "--seeds", "0,1"),
+        *("--i2v-clips", "0", "--extrapolate", "0", "--recon-frames", "", "--head-steps", "2", "--set-steps", "1"),
+        *("--out", str(tmp_path / "t2v.json")),
+        cwd=tmp_path,
+    )
+    assert set(json.loads((tmp_path / "t2v.json").read_text())) == {
+        "model", "keyframes", "sampling", "text_to_video", "diversity"
+    }  # fmt: skip
 
 
 def test_text_encoder_probe_reads_a_locally_saved_encoder(tmp_path):
