@@ -244,8 +244,8 @@ class BlockCausalTransformer(Component, Backbone):
                 f"BlockCausalTransformer: time_embedding must be 'sincos' or 'mlp', got {time_embedding!r}"
             )
         if time_embedding == "mlp":
-            width = hidden_size
-            self.time_mlp = nn.Sequential(nn.Linear(_TIME_FEATURES, width), nn.SiLU(), nn.Linear(width, width))
+            d = hidden_size
+            self.time_mlp = nn.Sequential(nn.Linear(_TIME_FEATURES, d), nn.SiLU(), nn.Linear(d, d))
             self.time_norm = nn.LayerNorm(hidden_size, eps=norm_eps)
         self.layers = nn.ModuleList(
             PostNormBlock(hidden_size, num_heads, mlp_ratio, qkv_bias, norm_eps) for _ in range(num_layers)

@@ -205,6 +205,19 @@ _RELEASED_VITS = {
 _RELEASED_EPS = 1e-5  # nn.LayerNorm's default, which every released block and norm uses
 
 
+def _patch_size(image_stride: int) -> int:
+    """The released rule for the spatial patch: 2 for an 8× VAE, 1 for 16× and 32× (the video patch is twice it)."""
+    return 15 // int(image_stride) + 1
+
+
+def _component_classes() -> dict[str, type]:
+    from vidtok.backbones.block_causal import BlockCausalTransformer
+    from vidtok.heads.diffusion_mlp import DiffusionMLPHead
+    from vidtok.models.nova import NOVAModel
+
+    return {"model": NOVAModel, "backbone": BlockCausalTransformer, "head": DiffusionMLPHead}
+
+
 def _vit(name: str, role: str, arch: Mapping[str, tuple[int, int, int]] | None) -> tuple[int, int, int]:
     known = {**_RELEASED_VITS, **(arch or {})}
     if name not in known:
@@ -249,7 +262,7 @@ def nova_transformer_configs(
     size = config["image_size"]
     size = (size, size) if isinstance(size, int) else tuple(size)
     stride, channels = int(config["image_stride"]), int(config["image_dim"])
-    patch = 15 // stride + 1  # the released rule: 2 for an 8× VAE, 1 for 16× and 32×
+    patch = _patch_size(stride)
     grid = [s // stride // patch for s in size]
     base_t, *video_grid = (int(v) for v in config["video_base_size"])
     if list(config["image_base_size"]) != grid or video_grid != [g // 2 for g in grid]:
@@ -316,15 +329,8 @@ class NOVAConversion:
             head_kwargs: Sampling settings of the head that the transformer folder does not hold (the released
                 T2V model's ``{"prediction_type": "epsilon"}``; T2I models predict a flow, the head's default).
         """
-        from vidtok.backbones.block_causal import BlockCausalTransformer
-        from vidtok.heads.diffusion_mlp import DiffusionMLPHead
-        from vidtok.models.nova import NOVAModel
-
-        parts = {
-            "model": NOVAModel(**self.configs["model"]),
-            "backbone": BlockCausalTransformer(**self.configs["backbone"]),
-            "head": DiffusionMLPHead(**{**self.configs["head"], **(head_kwargs or {})}),
-        }
+        configs = {**self.configs, "head": {**self.configs["head"], **(head_kwargs or {})}}
+        parts = {name: cls(**configs[name]) for name, cls in _component_classes().items()}
         for name, module in parts.items():
             module.load_state_dict(self.states[name], strict=True)
         return parts
@@ -353,7 +359,7 @@ def convert_nova_transformer(
     """
     configs = nova_transformer_configs(config, state, arch)
     mcfg, bcfg = configs["model"], configs["backbone"]
-    width, patch = mcfg["hidden_size"], 15 // int(config["image_stride"]) + 1
+    width, patch = mcfg["hidden_size"], _patch_size(config["image_stride"])
     channels = int(config["image_dim"])
     take = _Reader(state)
 
@@ -434,13 +440,8 @@ def convert_nova_transformer(
 
 def _check_shapes(configs: dict[str, dict[str, Any]], states: dict[str, dict[str, torch.Tensor]]) -> None:
     """Build the components on the meta device and compare every key and shape (one error listing all)."""
-    from vidtok.backbones.block_causal import BlockCausalTransformer
-    from vidtok.heads.diffusion_mlp import DiffusionMLPHead
-    from vidtok.models.nova import NOVAModel
-
-    classes = {"model": NOVAModel, "backbone": BlockCausalTransformer, "head": DiffusionMLPHead}
     problems = []
-    for name, cls in classes.items():
+    for name, cls in _component_classes().items():
         with torch.device("meta"):
             expected = cls(**configs[name]).state_dict()
         got = states[name]

@@ -25,7 +25,7 @@ from torch import nn
 from vidtok.modeling_utils import Component
 from vidtok.registry import Registry
 
-__all__ = ["MODELS", "VideoARModel", "VideoARModelForTraining", "encode_text"]
+__all__ = ["MODELS", "VideoARModel", "VideoARModelForTraining", "encode_prompt_states", "encode_text"]
 
 
 class VideoARModel(Component, abc.ABC):
@@ -251,9 +251,16 @@ def encode_text(text_encoder: nn.Module, ids: torch.Tensor, pad_token_id: int | 
         return text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state
 
 
-def _real(ids: torch.Tensor, pad_token_id: int | None) -> torch.Tensor:
-    """Which prompt positions are real tokens (not padding)."""
-    return torch.ones_like(ids, dtype=torch.bool) if pad_token_id is None else ids != pad_token_id
+def encode_prompt_states(
+    model: VideoARModel, text_encoder: nn.Module, ids: torch.Tensor, pad_token_id: int | None
+) -> torch.Tensor:
+    """The text-encoder states ``(B, L, E)`` a model reads for prompt ids (on the encoder's device).
+
+    :func:`encode_text`, then the model's :meth:`~VideoARModel.fill_text_padding` at the pad positions.
+    """
+    states = encode_text(text_encoder, ids, pad_token_id)
+    real = torch.ones_like(ids, dtype=torch.bool) if pad_token_id is None else ids != pad_token_id
+    return model.fill_text_padding(states, real.to(states.device))
 
 
 class VideoARModelForTraining(nn.Module):
@@ -378,11 +385,8 @@ class VideoARModelForTraining(nn.Module):
         if self.text_encoder is None:
             return self.model.loss(self.backbone, self.head, ids, tokens, generator=generator, **extra)
         pad = getattr(self.text_tokenizer, "pad_token_id", None)
-        null_ids = self.model.null_text(1, ids.device)
-        text = self.model.fill_text_padding(encode_text(self.text_encoder, ids, pad).to(device), _real(ids, pad))
-        null = self.model.fill_text_padding(
-            encode_text(self.text_encoder, null_ids, pad).to(device), _real(null_ids, pad)
-        )
+        text = encode_prompt_states(self.model, self.text_encoder, ids, pad).to(device)
+        null = encode_prompt_states(self.model, self.text_encoder, self.model.null_text(1, ids.device), pad).to(device)
         return self.model.loss(self.backbone, self.head, text, tokens, generator=generator, null_text=null, **extra)
 
     @property

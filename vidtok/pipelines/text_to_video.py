@@ -44,7 +44,7 @@ from vidtok.backbones.base import Backbone
 from vidtok.backbones.hf_causal_lm import as_backbone
 from vidtok.heads.base import TokenHead
 from vidtok.io import as_model_video, to_output
-from vidtok.models.base import VideoARModel, encode_text
+from vidtok.models.base import VideoARModel, encode_prompt_states
 from vidtok.models.text_tokenizers import encode_prompts
 from vidtok.pipelines.pipeline_output import TextToVideoOutput
 from vidtok.pipelines.pipeline_utils import VidtokPipeline, sampler_settings
@@ -206,10 +206,8 @@ class TextToVideo(VidtokPipeline):
         return self._encode_ids(ids)
 
     def _encode_ids(self, ids: torch.Tensor) -> torch.Tensor:
-        pad = self.text_tokenizer.pad_token_id
-        states = encode_text(self.text_encoder, ids, pad).to(self.model.device, self.model.dtype)
-        real = torch.ones_like(ids, dtype=torch.bool) if pad is None else ids != pad
-        return self.model.fill_text_padding(states, real.to(states.device))
+        states = encode_prompt_states(self.model, self.text_encoder, ids, self.text_tokenizer.pad_token_id)
+        return states.to(self.model.device, self.model.dtype)
 
     @torch.no_grad()
     def encode_video(self, video: Any) -> torch.Tensor:
