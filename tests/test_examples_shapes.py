@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import subprocess
@@ -308,7 +309,7 @@ def test_text_encoder_probe_reads_a_locally_saved_encoder(tmp_path):
 
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *vocabulary()]) + "\n")
-    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(tmp_path / "bert")
+    BertTokenizerFast(vocab=str(vocab)).save_pretrained(tmp_path / "bert")
     torch.manual_seed(0)
     config = BertConfig(vocab_size=5 + len(vocabulary()), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                         intermediate_size=32, max_position_embeddings=32)  # fmt: skip
@@ -392,3 +393,116 @@ def test_export_nova_shapes_swaps_in_a_decoder_fine_tune_only(tmp_path):
     refused = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
     assert refused.returncode != 0 and "other encoder weights" in refused.stderr
     assert not (tmp_path / "refused").exists() and not (tmp_path / "refused.partial").exists()
+
+
+def _tiny_bert_with_shapes_words(folder: Path, width: int = 16) -> str:
+    """A tiny random BERT whose word-piece vocabulary splits two Shapes words (``mage ##nta``, ``bounce ##s``)."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    from vidtok.shapes.grammar import vocabulary
+
+    words = [w for w in vocabulary() if w not in ("magenta", "bounces")]
+    vocab = folder.parent / f"{folder.name}-vocab.txt"
+    vocab.write_text(
+        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words, "mage", "##nta", "bounce", "##s"])
+    )
+    BertTokenizerFast(vocab=str(vocab)).save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=9 + len(words), hidden_size=width, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=32, max_position_embeddings=32)  # fmt: skip
+    BertModel(config).save_pretrained(folder)
+    return str(folder)
+
+
+def test_retarget_text_encoder_maps_a_word_table_model_onto_an_encoder(tmp_path):
+    """A word-table nova model moves onto a frozen encoder: every other weight is kept, ``text_proj`` is the
+    least-squares map to the table's rows (word pieces split, the null prompt fitted), and the result loads,
+    reads encoder states and generates."""
+    import vidtok
+    from vidtok.pipelines import TextToVideo
+
+    torch.manual_seed(0)
+    pipe = TextToVideo.from_recipe(vidtok.RECIPES.create("nova_tiny", tiny=True))
+    pipe.save_pretrained(tmp_path / "pipe")
+    bert = _tiny_bert_with_shapes_words(tmp_path / "bert", width=64)  # wide enough for an exact linear read-out
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    captions = ["a small magenta circle bounces", "a large red square moves left", "a blue triangle",
+                "a small magenta triangle bounces and a large cyan circle moves up"]  # fmt: skip
+    (cache / "index.jsonl").write_text(
+        "".join(json.dumps({"i": i, "caption": c}) + "\n" for i, c in enumerate(captions))
+    )
+    out = _run(
+        str(EXAMPLES / "retarget_text_encoder_nova.py"), "--model", str(tmp_path / "pipe"), "--text-encoder", bert,
+        "--captions", str(cache), "--text-length", "20", "--ridge", "1e-6", "--out", str(tmp_path / "moved"),
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert "fitted on 4 captions (100 positions): nearest-row accuracy 1.0000" in out
+    moved = TextToVideo.from_pretrained(tmp_path / "moved")
+    assert moved.model.reads_text_states and moved.model.config.text_length == 20
+    assert moved.model.config.text_embed_dim == 64 and moved.text_encoder is not None
+    kept = {k: v for k, v in pipe.model.state_dict().items() if not k.startswith("text_embedding.")}
+    now = moved.model.state_dict()
+    assert set(now) == set(kept) | {"text_proj.weight", "text_proj.bias"}
+    assert all(torch.equal(now[k], v) for k, v in kept.items())
+    for name in ("backbone", "head", "video_tokenizer"):
+        a, b = getattr(pipe, name).state_dict(), getattr(moved, name).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+    # The map sends a prompt's word pieces to its words' rows: as a multiset, the same rows as the table.
+    from vidtok.models.base import encode_text
+    from vidtok.models.text_tokenizers import encode_prompts
+
+    prompt = "a small magenta circle bounces"
+    ids = encode_prompts(moved.text_tokenizer, [prompt], length=20)
+    mapped = moved.model.text_proj(encode_text(moved.text_encoder, ids, moved.text_tokenizer.pad_token_id))[0]
+    table = pipe.model.text_embedding.weight
+    rows = torch.cdist(mapped, table).argmin(1)
+    words = encode_prompts(pipe.text_tokenizer, [prompt], length=20)[0]
+    assert sorted(rows.tolist()) == sorted(words.tolist())
+    kw = {"num_keyframes": 2, "output_type": "latent", "progress": False}
+    tokens = moved(prompt, generator=torch.Generator().manual_seed(0), **kw).tokens
+    assert tokens.shape[1] == 2 and torch.isfinite(tokens).all()
+    cmd = [sys.executable, str(EXAMPLES / "retarget_text_encoder_nova.py"), "--model", str(tmp_path / "moved"),
+           "--text-encoder", bert, "--captions", str(cache), "--out", str(tmp_path / "again")]  # fmt: skip
+    again = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert again.returncode != 0 and "already reads text-encoder states" in again.stderr
+
+
+def test_export_nova_shapes_links_components_stored_elsewhere(tmp_path):
+    """--link stores the frozen text encoder and the VAE as links to the same weights (an fp32 encoder; an fp16
+    copy of the VAE, as the shipped VAE is stored), the linked folder generates as the copy does, and a VAE whose
+    values differ from the link target is refused before anything is written."""
+    import vidtok
+    from vidtok.pipelines import TextToVideo
+
+    bert = _tiny_bert_with_shapes_words(tmp_path / "bert")
+    kwargs = {"text_embed_dim": 16, "text_vocab_size": None}
+    torch.manual_seed(0)
+    pipe = TextToVideo.from_recipe(
+        vidtok.RECIPES.create("nova_tiny", tiny=True, text_encoder=bert, text_tokenizer=bert, model_kwargs=kwargs)
+    )
+    pipe.video_tokenizer.half().float()  # as a VAE loaded from fp16 storage: values a fp16 copy keeps exactly
+    pipe.save_pretrained(tmp_path / "pipe")
+    copy.deepcopy(pipe.video_tokenizer).half().save_pretrained(tmp_path / "vae16")
+    with torch.no_grad():
+        next(iter(pipe.video_tokenizer.parameters())).add_(0.01)
+    pipe.video_tokenizer.save_pretrained(tmp_path / "vae_other")
+    args = ("--pipeline", str(tmp_path / "pipe"), "--keyframes", "2", "--link", f"text_encoder={bert}")
+    out = _run(
+        str(EXAMPLES / "export_nova_shapes.py"), *args, "--out", str(tmp_path / "shipped"),
+        "--link", f"video_tokenizer={tmp_path / 'vae16'}", "--link-hint", "text_encoder=pip install it", cwd=tmp_path,
+    )  # fmt: skip
+    assert "text_encoder: linked to" in out and "video_tokenizer: linked to" in out
+    for name in ("text_encoder", "video_tokenizer"):
+        assert [p.name for p in (tmp_path / "shipped" / name).iterdir()] == ["component_link.json"]
+    assert (
+        json.loads((tmp_path / "shipped" / "text_encoder" / "component_link.json").read_text())["hint"]
+        == "pip install it"
+    )
+    shipped = TextToVideo.from_pretrained(tmp_path / "shipped")
+    assert shipped.model.reads_text_states and shipped.text_encoder is not None
+    cmd = [sys.executable, str(EXAMPLES / "export_nova_shapes.py"), *args, "--out", str(tmp_path / "refused"),
+           "--link", f"video_tokenizer={tmp_path / 'vae_other'}"]  # fmt: skip
+    refused = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    assert refused.returncode != 0 and "tensors differ" in refused.stderr
+    assert not (tmp_path / "refused").exists()

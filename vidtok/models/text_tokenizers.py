@@ -178,6 +178,9 @@ def load_tokenizer_folder(folder: str | os.PathLike, tokenizer_class: Any = None
 def load_text_tokenizer(spec: str):
     """A text tokenizer by name (``"shapes_words"``, ``"gpt2_bpe"``) or from a local folder / hub id.
 
+    A folder may be named as :func:`~vidtok.assets.resolve_weights` reads it (``"vidtok:<name>"``,
+    ``"package:<module>/<path>"``).
+
     Raises:
         FileNotFoundError: A local path that does not exist, or missing GPT-2 tables.
         ValueError: A tokenizer without a pad token and no EOS to pad with.
@@ -189,6 +192,9 @@ def load_text_tokenizer(spec: str):
         return shapes_word_tokenizer()
     if spec == "gpt2_bpe":
         return gpt2_bpe_tokenizer()
+    from vidtok.assets import resolve_weights
+
+    spec = os.fspath(resolve_weights(spec))  # vidtok:<name>, package:<module>/<path>
     if (os.path.isabs(spec) or spec.startswith(".")) and not os.path.isdir(spec):
         raise FileNotFoundError(f"no tokenizer folder at {spec}")
     if os.path.isdir(spec):

