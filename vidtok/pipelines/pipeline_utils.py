@@ -180,16 +180,28 @@ def linked_folder(sub: str | os.PathLike, verify: bool | None = None) -> str:
     return target
 
 
-def _tensors(folder: str) -> dict[str, Any]:
-    """Every tensor of a component folder's ``.safetensors`` files (as float64 where floating, to compare values)."""
+def _component_tensors(folder: str, pipeline_folder: Any, name: str) -> dict[str, Any]:
+    """The state of component ``name`` loaded from ``folder`` as the pipeline loads it (float64 where floating).
+
+    Loading, not reading files, is what is compared: files may differ in what loading ignores (a transformers
+    checkpoint's non-persistent ``position_ids``, say) and must agree in everything it keeps.
+    """
     from safetensors.torch import load_file
 
-    out: dict[str, Any] = {}
-    for name in sorted(os.listdir(folder)):
-        if name.endswith(".safetensors"):
-            for key, value in load_file(os.path.join(folder, name)).items():
-                out[key] = value.double() if value.is_floating_point() else value
-    return out
+    index = os.path.join(os.fspath(pipeline_folder), "model_index.json")
+    entry = migrate_index(read_json_object(index, "pipeline index")).get(name) if os.path.isfile(index) else None
+    if (cls := _own_class(entry)) is not None:
+        state = cls.from_pretrained(folder, verify=False).state_dict()
+    elif (model_cls := _transformers_class(entry, "PreTrainedModel")) is not None:
+        from vidtok.backbones.hf_causal_lm import load_transformers_model
+
+        state = load_transformers_model(folder, model_cls, verify=False).state_dict()
+    else:  # no loader known here: the tensors of its safetensors files
+        state = {}
+        for file in sorted(os.listdir(folder)):
+            if file.endswith(".safetensors"):
+                state.update(load_file(os.path.join(folder, file)))
+    return {k: v.detach().double() if v.is_floating_point() else v.detach() for k, v in state.items()}
 
 
 def link_component(
@@ -198,8 +210,9 @@ def link_component(
     """Replace a saved pipeline's component ``name`` by a link to ``location`` holding the same weights.
 
     Refused unless the component at ``location`` has the same configuration (``config.json``, metadata keys
-    aside) and the same tensors, value for value (a float16 copy of float32 weights that round exactly counts as
-    the same: every component loads as float32), so loading the linked pipeline gives the model that was saved.
+    aside) and loads to the same tensors, value for value (a float16 copy of float32 weights that round exactly
+    counts as the same: every component loads as float32), so loading the linked pipeline gives the model that
+    was saved.
     The sub-folder is replaced atomically by one :data:`LINK_NAME` with the location and the SHA-256 of its
     weight files.
 
@@ -234,15 +247,19 @@ def link_component(
     def config(folder: str) -> dict[str, Any]:
         path = os.path.join(folder, "config.json")
         raw = read_json_object(path, "component config") if os.path.isfile(path) else {}
+        if "model_type" in raw:  # a transformers config: compare with defaults filled (saving writes them out)
+            from transformers import AutoConfig
+
+            raw = AutoConfig.from_pretrained(folder).to_dict()
         return {k: v for k, v in raw.items() if not k.startswith("_") and k not in metadata}
 
     mine, theirs = config(sub), config(target)
     changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
     if changed:
         raise ValueError(f"cannot link {name} to {location!r}: its configuration differs in {changed}")
-    a, b = _tensors(sub), _tensors(target)
+    a, b = _component_tensors(sub, pipeline_folder, name), _component_tensors(target, pipeline_folder, name)
     if not a:
-        raise ValueError(f"cannot link {name}: {sub} holds no .safetensors weights to compare")
+        raise ValueError(f"cannot link {name}: {sub} holds no weights to compare")
     differ = sorted(k for k in set(a) | set(b) if k not in a or k not in b or a[k].shape != b[k].shape)
     differ += sorted(k for k in set(a) & set(b) if a[k].shape == b[k].shape and not a[k].equal(b[k]))
     if differ:
