@@ -27,26 +27,18 @@ Example::
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import torch
 
 
 def read_captions(cache_dir: str, limit: int) -> list[str]:
-    """The distinct captions of a token cache's ``index.jsonl``."""
-    index = Path(cache_dir) / "index.jsonl"
-    if not index.is_file():
-        raise FileNotFoundError(f"--captions: no token cache index at {index}")
-    seen: dict[str, None] = {}
-    with index.open() as f:
-        for line in f:
-            seen.setdefault(json.loads(line)["caption"], None)
-            if len(seen) >= limit:
-                break
+    """The distinct captions of a token cache (its index, read and checked by ``TokenCacheDataset``)."""
+    from vidtok.data.token_cache import TokenCacheDataset
+
+    seen = dict.fromkeys(record["caption"] for record in TokenCacheDataset(cache_dir).records)
     if not seen:
-        raise ValueError(f"--captions: {index} holds no captions")
-    return list(seen)
+        raise ValueError(f"--captions: the token cache {cache_dir} holds no captions")
+    return list(seen)[:limit]
 
 
 def pairs(captions, word_tokenizer, encoder, encoder_tokenizer, table, text_length, batch=256):
@@ -89,11 +81,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", required=True, help="folder for the retargeted TextToVideo")
     args = parser.parse_args(argv)
 
-    from transformers import AutoTokenizer
-
     from vidtok.assets import resolve_weights
     from vidtok.backbones.hf_causal_lm import load_transformers_model
-    from vidtok.models import MODELS
+    from vidtok.models.text_tokenizers import load_text_tokenizer
     from vidtok.pipelines import TextToVideo
 
     source = TextToVideo.from_pretrained(args.model)
@@ -102,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         raise ValueError(f"--model {args.model}: its model already reads text-encoder states")
     path = resolve_weights(args.text_encoder)
     encoder = load_transformers_model(path).eval().requires_grad_(False)
-    encoder_tokenizer = AutoTokenizer.from_pretrained(path)
+    encoder_tokenizer = load_text_tokenizer(args.text_encoder)
     width = int(encoder.config.hidden_size)
     text_length = args.text_length or int(config["text_length"])
 
@@ -112,11 +102,9 @@ def main(argv: list[str] | None = None) -> None:
     # Ridge least squares with a bias: [x, 1] w = y.
     xb = torch.cat([x, torch.ones(len(x), 1)], 1).double()
     gram = xb.T @ xb
-    gram += (
-        args.ridge
-        * gram.diagonal()[:-1].mean()
-        * torch.eye(width + 1, dtype=torch.double).index_fill(0, torch.tensor([width]), 0)
-    )
+    penalty = torch.eye(width + 1, dtype=torch.double)
+    penalty[width, width] = 0  # the bias is not shrunk
+    gram += args.ridge * gram.diagonal()[:-1].mean() * penalty
     w = torch.linalg.solve(gram, xb.T @ y.double()).float()
     fitted = xb.float() @ w
     nearest = torch.cdist(fitted, table).argmin(1)
@@ -127,12 +115,13 @@ def main(argv: list[str] | None = None) -> None:
         f"{float((nearest == truth).float().mean()):.4f}, relative squared error {rel:.4f}"
     )
 
-    skip = {"text_vocab_size", "text_embed_dim", "text_length", "pad_token_id"}
-    kwargs = {k: v for k, v in config.items() if not k.startswith("_") and k not in skip}
-    kwargs.update(
-        text_vocab_size=None, text_embed_dim=width, text_length=text_length, pad_token_id=encoder_tokenizer.pad_token_id
+    model = type(source.model).from_config(
+        config,
+        text_vocab_size=None,
+        text_embed_dim=width,
+        text_length=text_length,
+        pad_token_id=encoder_tokenizer.pad_token_id,
     )
-    model = MODELS.create("nova", **kwargs)
     state = {k: v for k, v in source.model.state_dict().items() if not k.startswith("text_embedding.")}
     state["text_proj.weight"], state["text_proj.bias"] = w[:-1].T.contiguous(), w[-1].contiguous()
     model.load_state_dict(state)  # strict: every other tensor carries over

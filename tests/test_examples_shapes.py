@@ -303,17 +303,7 @@ def test_evaluate_nova_shapes_reports_every_protocol(tmp_path):
 def test_text_encoder_probe_reads_a_locally_saved_encoder(tmp_path):
     """The MiniLM probe runs on any local BERT folder (here a tiny random one with a Shapes word vocabulary):
     every row and column is there and the one-hot word table reads every fact."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    from vidtok.shapes.grammar import vocabulary
-
-    vocab = tmp_path / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *vocabulary()]) + "\n")
-    BertTokenizerFast(vocab=str(vocab)).save_pretrained(tmp_path / "bert")
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=5 + len(vocabulary()), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=32)  # fmt: skip
-    BertModel(config).save_pretrained(tmp_path / "bert")
+    _tiny_bert_with_shapes_words(tmp_path / "bert")
     _run(
         str(EXAMPLES / "probe_text_encoder_shapes.py"),
         *("--model-path", str(tmp_path / "bert"), "--json", str(tmp_path / "probe.json")),
@@ -425,13 +415,13 @@ def test_retarget_text_encoder_maps_a_word_table_model_onto_an_encoder(tmp_path)
     pipe = TextToVideo.from_recipe(vidtok.RECIPES.create("nova_tiny", tiny=True))
     pipe.save_pretrained(tmp_path / "pipe")
     bert = _tiny_bert_with_shapes_words(tmp_path / "bert", width=64)  # wide enough for an exact linear read-out
+    from vidtok.data.token_cache import build_token_cache
+
     cache = tmp_path / "cache"
-    cache.mkdir()
     captions = ["a small magenta circle bounces", "a large red square moves left", "a blue triangle",
                 "a small magenta triangle bounces and a large cyan circle moves up"]  # fmt: skip
-    (cache / "index.jsonl").write_text(
-        "".join(json.dumps({"i": i, "caption": c}) + "\n" for i, c in enumerate(captions))
-    )
+    videos = [{"video": torch.rand(3, 5, 16, 16) * 2 - 1, "caption": c} for c in captions]
+    build_token_cache(pipe.video_tokenizer, videos, cache)
     out = _run(
         str(EXAMPLES / "retarget_text_encoder_nova.py"), "--model", str(tmp_path / "pipe"), "--text-encoder", bert,
         "--captions", str(cache), "--text-length", "20", "--ridge", "1e-6", "--out", str(tmp_path / "moved"),

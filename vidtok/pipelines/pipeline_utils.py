@@ -29,6 +29,7 @@ from vidtok.modeling_utils import (
     check_file_digests,
     read_json_object,
     save_atomically,
+    verify_weights_enabled,
     weight_file_digests,
     write_weight_digests,
 )
@@ -158,7 +159,6 @@ def linked_folder(sub: str | os.PathLike, verify: bool | None = None) -> str:
             ones (the message names the link and the location).
     """
     from vidtok.assets import resolve_weights
-    from vidtok.modeling_utils import verify_weights_enabled
 
     sub = os.fspath(sub)
     link = os.path.join(sub, LINK_NAME)
